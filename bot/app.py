@@ -1,0 +1,140 @@
+"""Assembling Warden: settings + policy → database, tools, planner, gate, workers, jobs.
+
+`build` is the composition root used by `warden serve`, `warden dev` and the tests; nothing
+else constructs these pieces, so there is one way the bot is wired.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.builtin_tools import BUILTINS
+from bot.chat import Chat, SlackChat, make_web_client
+from bot.errors import ConfigError
+from bot.jobs import Jobs
+from bot.lifecycle import Lifecycle
+from bot.lookup_tools import lookup_tools
+from bot.planner import AliasPlanner, ChainPlanner, Planner
+from bot.policy import Policy, Risk, load_policy
+from bot.runbooks import runbook_tool
+from bot.settings import Settings
+from bot.tools import ToolRegistry
+from bot.workers import Workers
+from storage.db import Database
+from storage.repo import Store
+
+log = logging.getLogger(__name__)
+
+NO_KEY_NOTE = (
+    "Free-form requests need Claude: set ANTHROPIC_API_KEY. "
+    "Until then I only understand the commands above."
+)
+
+
+def build_registry(
+    policy: Policy, store: Store | None = None, chat: Chat | None = None
+) -> ToolRegistry:
+    """Built-in tools, read-only lookups and one tool per runbook, checked against the policy."""
+    builtin = [*BUILTINS, *lookup_tools(store, chat)]
+    for name in policy.runbooks:
+        if any(t.name == name for t in builtin):
+            raise ConfigError(f"runbooks.{name}: the name is taken by a built-in tool")
+    registry = ToolRegistry(
+        [*builtin, *(runbook_tool(name, rb) for name, rb in policy.runbooks.items())]
+    )
+    policy.check_tools({t.name: t.risk is Risk.LOW and t.risk_from_args is None for t in registry})
+    return registry
+
+
+def build_planner(settings: Settings, policy: Policy, registry: ToolRegistry) -> Planner:
+    aliases = AliasPlanner(policy, registry)
+    if settings.anthropic_api_key is None:
+        return ChainPlanner([aliases], fallback_note=NO_KEY_NOTE)
+    from bot.claude import AnthropicPlanner
+
+    claude = AnthropicPlanner(
+        policy,
+        registry,
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        model=settings.warden_model,
+    )
+    return ChainPlanner([aliases, claude])
+
+
+def check(settings: Settings, policy_path: str | Path | None = None) -> tuple[Policy, ToolRegistry]:
+    """Load and cross-check the policy (what `warden check` runs); raise ConfigError."""
+    policy = load_policy(policy_path or settings.warden_config)
+    return policy, build_registry(policy)
+
+
+@dataclass
+class Warden:
+    """A running Warden: the lifecycle plus what it needs to stop cleanly."""
+
+    settings: Settings
+    policy: Policy
+    registry: ToolRegistry
+    db: Database
+    store: Store
+    lifecycle: Lifecycle
+    workers: Workers
+    jobs: Jobs
+
+    def start(self) -> None:
+        """Recover interrupted work and start the scheduled sweeps."""
+        self.lifecycle.recover()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        self.workers.shutdown(wait=True)
+        self.db.dispose()
+
+
+def build(
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    chat: Chat | None = None,
+    planner: Planner | None = None,
+    upgrade: bool = True,
+    **lifecycle_kwargs: Any,
+) -> Warden:
+    """Wire up Warden. Raises ConfigError (fail closed) on any configuration problem."""
+    if policy is None:
+        policy = load_policy(settings.warden_config)
+    registry = build_registry(policy)
+    if chat is None:
+        if settings.slack_bot_token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set")
+        chat = SlackChat(
+            make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        )
+    db = Database(settings.database_url)
+    if upgrade:
+        db.upgrade()
+    store = Store(db)
+    workers = Workers(policy.workers.planners, policy.workers.executors)
+    lifecycle = Lifecycle(
+        policy=policy,
+        registry=registry,
+        store=store,
+        chat=chat,
+        planner=planner or build_planner(settings, policy, registry),
+        workers=workers,
+        **lifecycle_kwargs,
+    )
+    return Warden(
+        settings=settings,
+        policy=policy,
+        registry=registry,
+        db=db,
+        store=store,
+        lifecycle=lifecycle,
+        workers=workers,
+        jobs=Jobs(lifecycle),
+    )

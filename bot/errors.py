@@ -1,0 +1,50 @@
+"""Warden's exceptions, one meaning each.
+
+::
+
+    WardenError                      base of everything Warden raises on purpose
+    ├── ConfigError                  warden.toml or the environment is wrong; refuse to start
+    ├── ToolArgumentsError           arguments failed the tool's pydantic model or a runbook pattern
+    ├── PreconditionFailed           a tool's precondition said no; the gate refuses
+    ├── UnknownTool                  the planner named a tool that is not registered
+    ├── ToolFailed                   the tool ran and failed (non-zero exit, timeout, API error)
+    ├── PlannerUnavailable           the planner is unreachable (rate limit, overload,
+    │                                outage); the request is kept and can be retried
+    └── AuditChainBroken             `warden audit verify` found a row altered, removed or moved
+
+A user-facing message says what was wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class WardenError(Exception):
+    """Base class for errors Warden raises deliberately."""
+
+
+class ConfigError(WardenError):
+    """The policy file or environment is invalid; Warden refuses to start."""
+
+
+class ToolArgumentsError(WardenError):
+    """A tool call's arguments are invalid for that tool."""
+
+
+class PreconditionFailed(WardenError):
+    """A tool's precondition rejected the call; the reason is shown on the card."""
+
+
+class UnknownTool(WardenError):
+    """The named tool is not registered (fail closed)."""
+
+
+class ToolFailed(WardenError):
+    """The tool ran and did not succeed."""
+
+
+class PlannerUnavailable(WardenError):
+    """The planner's backend is unavailable; the request is kept for a retry."""
+
+
+class AuditChainBroken(WardenError):
+    """The audit hash chain does not verify."""

@@ -1,0 +1,78 @@
+"""Read-only tools the agent loop may run to gather facts (never proposals, never gated).
+
+They read Warden's own state or Slack's directory; they cannot change anything. Results go
+back to the model fenced as data (`bot/sanitize.as_data`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.chat import Chat
+from bot.policy import SLACK_USER_ID, Risk
+from bot.tools import Tool, ToolContext, ToolResult
+from storage.models import ActionStatus
+from storage.repo import Store
+
+
+class NoArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UserArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user: str = Field(description="Slack user id, like U012ABCDEF", pattern=SLACK_USER_ID.pattern)
+
+
+def lookup_tools(store: Store | None, chat: Chat | None) -> list[Tool[Any]]:
+    """The read-only tools, bound to a store and chat (None while only checking config)."""
+
+    def pending(_: NoArgs, ctx: ToolContext) -> ToolResult:
+        if store is None:
+            return ToolResult(ok=False, output="not connected")
+        rows = store.actions_with_status(
+            [ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED, ActionStatus.EXECUTING],
+            limit=25,
+        )
+        items = [
+            {
+                "tool": a.tool,
+                "args": json.loads(a.args_json),
+                "status": a.status,
+                "risk": a.risk,
+                "requested_by": a.requester,
+            }
+            for a in rows
+        ]
+        return ToolResult(ok=True, output=json.dumps(items))
+
+    def user(args: UserArgs, ctx: ToolContext) -> ToolResult:
+        if chat is None:
+            return ToolResult(ok=False, output="not connected")
+        return ToolResult(ok=True, output=json.dumps(chat.user_info(args.user)))
+
+    return [
+        Tool(
+            name="list_pending_actions",
+            args=NoArgs,
+            run=pending,
+            risk=Risk.LOW,
+            read_only=True,
+            timeout_s=5,
+            description="List Warden's own actions that await approval or are running",
+        ),
+        Tool(
+            name="lookup_user",
+            args=UserArgs,
+            run=user,
+            risk=Risk.LOW,
+            read_only=True,
+            timeout_s=5,
+            description="Look up a Slack user's name, title and time zone",
+            examples=({"user": "U012ABCDEF"},),
+        ),
+    ]

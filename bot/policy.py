@@ -1,0 +1,374 @@
+"""The policy file `warden.toml`: parsed with tomllib, validated by pydantic, fail closed.
+
+Every key is validated and unknown keys are errors. `load_policy` turns any problem into a
+`ConfigError` whose message names the offending key. `Policy.version` is a hash of the
+normalised policy; it is recorded with every gate decision and every approval binds to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.errors import ConfigError
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse "24h", "90s", "1h30m", "500ms" (or a number of seconds) into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("a duration must be positive")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError('a duration is a string such as "30s", "15m", "24h" or "1h30m"')
+    text = value.strip().lower()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f'bad duration {value!r}: use forms like "30s", "15m", "24h", "1h30m"')
+    if total <= 0:
+        raise ValueError(f"bad duration {value!r}: must be positive")
+    return timedelta(seconds=total)
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of `parse_duration`, used to normalise the policy for hashing."""
+    seconds = value.total_seconds()
+    if seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    return f"{int(seconds)}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class Risk(StrEnum):
+    """Risk tiers, ordered: a tool may raise its tier from its arguments, never lower it."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Risk).index(self)
+
+    def at_least(self, other: Risk) -> Risk:
+        return self if self.rank >= other.rank else other
+
+
+class Autonomy(StrEnum):
+    """How far a tool may go by itself: a card only, a card to approve, or run at once (low)."""
+
+    SUGGEST = "suggest"
+    APPROVE = "approve"
+    AUTO = "auto"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_user_ids(ids: list[str], key: str) -> list[str]:
+    for user in ids:
+        if not SLACK_USER_ID.match(user):
+            raise ValueError(f"{key}: {user!r} is not a Slack user id (like U012ABCDEF)")
+    return ids
+
+
+class Access(_Strict):
+    admins: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    admin_channel: str
+
+    @field_validator("admins", "approvers")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        return _check_user_ids(value, "user list")
+
+    @field_validator("admin_channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not SLACK_CHANNEL_ID.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (like C0123ABCD)")
+        return value
+
+
+class GatePolicy(_Strict):
+    min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
+    clarify_below: float = Field(default=0.5, ge=0.0, le=1.0)
+    approval_ttl: Duration = timedelta(hours=24)
+    undo_window: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> GatePolicy:
+        if self.clarify_below > self.min_confidence:
+            raise ValueError("clarify_below must not be greater than min_confidence")
+        return self
+
+
+class ToolOverride(_Strict):
+    autonomy: Autonomy = Autonomy.APPROVE
+    approvers: list[str] | None = None
+
+    @field_validator("approvers")
+    @classmethod
+    def _ids(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_user_ids(value, "approvers")
+
+
+class Param(_Strict):
+    """A runbook parameter: validated by `pattern` (full match) or `choices` before use."""
+
+    pattern: str | None = None
+    choices: list[str] | None = None
+    description: str = ""
+    risk_if: dict[str, Risk] = Field(default_factory=dict)
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {value!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Param:
+        if (self.pattern is None) == (self.choices is None):
+            raise ValueError("give exactly one of `pattern` or `choices`")
+        if self.choices is not None and not self.choices:
+            raise ValueError("`choices` must not be empty")
+        return self
+
+
+Argv = Annotated[list[str], Field(min_length=1)]
+
+
+class Runbook(_Strict):
+    """An operator-defined command: the bridge from Warden to real infrastructure."""
+
+    description: str
+    command: Argv
+    undo: Argv | None = None
+    dry_run: Argv | None = None
+    risk: Risk = Risk.MEDIUM
+    timeout: Duration = timedelta(seconds=60)
+    read_only: bool = False
+    params: dict[str, Param] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Runbook:
+        for key, argv in (
+            ("command", self.command),
+            ("undo", self.undo),
+            ("dry_run", self.dry_run),
+        ):
+            for part in argv or []:
+                for name in PLACEHOLDER.findall(part):
+                    if name not in self.params:
+                        raise ValueError(f"{key} uses {{{name}}} but params.{name} is not declared")
+        if self.read_only and self.undo is not None:
+            raise ValueError("a read_only runbook has nothing to undo")
+        return self
+
+
+class AliasTarget(_Strict):
+    runbook: str | None = None
+    tool: str | None = None
+    args: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AliasTarget:
+        if (self.runbook is None) == (self.tool is None):
+            raise ValueError("give exactly one of `runbook` or `tool`")
+        return self
+
+    @property
+    def tool_name(self) -> str:
+        return self.runbook or self.tool or ""
+
+
+class AgentLimits(_Strict):
+    max_steps: int = Field(default=8, ge=1, le=50)
+    max_tokens: int = Field(default=60_000, ge=1000)
+    max_seconds: Duration = timedelta(seconds=90)
+    max_cost_usd: float = Field(default=0.50, gt=0)
+    link_domains: list[str] = Field(default_factory=list)
+    instructions: str = ""
+    do_not: list[str] = Field(default_factory=list)
+
+
+class Workers(_Strict):
+    planners: int = Field(default=16, ge=1, le=256)
+    executors: int = Field(default=8, ge=1, le=256)
+
+
+class Policy(_Strict):
+    """The whole validated policy."""
+
+    access: Access
+    gate: GatePolicy = GatePolicy()
+    tools: dict[str, ToolOverride] = Field(default_factory=dict)
+    runbooks: dict[str, Runbook] = Field(default_factory=dict)
+    aliases: dict[str, AliasTarget] = Field(default_factory=dict)
+    agent: AgentLimits = AgentLimits()
+    workers: Workers = Workers()
+
+    @field_validator("runbooks")
+    @classmethod
+    def _names(cls, value: dict[str, Runbook]) -> dict[str, Runbook]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", name):
+                raise ValueError(f"runbook name {name!r}: use lower_snake_case, at most 48 chars")
+        return value
+
+    @model_validator(mode="after")
+    def _aliases(self) -> Policy:
+        for pattern, target in self.aliases.items():
+            if target.runbook is not None:
+                runbook = self.runbooks.get(target.runbook)
+                if runbook is None:
+                    raise ValueError(
+                        f"aliases.{pattern!r}: unknown runbook {target.runbook!r} "
+                        f"(defined: {', '.join(sorted(self.runbooks)) or 'none'})"
+                    )
+                for name in PLACEHOLDER.findall(pattern):
+                    if name not in runbook.params:
+                        raise ValueError(
+                            f"aliases.{pattern!r}: {{{name}}} is not a parameter of "
+                            f"runbook {target.runbook!r}"
+                        )
+        return self
+
+    @cached_property
+    def version(self) -> str:
+        """A short hash of the normalised policy; any change to any rule changes it."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return "pv-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def override(self, tool: str) -> ToolOverride:
+        return self.tools.get(tool, ToolOverride())
+
+    def approvers_for(self, tool: str) -> list[str]:
+        own = self.override(tool).approvers
+        return list(own) if own is not None else list(self.access.approvers)
+
+    def check_tools(self, always_low: Mapping[str, bool]) -> None:
+        """Cross-check `[tools.*]` and aliases against the registry; raise ConfigError.
+
+        `always_low` maps each registered tool to whether it is low risk whatever its
+        arguments (only those may have autonomy "auto").
+        """
+        names = set(always_low)
+        for tool in self.tools:
+            if tool not in names:
+                raise ConfigError(f"tools.{tool}: no such tool (known: {', '.join(sorted(names))})")
+        for pattern, target in self.aliases.items():
+            if target.tool is not None and target.tool not in names:
+                raise ConfigError(f"aliases.{pattern!r}: unknown tool {target.tool!r}")
+        for tool in sorted(names):
+            autonomy = self.override(tool).autonomy
+            if autonomy is Autonomy.AUTO and not always_low[tool]:
+                raise ConfigError(
+                    f'tools.{tool}.autonomy: "auto" is only allowed for low-risk tools'
+                )
+            if autonomy is not Autonomy.SUGGEST and not self.approvers_for(tool):
+                where = f"tools.{tool}.approvers" if tool in self.tools else "access.approvers"
+                raise ConfigError(
+                    f"{where}: tool {tool!r} needs approval but nobody may approve it; "
+                    'add Slack user ids, or set its autonomy to "suggest"'
+                )
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in {"function-after", "function-before"} or "[" in str(item):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid policy"]
+    for err in exc.errors():
+        where = _location(err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (not part of the policy format; check the spelling)"
+        if err["type"] == "missing":
+            message = "required key is missing"
+        message = message.removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_policy(data: dict[str, Any], source: str = "warden.toml") -> Policy:
+    """Validate a decoded TOML mapping; raise ConfigError naming each bad key."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate `warden.toml`; any problem is a ConfigError (fail closed)."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: policy file not found (set WARDEN_CONFIG or create warden.toml)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read policy file: {exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_policy(data, str(file))
+
+
+AutonomyName = Literal["suggest", "approve", "auto"]

@@ -1,0 +1,44 @@
+"""Redaction of secrets before text reaches the model, the database or the audit log.
+
+Patterns cover the credentials most likely to be pasted into a chat: Slack, Anthropic, AWS,
+GitHub and generic bearer tokens, private keys, and `password=`-style assignments.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL
+        ),
+        "[redacted private key]",
+    ),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[redacted slack token]"),
+    (re.compile(r"\bxapp-[A-Za-z0-9-]{10,}"), "[redacted slack token]"),
+    (re.compile(r"\bsk-ant-[A-Za-z0-9_-]{10,}"), "[redacted api key]"),
+    (re.compile(r"\bsk-[A-Za-z0-9]{20,}"), "[redacted api key]"),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "[redacted aws key]"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "[redacted github token]"),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}"), "Bearer [redacted]"),
+    (
+        re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\S+)"),
+        r"\1\2[redacted]",
+    ),
+]
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a credential with a marker.
+
+    Control characters (NUL above all, which PostgreSQL text cannot hold) are dropped too:
+    everything stored or audited passes through here.
+    """
+    text = _CONTROL.sub("", text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text

@@ -1,0 +1,190 @@
+"""Runbooks: operator-defined commands from `warden.toml`, turned into tools.
+
+Commands run as argv lists, never through a shell. Each `{param}` is validated against its
+`pattern` (full match) or `choices` before substitution, and a value may never start with
+"-" unless it is one of the declared choices, so a loose pattern cannot smuggle in an option.
+Output is captured with a bounded buffer (head and tail kept) and the process group is killed
+on timeout. The action id is passed to the command as `WARDEN_ACTION_ID`, its idempotency key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from bot.policy import PLACEHOLDER, Param, Risk, Runbook
+from bot.tools import Tool, ToolContext, ToolResult
+
+OUTPUT_KEEP = 16_000  # characters kept from each end of a command's output
+
+
+class RunbookArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _field_validator(name: str, spec: Param) -> Any:
+    regex = re.compile(spec.pattern) if spec.pattern is not None else None
+    choices = set(spec.choices or [])
+
+    def check(cls: Any, value: str) -> str:
+        if "\x00" in value or "\n" in value:
+            raise ValueError("must be a single line of text")
+        if choices:
+            if value not in choices:
+                raise ValueError(f"must be one of: {', '.join(sorted(choices))}")
+            return value
+        if value.startswith("-"):
+            raise ValueError("must not start with '-'")
+        if regex is None or not regex.fullmatch(value):
+            raise ValueError(f"does not match the allowed pattern {spec.pattern}")
+        return value
+
+    return field_validator(name)(classmethod(check))
+
+
+def args_model(name: str, runbook: Runbook) -> type[RunbookArgs]:
+    """A pydantic model for one runbook's parameters."""
+    fields: dict[str, Any] = {
+        p: (str, Field(description=spec.description or None, max_length=200))
+        for p, spec in runbook.params.items()
+    }
+    validators = {f"check_{p}": _field_validator(p, spec) for p, spec in runbook.params.items()}
+    model = create_model(f"{name}_args", __base__=RunbookArgs, __validators__=validators, **fields)
+    return model
+
+
+def substitute(argv: list[str], values: dict[str, str]) -> list[str]:
+    """Fill `{param}` placeholders inside argv elements; never splits or joins elements."""
+    return [PLACEHOLDER.sub(lambda m: values[m.group(1)], part) for part in argv]
+
+
+def truncate_middle(text: str, keep: int = OUTPUT_KEEP) -> str:
+    if len(text) <= 2 * keep:
+        return text
+    cut = len(text) - 2 * keep
+    return f"{text[:keep]}\n… [{cut} characters cut] …\n{text[-keep:]}"
+
+
+def run_argv(argv: list[str], timeout_s: float, env_extra: dict[str, str]) -> ToolResult:
+    """Run a command (no shell), capture bounded output, kill its process group on timeout."""
+    env = {**os.environ, **env_extra}
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return ToolResult(ok=False, output=f"could not start {argv[0]!r}: {exc.strerror or exc}")
+    head: list[bytes] = []
+    tail = bytearray()
+    size = 0
+    limit = OUTPUT_KEEP * 4
+
+    def drain() -> None:
+        nonlocal size
+        stream = proc.stdout
+        assert stream is not None
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            if size < limit:
+                head.append(chunk[: limit - size])
+            tail.extend(chunk)
+            del tail[: max(0, len(tail) - limit)]
+            size += len(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+    reader.join(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    first = b"".join(head)
+    raw = first if size <= limit else first + b"\n" + bytes(tail)
+    if size > 2 * limit:
+        raw = first + f"\n… [{size - 2 * limit} bytes cut] …\n".encode() + bytes(tail)
+    output = truncate_middle(raw.decode("utf-8", errors="replace"))
+    if timed_out:
+        return ToolResult(ok=False, output=f"timed out after {timeout_s:g}s\n{output}".strip())
+    if code != 0:
+        return ToolResult(ok=False, output=f"exit status {code}\n{output}".strip())
+    return ToolResult(ok=True, output=output)
+
+
+def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
+    """Build the tool for one `[runbooks.NAME]` entry."""
+    model = args_model(name, runbook)
+    timeout_s = runbook.timeout.total_seconds()
+
+    def values(args: BaseModel) -> dict[str, str]:
+        return {k: str(v) for k, v in args.model_dump().items()}
+
+    def env(ctx: ToolContext) -> dict[str, str]:
+        return {
+            "WARDEN_ACTION_ID": ctx.action_id,
+            "WARDEN_TRACE_ID": ctx.trace_id,
+            "WARDEN_REQUESTER": ctx.requester,
+        }
+
+    def run(args: BaseModel, ctx: ToolContext) -> ToolResult:
+        return run_argv(substitute(runbook.command, values(args)), timeout_s, env(ctx))
+
+    def undo(args: BaseModel, ctx: ToolContext, _data: dict[str, Any]) -> ToolResult:
+        assert runbook.undo is not None
+        return run_argv(
+            substitute(runbook.undo, values(args)), timeout_s, {**env(ctx), "WARDEN_UNDO": "1"}
+        )
+
+    def dry_run(args: BaseModel, ctx: ToolContext) -> str:
+        assert runbook.dry_run is not None
+        result = run_argv(
+            substitute(runbook.dry_run, values(args)),
+            min(timeout_s, 30),
+            {**env(ctx), "WARDEN_DRY_RUN": "1"},
+        )
+        return result.output if result.ok else f"(dry run failed) {result.output}"
+
+    def raised(args: BaseModel) -> Risk:
+        risk = Risk.LOW
+        for p, spec in runbook.params.items():
+            bump = spec.risk_if.get(str(getattr(args, p)))
+            if bump is not None:
+                risk = risk.at_least(bump)
+        return risk
+
+    has_raise = any(spec.risk_if for spec in runbook.params.values())
+    return Tool(
+        name=name,
+        description=runbook.description,
+        args=model,
+        run=run,
+        risk=runbook.risk,
+        risk_from_args=raised if has_raise else None,
+        dry_run=dry_run if runbook.dry_run else None,
+        undo=undo if runbook.undo else None,
+        read_only=runbook.read_only,
+        timeout_s=timeout_s,
+    )
+
+
+def command_preview(runbook: Runbook, args: dict[str, str]) -> str:
+    """The exact argv that will run, shown on the card."""
+    import shlex
+
+    return shlex.join(substitute(runbook.command, args))

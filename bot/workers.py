@@ -1,0 +1,98 @@
+"""Where slow work runs: never on the threads that acknowledge Slack.
+
+Three bounded pools: planners (LLM calls, seconds each), executors (runbooks) and the outbox
+(Slack Web API calls, which may wait on a 429's Retry-After). The HTTP threads that ack
+events, clicks and slash commands only write to the database and hand work to these pools,
+so `/pause` is acknowledged at once however busy they are. Work is always re-derivable from
+the database (a proposal waiting for a click is a row, not a thread), so losing a pool's queue
+in a crash loses nothing: start-up recovery and the scheduled sweeps pick it up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Pool:
+    """A named thread pool that counts outstanding work so tests and shutdown can wait."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"warden-{name}")
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+        with self._idle:
+            if self._closed:
+                return None
+            self._pending += 1
+        try:
+            future = self._executor.submit(self._run, fn, *args)
+        except RuntimeError:
+            self._done()
+            return None
+        return future
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("%s work failed: %s", self.name, getattr(fn, "__name__", fn))
+            return None
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._idle:
+            self._closed = True
+        self._executor.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class Workers:
+    """The planner, executor and outbox pools."""
+
+    def __init__(self, planners: int, executors: int, outbox: int = 4) -> None:
+        self.planners = Pool("planner", planners)
+        self.executors = Pool("executor", executors)
+        self.outbox = Pool("outbox", outbox)
+
+    def all(self) -> tuple[Pool, ...]:
+        return (self.planners, self.executors, self.outbox)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every pool is idle at the same moment (work may spawn work)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            for pool in self.all():
+                if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
+                    return False
+            if all(p.pending == 0 for p in self.all()):
+                return True
+
+    def shutdown(self, wait: bool = True) -> None:
+        for pool in self.all():
+            pool.shutdown(wait=wait)

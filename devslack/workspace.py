@@ -1,0 +1,879 @@
+"""A local Slack-compatible workspace: Web API stand-in, signed delivery, and state.
+
+One HTTP server on 127.0.0.1 plays Slack for Warden: it answers the Web API methods Warden
+calls (under `/api/<method>`, as slack-sdk addresses them via `SLACK_API_URL`), keeps the
+channels, threads, ephemeral messages, modals and App Home views that result, and delivers
+events, clicks, slash commands and view submissions to the bot signed exactly as Slack signs
+them. Tests use it as their fake Slack; `warden dev` serves a Slack-like page on top of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A demo user of the workspace."""
+
+    id: str
+    name: str
+    label: str
+
+
+@dataclass
+class Call:
+    """One Web API call Warden made."""
+
+    method: str
+    params: JSON
+    at: float
+    response: JSON = field(default_factory=dict)
+
+
+@dataclass
+class Delivery:
+    """What the bot answered to one delivered request."""
+
+    status: int
+    body: str
+    raw: bytes
+    headers: dict[str, str]
+    event_id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class SlackError(Exception):
+    """A Web API error answer (`ok: false`)."""
+
+    def __init__(self, error: str, status: int = 200, headers: dict[str, str] | None = None):
+        super().__init__(error)
+        self.error = error
+        self.status = status
+        self.headers = headers or {}
+
+
+MAX_BLOCKS_MESSAGE, MAX_BLOCKS_VIEW = 50, 100
+
+
+def check_blocks(blocks: Any, limit: int) -> None:
+    """Reject what Slack rejects (enough of it to catch Block Kit bugs)."""
+    if blocks is None:
+        return
+    if not isinstance(blocks, list):
+        raise SlackError("invalid_blocks_format")
+    if len(blocks) > limit:
+        raise SlackError("invalid_blocks")
+    for block in blocks:
+        if not isinstance(block, dict) or "type" not in block:
+            raise SlackError("invalid_blocks")
+        text = block.get("text")
+        if (
+            block["type"] == "section"
+            and isinstance(text, dict)
+            and len(str(text.get("text", ""))) > 3000
+        ):
+            raise SlackError("invalid_blocks")
+        if (
+            block["type"] == "header"
+            and isinstance(text, dict)
+            and len(str(text.get("text", ""))) > 150
+        ):
+            raise SlackError("invalid_blocks")
+        for f in block.get("fields") or []:
+            if len(str(f.get("text", ""))) > 2000:
+                raise SlackError("invalid_blocks")
+        for element in block.get("elements") or []:
+            if not isinstance(element, dict):
+                raise SlackError("invalid_blocks")
+            if len(str(element.get("value", ""))) > 2000:
+                raise SlackError("invalid_blocks")
+            if len(str(element.get("action_id", ""))) > 255:
+                raise SlackError("invalid_blocks")
+        if len(str(block.get("block_id", ""))) > 255:
+            raise SlackError("invalid_blocks")
+
+
+class Workspace:
+    """The local workspace. Thread-safe; every mutation wakes `wait_until` waiters."""
+
+    def __init__(
+        self,
+        *,
+        signing_secret: str,
+        bot_url: str,
+        bot_token: str,
+        team_id: str = "T0WARDEN",
+        bot_user_id: str = "U0WARDEN",
+        personas: Iterable[Persona] = (),
+        channels: dict[str, str] | None = None,
+        suggestions: Iterable[str] = (),
+        app_id: str = "A0WARDEN",
+        admin_channel: str | None = None,
+    ) -> None:
+        self.signing_secret = signing_secret
+        self.bot_url = bot_url
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.app_id = app_id
+        self.personas = list(personas)
+        self.channels = dict(channels or {"C0GENERAL": "general"})
+        self.suggestions = list(suggestions)
+        self.admin_channel = admin_channel
+        self._cond = threading.Condition()
+        self._calls: list[Call] = []
+        self._messages: dict[str, list[JSON]] = {}
+        self._views: dict[str, JSON] = {}
+        self._homes: dict[str, JSON] = {}
+        self._triggers: dict[str, tuple[str, float]] = {}
+        self._response_urls: dict[str, JSON] = {}
+        self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._statuses: list[JSON] = []
+        self._clock = itertools.count(1)
+        self._ts_base = int(time.time())
+        self.version = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> None:
+        """Serve on 127.0.0.1 (port 0: any free port) in a background thread."""
+        from devslack.http import make_handler
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        self._thread = threading.Thread(target=server.serve_forever, name="devslack", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._cond.notify_all()
+
+    def _new_ts(self) -> str:
+        return f"{self._ts_base}.{next(self._clock):06d}"
+
+    def persona(self, user: str) -> Persona:
+        for p in self.personas:
+            if p.id == user:
+                return p
+        return Persona(id=user, name=user.lower(), label=user)
+
+    def dm_channel(self, user: str) -> str:
+        return "D" + user[1:]
+
+    def channel_name(self, channel: str) -> str:
+        if channel.startswith("D"):
+            return "directmessage"
+        return self.channels.get(channel, channel.lower())
+
+    # -- inspection (for tests and the page) ----------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        with self._cond:
+            return [c for c in self._calls if method is None or c.method == method]
+
+    def wait_until(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Block until `fn()` is truthy (re-checked on every change); return its value."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = fn()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met within {timeout}s")
+                self._cond.wait(remaining)
+
+    def wait_for(self, what: str | Callable[[Call], bool], timeout: float = 10.0) -> Call:
+        """Wait for a Web API call by method name or predicate; return the first match."""
+        match: Callable[[Call], bool] = (
+            (lambda c: c.method == what) if isinstance(what, str) else what
+        )
+        found: Call = self.wait_until(
+            lambda: next((c for c in self._calls if match(c)), None), timeout
+        )
+        return found
+
+    def messages(self, channel: str, include_ephemeral_for: str | None = None) -> list[JSON]:
+        with self._cond:
+            return [
+                dict(m)
+                for m in self._messages.get(channel, [])
+                if m.get("ephemeral_to") in (None, include_ephemeral_for)
+            ]
+
+    def message(self, channel: str, ts: str) -> JSON | None:
+        with self._cond:
+            for m in self._messages.get(channel, []):
+                if m["ts"] == ts:
+                    return dict(m)
+        return None
+
+    def home(self, user: str) -> JSON | None:
+        with self._cond:
+            return self._homes.get(user)
+
+    def open_views(self, user: str) -> list[JSON]:
+        with self._cond:
+            return [dict(v) for v in self._views.values() if v["user"] == user and v["open"]]
+
+    def views(self, user: str) -> list[JSON]:
+        with self._cond:
+            return [dict(v) for v in self._views.values() if v["user"] == user]
+
+    def statuses(self) -> list[JSON]:
+        with self._cond:
+            return list(self._statuses)
+
+    def fail_next(
+        self, method: str, status: int = 429, retry_after: int = 1, times: int = 1
+    ) -> None:
+        """Make the next `times` calls of `method` fail (429 with Retry-After, or a 5xx)."""
+        with self._cond:
+            self._faults.setdefault(method, []).extend([(status, retry_after)] * times)
+
+    # -- the Web API -----------------------------------------------------------------------
+
+    def api(self, method: str, params: JSON, token: str | None) -> tuple[int, JSON, dict[str, str]]:
+        """Handle one Web API call; returns (HTTP status, body, extra headers)."""
+        with self._cond:
+            faults = self._faults.get(method)
+            if faults:
+                status, retry_after = faults.pop(0)
+                call = Call(
+                    method=method,
+                    params=params,
+                    at=time.time(),
+                    response={"ok": False, "error": f"fault {status}"},
+                )
+                self._calls.append(call)
+                self._changed()
+                if status == 429:
+                    return (
+                        429,
+                        {"ok": False, "error": "ratelimited"},
+                        {"Retry-After": str(retry_after)},
+                    )
+                return status, {"ok": False, "error": "internal_error"}, {}
+            call = Call(method=method, params=params, at=time.time())
+            self._calls.append(call)
+            try:
+                if token != self.bot_token:
+                    raise SlackError("invalid_auth")
+                handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+                if handler is None:
+                    raise SlackError("unknown_method")
+                body: JSON = {"ok": True, **handler(params)}
+            except SlackError as exc:
+                body = {"ok": False, "error": exc.error}
+            call.response = body
+            self._changed()
+            return 200, body, {}
+
+    def _channel(self, params: JSON, key: str = "channel") -> str:
+        channel = str(params.get(key) or "")
+        if not channel:
+            raise SlackError("channel_not_found")
+        if channel.startswith("U") or channel.startswith("W"):
+            channel = self.dm_channel(channel)
+        if not (channel in self.channels or channel.startswith("D")):
+            raise SlackError("channel_not_found")
+        return channel
+
+    def _find(self, channel: str, ts: str) -> JSON:
+        for m in self._messages.get(channel, []):
+            if m["ts"] == ts:
+                return m
+        raise SlackError("message_not_found")
+
+    def _store_message(
+        self, channel: str, user: str, text: str, blocks: Any, thread_ts: str | None, **extra: Any
+    ) -> JSON:
+        msg: JSON = {
+            "type": "message",
+            "ts": self._new_ts(),
+            "user": user,
+            "text": text,
+            "blocks": blocks or [],
+            "channel": channel,
+            "reactions": [],
+            **extra,
+        }
+        if thread_ts:
+            msg["thread_ts"] = thread_ts
+            parent = next(
+                (m for m in self._messages.get(channel, []) if m["ts"] == thread_ts), None
+            )
+            if parent is not None:
+                parent["reply_count"] = parent.get("reply_count", 0) + 1
+                parent.setdefault("thread_ts", thread_ts)
+        self._messages.setdefault(channel, []).append(msg)
+        return msg
+
+    def _m_auth_test(self, p: JSON) -> JSON:
+        return {
+            "url": self.url + "/",
+            "team": "Warden Dev",
+            "user": "warden",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": "B0WARDEN",
+            "is_enterprise_install": False,
+        }
+
+    def _m_chat_postMessage(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        text = str(p.get("text") or "")
+        if len(text) > 40000:
+            raise SlackError("msg_too_long")
+        blocks = _json_field(p.get("blocks"))
+        check_blocks(blocks, MAX_BLOCKS_MESSAGE)
+        if not text and not blocks:
+            raise SlackError("no_text")
+        msg = self._store_message(
+            channel, self.bot_user_id, text, blocks, _opt(p.get("thread_ts")), bot_id="B0WARDEN"
+        )
+        return {"channel": channel, "ts": msg["ts"], "message": msg}
+
+    def _m_chat_update(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        msg = self._find(channel, str(p.get("ts") or ""))
+        if msg.get("user") != self.bot_user_id:
+            raise SlackError("cant_update_message")
+        blocks = _json_field(p.get("blocks"))
+        check_blocks(blocks, MAX_BLOCKS_MESSAGE)
+        if "text" in p:
+            msg["text"] = str(p.get("text") or "")
+        if blocks is not None:
+            msg["blocks"] = blocks
+        msg["edited"] = {"user": self.bot_user_id, "ts": self._new_ts()}
+        return {"channel": channel, "ts": msg["ts"], "text": msg["text"], "message": msg}
+
+    def _m_chat_delete(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        msg = self._find(channel, str(p.get("ts") or ""))
+        self._messages[channel].remove(msg)
+        return {"channel": channel, "ts": msg["ts"]}
+
+    def _m_chat_postEphemeral(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        user = str(p.get("user") or "")
+        if not user:
+            raise SlackError("user_not_found")
+        blocks = _json_field(p.get("blocks"))
+        check_blocks(blocks, MAX_BLOCKS_MESSAGE)
+        msg = self._store_message(
+            channel,
+            self.bot_user_id,
+            str(p.get("text") or ""),
+            blocks,
+            _opt(p.get("thread_ts")),
+            ephemeral_to=user,
+        )
+        return {"message_ts": msg["ts"]}
+
+    def _m_reactions_add(self, p: JSON) -> JSON:
+        msg = self._find(self._channel(p), str(p.get("timestamp") or ""))
+        name = str(p.get("name") or "")
+        if name in msg["reactions"]:
+            raise SlackError("already_reacted")
+        msg["reactions"].append(name)
+        return {}
+
+    def _m_reactions_remove(self, p: JSON) -> JSON:
+        msg = self._find(self._channel(p), str(p.get("timestamp") or ""))
+        name = str(p.get("name") or "")
+        if name not in msg["reactions"]:
+            raise SlackError("no_reaction")
+        msg["reactions"].remove(name)
+        return {}
+
+    def _m_views_open(self, p: JSON) -> JSON:
+        trigger = str(p.get("trigger_id") or "")
+        owner = self._triggers.pop(trigger, None)
+        if owner is None or owner[1] < time.time():
+            raise SlackError("invalid_trigger_id")
+        return {"view": self._open_view(owner[0], _json_field(p.get("view")))}
+
+    def _m_views_push(self, p: JSON) -> JSON:
+        return self._m_views_open(p)
+
+    def _open_view(self, user: str, view: Any) -> JSON:
+        if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
+            raise SlackError("invalid_arguments")
+        check_blocks(view.get("blocks"), MAX_BLOCKS_VIEW)
+        view_id = "V" + secrets.token_hex(5).upper()
+        stored = {
+            **view,
+            "id": view_id,
+            "user": user,
+            "open": True,
+            "errors": {},
+            "hash": secrets.token_hex(6),
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "state": {"values": {}},
+        }
+        self._views[view_id] = stored
+        return stored
+
+    def _m_views_update(self, p: JSON) -> JSON:
+        view_id = str(p.get("view_id") or "")
+        target = self._views.get(view_id)
+        if target is None and p.get("external_id"):
+            target = next(
+                (v for v in self._views.values() if v.get("external_id") == p.get("external_id")),
+                None,
+            )
+        if target is None:
+            raise SlackError("not_found")
+        view = _json_field(p.get("view"))
+        if not isinstance(view, dict):
+            raise SlackError("invalid_arguments")
+        check_blocks(view.get("blocks"), MAX_BLOCKS_VIEW)
+        target.update(view)
+        return {"view": target}
+
+    def _m_views_publish(self, p: JSON) -> JSON:
+        user = str(p.get("user_id") or "")
+        view = _json_field(p.get("view"))
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise SlackError("invalid_arguments")
+        check_blocks(view.get("blocks"), MAX_BLOCKS_VIEW)
+        self._homes[user] = {**view, "id": "VHOME" + user}
+        return {"view": self._homes[user]}
+
+    def _m_users_info(self, p: JSON) -> JSON:
+        user = str(p.get("user") or "")
+        for persona in self.personas:
+            if persona.id == user:
+                return {
+                    "user": {
+                        "id": persona.id,
+                        "name": persona.name,
+                        "real_name": persona.label,
+                        "tz": "UTC",
+                        "is_bot": False,
+                        "profile": {
+                            "real_name": persona.label,
+                            "display_name": persona.name,
+                            "title": "",
+                        },
+                    }
+                }
+        if user == self.bot_user_id:
+            return {"user": {"id": user, "name": "warden", "is_bot": True, "profile": {}}}
+        raise SlackError("user_not_found")
+
+    def _m_conversations_info(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        return {
+            "channel": {
+                "id": channel,
+                "name": self.channel_name(channel),
+                "is_im": channel.startswith("D"),
+                "is_channel": not channel.startswith("D"),
+            }
+        }
+
+    def _m_conversations_history(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        msgs = [
+            m
+            for m in self._messages.get(channel, [])
+            if not m.get("ephemeral_to") and m.get("thread_ts") in (None, m["ts"])
+        ]
+        return {"messages": list(reversed(msgs)), "has_more": False}
+
+    def _m_conversations_replies(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        ts = str(p.get("ts") or "")
+        msgs = [
+            m
+            for m in self._messages.get(channel, [])
+            if not m.get("ephemeral_to") and (m["ts"] == ts or m.get("thread_ts") == ts)
+        ]
+        if not msgs:
+            raise SlackError("thread_not_found")
+        return {"messages": msgs, "has_more": False}
+
+    def _m_assistant_threads_setStatus(self, p: JSON) -> JSON:
+        self._statuses.append(dict(p))
+        return {}
+
+    # -- response_url ------------------------------------------------------------------------
+
+    def _new_response_url(self, user: str, channel: str, message_ts: str | None) -> str:
+        token = secrets.token_hex(8)
+        self._response_urls[token] = {
+            "user": user,
+            "channel": channel,
+            "ts": message_ts,
+            "uses": 0,
+            "expires": time.time() + 1800,
+        }
+        return f"{self.url}/response_url/{token}"
+
+    def response_url(self, token: str, body: JSON) -> tuple[int, JSON]:
+        with self._cond:
+            entry = self._response_urls.get(token)
+            if entry is None or entry["uses"] >= 5 or entry["expires"] < time.time():
+                return 404, {"ok": False, "error": "used_url"}
+            entry["uses"] += 1
+            channel, user = entry["channel"], entry["user"]
+            blocks = body.get("blocks")
+            text = str(body.get("text") or "")
+            if body.get("delete_original") and entry["ts"]:
+                self._messages[channel] = [
+                    m for m in self._messages.get(channel, []) if m["ts"] != entry["ts"]
+                ]
+            elif body.get("replace_original") and entry["ts"]:
+                msg = self._find(channel, entry["ts"])
+                msg.update({"text": text, "blocks": blocks or []})
+            elif body.get("response_type") == "in_channel":
+                self._store_message(channel, self.bot_user_id, text, blocks, None)
+            else:
+                self._store_message(
+                    channel, self.bot_user_id, text, blocks, None, ephemeral_to=user
+                )
+            self._changed()
+            return 200, {"ok": True}
+
+    def local_ephemeral(self, user: str, channel: str, text: str) -> None:
+        """Show a slash command's HTTP answer to its user, as Slack does."""
+        with self._cond:
+            self._store_message(channel, self.bot_user_id, text, None, None, ephemeral_to=user)
+            self._changed()
+
+    # -- delivering to the bot ---------------------------------------------------------------
+
+    def sign(self, body: bytes, ts: int | None = None) -> dict[str, str]:
+        """Slack's request signature for `body`."""
+        stamp = str(int(time.time()) if ts is None else ts)
+        base = b"v0:" + stamp.encode() + b":" + body
+        digest = hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+    def raw_post(self, body: bytes, headers: dict[str, str]) -> Delivery:
+        """POST bytes to the bot as they are (adversarial tests use this)."""
+        req = urllib.request.Request(
+            self.bot_url,
+            data=body,
+            method="POST",
+            headers={"User-Agent": "Slackbot 1.0", **headers},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return Delivery(
+                    status=resp.status, body=resp.read().decode(), raw=body, headers=headers
+                )
+        except urllib.error.HTTPError as exc:
+            return Delivery(
+                status=exc.code, body=exc.read().decode(errors="replace"), raw=body, headers=headers
+            )
+
+    def _deliver_json(self, payload: JSON, extra: dict[str, str] | None = None) -> Delivery:
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **self.sign(body), **(extra or {})}
+        d = self.raw_post(body, headers)
+        d.event_id = payload.get("event_id")
+        return d
+
+    def _deliver_form(self, fields: dict[str, str]) -> Delivery:
+        body = urllib.parse.urlencode(fields).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
+        return self.raw_post(body, headers)
+
+    def _event(self, event: JSON) -> Delivery:
+        payload = {
+            "token": "verification-token-unused",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": "Ev" + secrets.token_hex(6).upper(),
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+        return self._deliver_json(payload)
+
+    def redeliver(
+        self, delivery: Delivery, retry_num: int = 1, reason: str = "http_timeout"
+    ) -> Delivery:
+        """Send the same event again, as Slack's retries do (same event_id)."""
+        headers = {
+            "Content-Type": "application/json",
+            **self.sign(delivery.raw),
+            "X-Slack-Retry-Num": str(retry_num),
+            "X-Slack-Retry-Reason": reason,
+        }
+        return self.raw_post(delivery.raw, headers)
+
+    def _user_message(self, user: str, channel: str, text: str, thread_ts: str | None) -> JSON:
+        with self._cond:
+            msg = self._store_message(channel, user, text, None, thread_ts)
+            self._changed()
+            return msg
+
+    def mention(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> Delivery:
+        """`user` writes "@warden text" in `channel` (optionally in a thread)."""
+        full = f"<@{self.bot_user_id}> {text}"
+        msg = self._user_message(user, channel, full, thread_ts)
+        event = {
+            "type": "app_mention",
+            "user": user,
+            "text": full,
+            "ts": msg["ts"],
+            "channel": channel,
+            "event_ts": msg["ts"],
+            "team": self.team_id,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return self._event(event)
+
+    def say(
+        self, user: str, channel: str, text: str, thread_ts: str | None = None
+    ) -> Delivery | None:
+        """A plain message. Delivered to the bot (as Slack would with `message.*`
+        subscriptions) when it is in a DM or a thread where the bot has posted."""
+        if f"<@{self.bot_user_id}>" in text or "@warden" in text.lower():
+            return self.mention(user, channel, text.replace("@warden", "").strip(), thread_ts)
+        msg = self._user_message(user, channel, text, thread_ts)
+        is_dm = channel.startswith("D")
+        with self._cond:
+            bot_in_thread = bool(thread_ts) and any(
+                m.get("user") == self.bot_user_id
+                and m.get("thread_ts") == thread_ts
+                and not m.get("ephemeral_to")
+                for m in self._messages.get(channel, [])
+            )
+        if not (is_dm or bot_in_thread):
+            return None
+        event = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": msg["ts"],
+            "channel": channel,
+            "event_ts": msg["ts"],
+            "team": self.team_id,
+            "channel_type": "im" if is_dm else "channel",
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return self._event(event)
+
+    def dm(self, user: str, text: str, thread_ts: str | None = None) -> Delivery:
+        """`user` writes to Warden in their DM with it."""
+        delivery = self.say(user, self.dm_channel(user), text, thread_ts)
+        assert delivery is not None
+        return delivery
+
+    def open_home(self, user: str) -> Delivery:
+        return self._event(
+            {
+                "type": "app_home_opened",
+                "user": user,
+                "tab": "home",
+                "channel": self.dm_channel(user),
+                "event_ts": self._new_ts(),
+            }
+        )
+
+    def _user_obj(self, user: str) -> JSON:
+        p = self.persona(user)
+        return {"id": user, "username": p.name, "name": p.name, "team_id": self.team_id}
+
+    def _trigger(self, user: str) -> str:
+        trigger = f"{int(time.time())}.{secrets.token_hex(6)}"
+        with self._cond:
+            self._triggers[trigger] = (user, time.time() + 3)
+        return trigger
+
+    def click(
+        self, user: str, channel: str, message_ts: str, action_id: str, value: str | None = None
+    ) -> Delivery:
+        """`user` clicks the button `action_id` on a message."""
+        msg = self.message(channel, message_ts)
+        if msg is None:
+            raise LookupError(f"no message {message_ts} in {channel}")
+        button, block_id = None, None
+        for block in msg.get("blocks") or []:
+            for element in block.get("elements") or []:
+                if element.get("action_id") == action_id:
+                    button, block_id = element, block.get("block_id")
+        if button is None:
+            raise LookupError(f"message {message_ts} has no button {action_id!r}")
+        with self._cond:
+            response_url = self._new_response_url(user, channel, message_ts)
+        payload: JSON = {
+            "type": "block_actions",
+            "user": self._user_obj(user),
+            "api_app_id": self.app_id,
+            "token": "verification-token-unused",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": self._trigger(user),
+            "team": {"id": self.team_id, "domain": "warden-dev"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": self.channel_name(channel)},
+            "message": msg,
+            "state": {"values": {}},
+            "response_url": response_url,
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "value": button.get("value") if value is None else value,
+                    "type": "button",
+                    "text": button.get("text"),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        return self._deliver_form({"payload": json.dumps(payload)})
+
+    def slash(self, user: str, channel: str, command: str, text: str = "") -> Delivery:
+        """`user` types `/command text` in `channel`; the answer is the bot's HTTP body."""
+        with self._cond:
+            response_url = self._new_response_url(user, channel, None)
+        fields = {
+            "token": "verification-token-unused",
+            "team_id": self.team_id,
+            "team_domain": "warden-dev",
+            "channel_id": channel,
+            "channel_name": self.channel_name(channel),
+            "user_id": user,
+            "user_name": self.persona(user).name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": self._trigger(user),
+        }
+        return self._deliver_form(fields)
+
+    def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, JSON]]) -> Delivery:
+        """Submit an open modal with `values` ({block_id: {action_id: element state}})."""
+        with self._cond:
+            view = self._views.get(view_id)
+            if view is None or not view["open"] or view["user"] != user:
+                raise LookupError(f"{user} has no open view {view_id}")
+            sent = {k: v for k, v in view.items() if k not in ("user", "open", "errors")}
+            sent["state"] = {"values": values}
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "warden-dev"},
+            "user": self._user_obj(user),
+            "api_app_id": self.app_id,
+            "token": "verification-token-unused",
+            "trigger_id": self._trigger(user),
+            "view": sent,
+            "response_urls": [],
+            "is_enterprise_install": False,
+        }
+        delivery = self._deliver_form({"payload": json.dumps(payload)})
+        answer: Any = None
+        if delivery.status == 200 and delivery.body.strip():
+            try:
+                answer = json.loads(delivery.body)
+            except ValueError:
+                answer = None
+        with self._cond:
+            if isinstance(answer, dict) and answer.get("response_action") == "errors":
+                view["errors"] = answer.get("errors") or {}
+            elif isinstance(answer, dict) and answer.get("response_action") == "update":
+                view.update(answer.get("view") or {})
+                view["errors"] = {}
+            elif delivery.status == 200:
+                view["open"] = False
+            self._changed()
+        return delivery
+
+    def close_view(self, user: str, view_id: str) -> Delivery | None:
+        with self._cond:
+            view = self._views.get(view_id)
+            if view is None or view["user"] != user:
+                return None
+            view["open"] = False
+            self._changed()
+            notify = bool(view.get("notify_on_close"))
+            sent = {k: v for k, v in view.items() if k not in ("user", "open", "errors")}
+        if not notify:
+            return None
+        payload: JSON = {
+            "type": "view_closed",
+            "team": {"id": self.team_id},
+            "user": self._user_obj(user),
+            "api_app_id": self.app_id,
+            "view": sent,
+            "is_cleared": False,
+        }
+        return self._deliver_form({"payload": json.dumps(payload)})
+
+
+def _json_field(value: Any) -> Any:
+    """slack-sdk sends blocks/views as JSON objects, or as JSON strings in form bodies."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise SlackError("invalid_json") from exc
+    return value
+
+
+def _opt(value: Any) -> str | None:
+    return str(value) if value else None

@@ -1,0 +1,126 @@
+"""The `warden` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.errors import ConfigError
+from bot.settings import Settings
+
+log = logging.getLogger("warden")
+
+
+def _settings(config: str | None = None) -> Settings:
+    settings = Settings()
+    if config:
+        settings = settings.model_copy(update={"warden_config": config})
+    return settings
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bot.app import check
+
+    settings = _settings(args.config)
+    policy, registry = check(settings)
+    print(f"policy OK: {settings.warden_config}")
+    print(f"policy version: {policy.version}")
+    print(f"tools: {', '.join(registry.names())}")
+    print(
+        f"aliases: {len(policy.aliases)} · approvers: {len(policy.access.approvers)} · "
+        f"admins: {len(policy.access.admins)}"
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from storage.db import Database
+    from storage.repo import Store
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    count, problems = Store(db).verify_audit()
+    if problems:
+        print(f"audit chain BROKEN ({count} rows checked):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p.message}", file=sys.stderr)
+        return 1
+    print(f"audit chain verifies: {count} rows")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage.db import Database
+
+    Database(_settings().database_url).upgrade()
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from handlers.runtime import serve
+
+    return serve(_settings(args.config), socket_mode=args.socket_mode)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from handlers.dev import run_dev
+
+    return run_dev(port=args.port, config=args.config, open_browser=not args.no_browser)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from handlers.evaluate import run_eval
+
+    return run_eval(_settings(args.config), args.cases)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="warden", description="A Slack bot that asks before it acts.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run in production (HTTP mode, or --socket-mode)")
+    s.add_argument("--socket-mode", action="store_true", help="connect with SLACK_APP_TOKEN")
+    s.add_argument("--config", help="policy file (default: WARDEN_CONFIG or warden.toml)")
+    s.set_defaults(func=cmd_serve)
+    d = sub.add_parser("dev", help="the whole bot locally, with a Slack-like page")
+    d.add_argument("--port", type=int, default=int(os.environ.get("PORT", 3000)))
+    d.add_argument("--config", help="use this policy instead of the bundled demo")
+    d.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    d.set_defaults(func=cmd_dev)
+    c = sub.add_parser("check", help="validate config and policy; print the policy version")
+    c.add_argument("--config", help="policy file (default: WARDEN_CONFIG or warden.toml)")
+    c.set_defaults(func=cmd_check)
+    a = sub.add_parser("audit", help="audit trail tools")
+    a_sub = a.add_subparsers(dest="audit_command", required=True)
+    a_sub.add_parser("verify", help="verify the hash chain").set_defaults(func=cmd_audit)
+    db = sub.add_parser("db", help="database tools")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    e = sub.add_parser("eval", help="run scenario cases against the planner and gate")
+    e.add_argument("cases", nargs="+", help="TOML case files")
+    e.add_argument("--config", help="policy file")
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"warden: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

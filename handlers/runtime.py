@@ -1,0 +1,104 @@
+"""Running Warden for real: `warden serve` (HTTP via waitress, or Socket Mode)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App
+
+from bot.app import Warden, build
+from bot.chat import make_web_client
+from bot.errors import ConfigError
+from bot.settings import Settings
+from handlers.http import WardenWSGI, make_server
+from handlers.slack_app import create_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A started Warden with its Bolt app and HTTP server (stop() shuts all down)."""
+
+    warden: Warden
+    app: App
+    server: Any
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.effective_port}"
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=10)
+        self.warden.stop()
+
+
+def start(
+    settings: Settings, *, host: str = "0.0.0.0", port: int | None = None, **build_kwargs: Any
+) -> Running:
+    """Build Warden, start its jobs and serve HTTP on a background thread."""
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        raise ConfigError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must be set")
+    client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    if "chat" not in build_kwargs:
+        from bot.chat import SlackChat
+
+        build_kwargs["chat"] = SlackChat(client)
+    warden = build(settings, **build_kwargs)
+    app = create_app(
+        warden.lifecycle,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        client=client,
+    )
+    warden.start()
+    server = make_server(
+        WardenWSGI(app, warden.lifecycle), host, settings.port if port is None else port
+    )
+    thread = threading.Thread(target=server.run, name="warden-http", daemon=True)
+    thread.start()
+    return Running(warden=warden, app=app, server=server, thread=thread)
+
+
+def serve(settings: Settings, socket_mode: bool = False) -> int:
+    """`warden serve`: block until SIGINT/SIGTERM."""
+    if socket_mode:
+        return _socket_mode(settings)
+    running = start(settings)
+    log.info(
+        "Warden listening on port %s (POST /slack/events, GET /healthz)",
+        running.server.effective_port,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    running.stop()
+    return 0
+
+
+def _socket_mode(settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    if settings.slack_app_token is None:
+        raise ConfigError("--socket-mode needs SLACK_APP_TOKEN (an xapp- token)")
+    if settings.slack_bot_token is None:
+        raise ConfigError("SLACK_BOT_TOKEN must be set")
+    client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    from bot.chat import SlackChat
+
+    warden = build(settings, chat=SlackChat(client))
+    app = create_app(warden.lifecycle, signing_secret="socket-mode-unused", client=client)
+    warden.start()
+    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    try:
+        handler.start()  # type: ignore[no-untyped-call]
+    finally:
+        warden.stop()
+    return 0

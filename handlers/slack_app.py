@@ -1,0 +1,273 @@
+"""The Bolt app: Slack's listener API stops here.
+
+Every listener runs on the HTTP request thread (`process_before_response=True`), so what
+Slack's ack waits for is exactly what the listener does: one or two database statements and
+a hand-off to `bot.workers`. Planning, running and posting never happen here. Retries of an
+event (same `event_id`) are absorbed by the database, shared by every replica.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_bolt.error import BoltError
+from slack_sdk import WebClient
+
+from bot.cards import APPROVE, EDIT, REJECT, UNDO, parse_card_value
+from bot.lifecycle import EditForm, Incoming, Lifecycle, Reply
+from bot.views import (
+    EDIT_VIEW,
+    HELP,
+    REJECT_VIEW,
+    audit_text,
+    autonomy_text,
+    edit_modal,
+    home_view,
+    parse_metadata,
+    pending_text,
+    reject_modal,
+    status_text,
+)
+
+log = logging.getLogger(__name__)
+
+# What the app subscribes to and why; `slack-manifest.json` must declare exactly these.
+EVENT_SUBSCRIPTIONS = {
+    "app_mention": ("app_mention",),  # requests in channels
+    "message": ("message.channels", "message.groups", "message.im"),  # DMs, thread follow-ups
+    "app_home_opened": ("app_home_opened",),  # the approver's App Home
+}
+COMMANDS = ("/pause", "/resume", "/warden")
+SCOPES = {
+    "app_mentions:read": "receive app_mention",
+    "channels:history": "thread follow-ups in public channels",
+    "groups:history": "thread follow-ups in private channels",
+    "im:history": "requests by DM",
+    "chat:write": "cards, answers, ephemeral notes, admin-channel alerts",
+    "reactions:write": "the eyes reaction while a request is planned",
+    "commands": "/pause, /resume, /warden",
+}
+
+
+def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) -> App:
+    """The Bolt app wired to a Lifecycle. Bolt verifies every request's signature."""
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=True,
+        raise_error_for_unhandled_request=False,
+        url_verification_enabled=True,
+    )
+    lc = lifecycle
+
+    def tell(channel: str | None, user: str, reply: Reply) -> None:
+        if reply.text and channel:
+            lc.workers.outbox.submit(lc.chat.ephemeral, channel, user, reply.text)
+
+    # -- requests ------------------------------------------------------------------------
+
+    @app.event("app_mention")
+    def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+        incoming = _incoming(event, body)
+        if incoming is not None:
+            lc.accept(incoming)
+
+    @app.event("message")
+    def on_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
+        if event.get("subtype") or event.get("bot_id"):
+            return
+        text = str(event.get("text") or "")
+        bot_user = context.bot_user_id or ""
+        if bot_user and f"<@{bot_user}>" in text:
+            return  # delivered as app_mention too
+        channel, thread_ts = event.get("channel"), event.get("thread_ts")
+        if event.get("channel_type") == "im":
+            pass
+        elif (
+            not thread_ts or lc.store.latest_request_in_thread(str(channel), str(thread_ts)) is None
+        ):
+            return  # only follow-ups in Warden's own threads
+        is_retry = thread_ts and text.strip().lower() in {"retry", "try again"}
+        if is_retry and lc.retry(str(channel), str(thread_ts), str(event.get("user"))):
+            return
+        incoming = _incoming(event, body)
+        if incoming is not None:
+            lc.accept(incoming)
+
+    @app.event("app_home_opened")
+    def on_home(event: dict[str, Any]) -> None:
+        user = event.get("user")
+        if isinstance(user, str) and event.get("tab", "home") == "home":
+            lc.workers.outbox.submit(lambda: lc.chat.publish_home(user, home_view(lc, user)))
+
+    # -- card buttons ----------------------------------------------------------------------
+
+    def clicked(body: dict[str, Any], action: Any) -> tuple[str, int, str, str] | None:
+        parsed = parse_card_value(dig(action, "value") or "")
+        user = dig(body, "user", "id")
+        channel = dig(body, "channel", "id") or dig(body, "container", "channel_id")
+        if parsed is None or user is None:
+            log.warning("ignoring a click with a malformed value or user")
+            return None
+        return parsed[0], parsed[1], user, str(channel or "")
+
+    @app.action(APPROVE)
+    def on_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c:
+            tell(c[3], c[2], lc.approve(c[0], c[1], c[2]))
+
+    @app.action(UNDO)
+    def on_undo(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c:
+            tell(c[3], c[2], lc.undo(c[0], c[1], c[2]))
+
+    @app.action(REJECT)
+    def on_reject(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c is None:
+            return
+        action_id, revision, _user, channel = c
+        trigger = body.get("trigger_id")
+        if isinstance(trigger, str):
+            lc.workers.outbox.submit(
+                lc.chat.open_view, trigger, reject_modal(action_id, revision, channel)
+            )
+
+    @app.action(EDIT)
+    def on_edit(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c is None:
+            return
+        action_id, revision, user, channel = c
+        form = lc.edit_form(action_id, revision, user)
+        if isinstance(form, Reply):
+            tell(channel, user, form)
+            return
+        trigger = body.get("trigger_id")
+        if isinstance(trigger, str) and isinstance(form, EditForm):
+            lc.workers.outbox.submit(lc.chat.open_view, trigger, edit_modal(form, channel))
+
+    # -- modals ----------------------------------------------------------------------------
+
+    @app.view(EDIT_VIEW)
+    def on_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = parse_metadata(str(view.get("private_metadata") or ""))
+        user = dig(body, "user", "id")
+        if meta is None or user is None:
+            ack()
+            return
+        values = _values(view)
+        args = {k.removeprefix("arg:"): v for k, v in values.items() if k.startswith("arg:")}
+        result = lc.edit(meta[0], meta[1], user, args)
+        if isinstance(result, dict):
+            first = next(iter(values), "arg:")
+            errors = {
+                (f"arg:{k}" if f"arg:{k}" in values else first): v[:150] for k, v in result.items()
+            }
+            ack(response_action="errors", errors=errors)
+            return
+        if not result.ok and result.text:
+            ack(response_action="errors", errors={next(iter(values), "arg:"): result.text[:150]})
+            return
+        ack()
+        tell(meta[2], user, result)
+
+    @app.view(REJECT_VIEW)
+    def on_reject_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ack()
+        meta = parse_metadata(str(view.get("private_metadata") or ""))
+        user = dig(body, "user", "id")
+        if meta is None or user is None:
+            return
+        reason = _values(view).get("reason", "")
+        tell(meta[2], user, lc.reject(meta[0], meta[1], user, reason))
+
+    # -- slash commands --------------------------------------------------------------------
+
+    @app.command("/pause")
+    def on_pause(ack: Ack, command: dict[str, Any]) -> None:
+        ack(text=lc.pause(str(command.get("user_id")), str(command.get("text") or "")).text)
+
+    @app.command("/resume")
+    def on_resume(ack: Ack, command: dict[str, Any]) -> None:
+        ack(text=lc.resume(str(command.get("user_id"))).text)
+
+    @app.command("/warden")
+    def on_warden(ack: Ack, command: dict[str, Any]) -> None:
+        user = str(command.get("user_id"))
+        words = str(command.get("text") or "").split()
+        sub, rest = (words[0].lower(), words[1:]) if words else ("help", [])
+        if sub == "status":
+            text = status_text(lc)
+        elif sub == "pending":
+            text = pending_text(lc, user)
+        elif sub == "autonomy":
+            text = autonomy_text(lc, user, rest)
+        elif sub == "audit":
+            text = audit_text(lc, user, rest)
+        else:
+            text = HELP
+        ack(text=text)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("listener failed: %s", error, exc_info=not isinstance(error, BoltError))
+
+    return app
+
+
+def dig(data: Any, *keys: str) -> str | None:
+    """A nested string from an untrusted payload, or None if any level is missing or odd."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data if isinstance(data, str) and data else None
+
+
+def _incoming(event: dict[str, Any], body: dict[str, Any]) -> Incoming | None:
+    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    if not all(isinstance(v, str) and v for v in (user, channel, ts)):
+        log.warning(
+            "ignoring an event without user, channel or ts (event_id %s)", body.get("event_id")
+        )
+        return None
+    thread_ts = event.get("thread_ts")
+    return Incoming(
+        event_id=str(body.get("event_id") or "") or None,
+        team_id=str(body.get("team_id") or ""),
+        channel=str(channel),
+        user=str(user),
+        text=str(event.get("text") or "")[:8000],
+        ts=str(ts),
+        thread_ts=str(thread_ts) if isinstance(thread_ts, str) else None,
+    )
+
+
+def _values(view: dict[str, Any]) -> dict[str, str]:
+    """Flatten a view submission's state into {block_id: value}."""
+    out: dict[str, str] = {}
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    if not isinstance(values, dict):
+        return out
+    for block_id, actions in values.items():
+        if not isinstance(actions, dict):
+            continue
+        for element in actions.values():
+            if not isinstance(element, dict):
+                continue
+            if element.get("type") == "static_select":
+                value = dig(element, "selected_option", "value")
+            else:
+                value = element.get("value")
+            out[str(block_id)] = str(value or "")
+    return out

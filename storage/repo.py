@@ -1,0 +1,552 @@
+"""Every query Warden runs. State changes are conditional updates whose row count decides
+who won a race (never read-then-write), each committed together with its audit row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage import audit
+from storage.audit import Problem
+from storage.db import Database
+from storage.models import (
+    Action,
+    ActionStatus,
+    Approval,
+    AuditEvent,
+    AutonomySetting,
+    Control,
+    Request,
+    RequestStatus,
+    SlackEvent,
+    utcnow,
+)
+
+
+@dataclass(kw_only=True, frozen=True)
+class Audit:
+    """What to write to the audit trail alongside a change."""
+
+    actor: str
+    kind: str
+    trace_id: str = ""
+    policy_version: str = ""
+    data: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class PauseState:
+    paused: bool
+    reason: str
+    changed_by: str
+    changed_at: datetime | None
+
+
+class Store:
+    """Warden's persistence API over a `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- Slack events and requests ---------------------------------------------------------
+
+    def accept_request(self, request: Request, audit_: Audit) -> bool:
+        """Store a request from Slack exactly once per `event_id`; False if already seen."""
+        with self.db.write() as s:
+            if request.event_id:
+                ins = (sqlite_insert if self.db.is_sqlite else pg_insert)(SlackEvent)
+                stmt = ins.values(event_id=request.event_id, received_at=utcnow())
+                stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
+                if s.execute(stmt.returning(col(SlackEvent.event_id))).first() is None:
+                    return False
+            s.add(request)
+            s.flush()
+            self._audit(s, audit_, subject=request.id, before=None, after=RequestStatus.RECEIVED)
+        return True
+
+    def claim_request(self, request_id: str, owner: str, lease_until: datetime) -> Request | None:
+        """Take a request for planning: new, failed-for-retry, or with an expired lease."""
+        now = utcnow()
+        with self.db.write() as s:
+            result = s.exec(
+                update(Request)
+                .where(col(Request.id) == request_id)
+                .where(
+                    or_(
+                        col(Request.status) == RequestStatus.RECEIVED,
+                        and_(
+                            col(Request.status) == RequestStatus.PLANNING,
+                            col(Request.lease_until) < now,
+                        ),
+                    )
+                )
+                .values(
+                    status=RequestStatus.PLANNING,
+                    owner=owner,
+                    lease_until=lease_until,
+                    attempts=Request.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            return s.get(Request, request_id)
+
+    def retry_request(self, request_id: str, actor: str) -> bool:
+        """Put a failed request back in the queue (the requester asked again)."""
+        with self.db.write() as s:
+            result = s.exec(
+                update(Request)
+                .where(col(Request.id) == request_id, col(Request.status) == RequestStatus.FAILED)
+                .values(
+                    status=RequestStatus.RECEIVED, owner=None, lease_until=None, updated_at=utcnow()
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            req = s.get(Request, request_id)
+            assert req is not None
+            self._audit(
+                s,
+                Audit(actor=actor, kind="request.retry", trace_id=req.trace_id),
+                subject=request_id,
+                before=RequestStatus.FAILED,
+                after=RequestStatus.RECEIVED,
+            )
+            return True
+
+    def finish_planning(
+        self,
+        request_id: str,
+        owner: str,
+        status: RequestStatus,
+        *,
+        answer: str | None,
+        actions: Sequence[Action] = (),
+        usage: dict[str, Any] | None = None,
+        audit_: Audit,
+        action_audits: Sequence[Audit] = (),
+    ) -> bool:
+        """Store the plan's outcome, if this worker still holds the request's lease."""
+        usage = usage or {}
+        with self.db.write() as s:
+            values: dict[str, Any] = {
+                "status": status,
+                "answer": answer,
+                "owner": None,
+                "lease_until": None,
+                "updated_at": utcnow(),
+            }
+            for key in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cost_usd",
+            ):
+                if key in usage:
+                    values[key] = getattr(Request, key) + usage[key]
+            result = s.exec(
+                update(Request)
+                .where(
+                    col(Request.id) == request_id,
+                    col(Request.status) == RequestStatus.PLANNING,
+                    col(Request.owner) == owner,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            self._audit(s, audit_, subject=request_id, before=RequestStatus.PLANNING, after=status)
+            for action, a_audit in zip(actions, action_audits, strict=True):
+                s.add(action)
+                s.flush()
+                self._audit(s, a_audit, subject=action.id, before=None, after=action.status)
+            return True
+
+    def get_request(self, request_id: str) -> Request | None:
+        with self.db.read() as s:
+            return s.get(Request, request_id)
+
+    def requests_to_plan(self, limit: int = 500) -> list[str]:
+        """Requests nobody is planning: new ones and those whose worker's lease ran out."""
+        now = utcnow()
+        with self.db.read() as s:
+            rows = s.exec(
+                select(Request.id)
+                .where(
+                    or_(
+                        col(Request.status) == RequestStatus.RECEIVED,
+                        and_(
+                            col(Request.status) == RequestStatus.PLANNING,
+                            col(Request.lease_until) < now,
+                        ),
+                    )
+                )
+                .order_by(col(Request.created_at))
+                .limit(limit)
+            ).all()
+            return list(rows)
+
+    def latest_request_in_thread(self, channel: str, thread_ts: str) -> Request | None:
+        with self.db.read() as s:
+            return s.exec(
+                select(Request)
+                .where(Request.channel == channel, Request.thread_ts == thread_ts)
+                .order_by(col(Request.created_at).desc())
+                .limit(1)
+            ).first()
+
+    def thread_requests(self, channel: str, thread_ts: str) -> list[Request]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Request)
+                    .where(Request.channel == channel, Request.thread_ts == thread_ts)
+                    .order_by(col(Request.created_at))
+                ).all()
+            )
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def get_action(self, action_id: str) -> Action | None:
+        with self.db.read() as s:
+            return s.get(Action, action_id)
+
+    def actions_for_request(self, request_id: str) -> list[Action]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action)
+                    .where(Action.request_id == request_id)
+                    .order_by(col(Action.created_at))
+                ).all()
+            )
+
+    def actions_in_thread(self, channel: str, thread_ts: str) -> list[Action]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action)
+                    .where(Action.channel == channel, Action.thread_ts == thread_ts)
+                    .order_by(col(Action.created_at))
+                ).all()
+            )
+
+    def actions_with_status(self, statuses: Iterable[str], limit: int = 200) -> list[Action]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action)
+                    .where(col(Action.status).in_(list(statuses)))
+                    .order_by(col(Action.created_at))
+                    .limit(limit)
+                ).all()
+            )
+
+    def transition(
+        self,
+        action_id: str,
+        from_states: Iterable[str],
+        to_state: str,
+        audit_: Audit,
+        *,
+        revision: int | None = None,
+        values: dict[str, Any] | None = None,
+        unless_paused: bool = False,
+        where: Sequence[Any] = (),
+    ) -> Action | None:
+        """Move an action between states atomically; return it if this caller won, else None.
+
+        `unless_paused` adds "and Warden is not paused" to the same statement, so a pause
+        that committed first always wins over a claim.
+        """
+        froms = list(from_states)
+        with self.db.write() as s:
+            stmt = (
+                update(Action)
+                .where(col(Action.id) == action_id, col(Action.status).in_(froms), *where)
+                .values(status=to_state, updated_at=utcnow(), **(values or {}))
+            )
+            if revision is not None:
+                stmt = stmt.where(col(Action.revision) == revision)
+            if unless_paused:
+                stmt = stmt.where(~exists().where(col(Control.id) == 1, col(Control.paused)))
+            if s.exec(stmt).rowcount != 1:
+                return None
+            action = s.get(Action, action_id, populate_existing=True)
+            assert action is not None
+            before = froms[0] if len(froms) == 1 else None
+            self._audit(
+                s,
+                audit_,
+                subject=action_id,
+                before=before,
+                after=to_state,
+                extra={"revision": action.revision},
+            )
+            return action
+
+    def set_card(self, action_id: str, ts: str) -> None:
+        with self.db.write() as s:
+            s.exec(update(Action).where(col(Action.id) == action_id).values(card_ts=ts))
+
+    def record_approval(self, action: Action, approver: str, audit_: Audit) -> int | None:
+        """Add one approval of the action's current revision; None if already given.
+
+        Returns the number of distinct approvals of that revision, counted in the same
+        transaction, so the caller can decide whether the requirement is met.
+        """
+        try:
+            with self.db.write() as s:
+                s.add(
+                    Approval(
+                        action_id=action.id,
+                        revision=action.revision,
+                        approver=approver,
+                        policy_version=action.policy_version,
+                        args_json=action.args_json,
+                    )
+                )
+                s.flush()
+                self._audit(
+                    s,
+                    audit_,
+                    subject=action.id,
+                    before=action.status,
+                    after=action.status,
+                    extra={"revision": action.revision},
+                )
+                count = s.exec(
+                    select(func.count())
+                    .select_from(Approval)
+                    .where(
+                        Approval.action_id == action.id,
+                        Approval.revision == action.revision,
+                        Approval.policy_version == action.policy_version,
+                        Approval.args_json == action.args_json,
+                    )
+                ).one()
+                return int(count)
+        except IntegrityError:
+            return None
+
+    def approvals(self, action_id: str, revision: int) -> list[Approval]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Approval)
+                    .where(Approval.action_id == action_id, Approval.revision == revision)
+                    .order_by(col(Approval.created_at))
+                ).all()
+            )
+
+    def expired_awaiting(self, now: datetime, limit: int = 200) -> list[str]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action.id)
+                    .where(
+                        col(Action.status).in_(
+                            [ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED]
+                        ),
+                        col(Action.expires_at) < now,
+                    )
+                    .limit(limit)
+                ).all()
+            )
+
+    def stale_executing(self, now: datetime | None, limit: int = 200) -> list[str]:
+        """Executing actions whose worker's lease ran out (all of them when `now` is None)."""
+        with self.db.read() as s:
+            stmt = select(Action.id).where(
+                col(Action.status).in_([ActionStatus.EXECUTING, ActionStatus.UNDOING])
+            )
+            if now is not None:
+                stmt = stmt.where(col(Action.lease_until) < now)
+            return list(s.exec(stmt.limit(limit)).all())
+
+    def undo_window_closed(self, now: datetime, limit: int = 200) -> list[str]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action.id)
+                    .where(
+                        col(Action.status) == ActionStatus.SUCCEEDED, col(Action.undo_until) < now
+                    )
+                    .limit(limit)
+                ).all()
+            )
+
+    def close_undo_window(self, action_id: str) -> bool:
+        with self.db.write() as s:
+            r = s.exec(
+                update(Action)
+                .where(col(Action.id) == action_id, col(Action.undo_until).is_not(None))
+                .values(undo_until=None)
+            )
+            return bool(r.rowcount)
+
+    def cards_missing(self, older_than: datetime, limit: int = 100) -> list[str]:
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action.id)
+                    .where(col(Action.card_ts).is_(None), col(Action.created_at) < older_than)
+                    .limit(limit)
+                ).all()
+            )
+
+    def claim_card(self, action_id: str, owner: str) -> bool:
+        """Reserve the right to post an action's first card (so two workers don't both post)."""
+        with self.db.write() as s:
+            r = s.exec(
+                update(Action)
+                .where(col(Action.id) == action_id, col(Action.card_ts).is_(None))
+                .values(card_ts=f"pending:{owner}"[:64])
+            )
+            return r.rowcount == 1
+
+    def pending_for(self, statuses: Iterable[str], limit: int = 50) -> list[Action]:
+        return self.actions_with_status(statuses, limit)
+
+    # -- pause -----------------------------------------------------------------------------
+
+    def pause_state(self) -> PauseState:
+        with self.db.read() as s:
+            row = s.get(Control, 1)
+            if row is None:
+                return PauseState(paused=False, reason="", changed_by="", changed_at=None)
+            return PauseState(
+                paused=row.paused,
+                reason=row.reason,
+                changed_by=row.changed_by,
+                changed_at=row.changed_at,
+            )
+
+    def set_paused(self, paused: bool, reason: str, by: str, audit_: Audit) -> bool:
+        """Pause or resume; False if it already was in that state. Audited in the same step."""
+        with self.db.write() as s:
+            if s.get(Control, 1) is None:
+                s.add(Control(id=1, paused=False))
+                s.flush()
+            r = s.exec(
+                update(Control)
+                .where(col(Control.id) == 1, col(Control.paused) != paused)
+                .values(paused=paused, reason=reason, changed_by=by, changed_at=utcnow())
+            )
+            if r.rowcount != 1:
+                return False
+            self._audit(
+                s,
+                audit_,
+                subject="control",
+                before="paused" if not paused else "running",
+                after="paused" if paused else "running",
+                extra={"reason": reason},
+            )
+            return True
+
+    # -- autonomy --------------------------------------------------------------------------
+
+    def autonomy_overrides(self) -> dict[str, str]:
+        with self.db.read() as s:
+            return {r.tool: r.autonomy for r in s.exec(select(AutonomySetting)).all()}
+
+    def set_autonomy(self, tool: str, autonomy: str, by: str, audit_: Audit) -> None:
+        with self.db.write() as s:
+            row = s.get(AutonomySetting, tool, with_for_update=True)
+            before = row.autonomy if row else None
+            if row is None:
+                s.add(AutonomySetting(tool=tool, autonomy=autonomy, changed_by=by))
+            else:
+                row.autonomy, row.changed_by, row.changed_at = autonomy, by, utcnow()
+                s.add(row)
+            s.flush()
+            self._audit(s, audit_, subject=f"tool:{tool}", before=before, after=autonomy)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit(self, audit_: Audit, subject: str = "") -> None:
+        with self.db.write() as s:
+            self._audit(s, audit_, subject=subject, before=None, after=None)
+
+    def audit_rows(
+        self, subject: str | None = None, trace_id: str | None = None, limit: int = 1000
+    ) -> list[AuditEvent]:
+        with self.db.read() as s:
+            stmt = select(AuditEvent)
+            if subject is not None:
+                stmt = stmt.where(AuditEvent.subject == subject)
+            if trace_id is not None:
+                stmt = stmt.where(AuditEvent.trace_id == trace_id)
+            return list(s.exec(stmt.order_by(col(AuditEvent.seq)).limit(limit)).all())
+
+    def verify_audit(self) -> tuple[int, list[Problem]]:
+        with self.db.read() as s:
+            return audit.verify(s)
+
+    @staticmethod
+    def _audit(
+        s: Session,
+        a: Audit,
+        *,
+        subject: str,
+        before: str | None,
+        after: str | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        data = {**(a.data or {}), **(extra or {})}
+        audit.append(
+            s,
+            actor=a.actor,
+            kind=a.kind,
+            subject=subject,
+            trace_id=a.trace_id,
+            policy_version=a.policy_version,
+            before=before,
+            after=after,
+            data=data,
+        )
+
+    def usage_totals(self) -> dict[str, Any]:
+        with self.db.read() as s:
+            row = s.execute(
+                sa_select(
+                    func.count(),
+                    func.coalesce(func.sum(Request.input_tokens), 0),
+                    func.coalesce(func.sum(Request.output_tokens), 0),
+                    func.coalesce(func.sum(Request.cache_read_tokens), 0),
+                    func.coalesce(func.sum(Request.cache_write_tokens), 0),
+                    func.coalesce(func.sum(Request.cost_usd), 0.0),
+                )
+            ).one()
+        keys = (
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+        )
+        return {
+            k: (float(v) if k == "cost_usd" else int(v)) for k, v in zip(keys, row, strict=True)
+        }
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def forget_events_before(self, cutoff: datetime) -> int:
+        from sqlalchemy import delete
+
+        with self.db.write() as s:
+            r = s.exec(delete(SlackEvent).where(col(SlackEvent.received_at) < cutoff))
+            return int(r.rowcount or 0)

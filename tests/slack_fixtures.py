@@ -1,0 +1,128 @@
+"""The real Bolt app over HTTP, against the local Slack workspace (`devslack`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.policy import Policy
+from bot.settings import Settings
+from devslack import Persona, Workspace
+from handlers.runtime import Running, start
+from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test-token"
+CHANNEL, OPS = "C0GENERAL", "C0OPS"
+
+
+@dataclass
+class Slack:
+    ws: Workspace
+    bot: Running
+    tmp: Path
+
+    @property
+    def store(self) -> Any:
+        return self.bot.warden.store
+
+    def idle(self) -> None:
+        assert self.bot.warden.workers.wait_idle(30)
+
+    def runs(self, word: str = "restart") -> list[str]:
+        log = self.tmp / "runbook.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [ln for ln in lines if ln.startswith(word)]
+
+    def card(self, action_id: str) -> dict[str, Any]:
+        """The card message for an action, as the workspace holds it now."""
+        action = self.store.get_action(action_id)
+        assert action is not None and action.card_ts and not action.card_ts.startswith("pend")
+        msg = self.ws.message(action.channel, action.card_ts)
+        assert msg is not None
+        return msg  # type: ignore[no-any-return]
+
+    def mention_and_card(self, text: str, user: str = REQUESTER) -> tuple[Any, dict[str, Any]]:
+        delivery = self.ws.mention(user, CHANNEL, text)
+        assert delivery.status == 200
+        self.idle()
+        actions = self.store.actions_with_status(
+            [
+                "awaiting_approval",
+                "approved",
+                "executing",
+                "succeeded",
+                "refused",
+                "suggested",
+                "failed",
+            ],
+            limit=1000,
+        )
+        action = max(actions, key=lambda a: a.created_at)
+        return action, self.card(action.id)
+
+
+def card_text(msg: dict[str, Any]) -> str:
+    """All visible text of a message's blocks, flattened."""
+    parts: list[str] = [str(msg.get("text") or "")]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("text",):
+                value = node.get(key)
+                if isinstance(value, str):
+                    parts.append(value)
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(msg.get("blocks") or [])
+    return "\n".join(parts)
+
+
+def buttons(msg: dict[str, Any]) -> list[str]:
+    out = []
+    for block in msg.get("blocks") or []:
+        if block.get("type") == "actions":
+            out += [e["text"]["text"] for e in block.get("elements", [])]
+    return out
+
+
+@pytest.fixture
+def slack(database_url: str, policy: Policy, tmp_path: Path) -> Iterator[Slack]:
+    ws = Workspace(
+        signing_secret=SECRET,
+        bot_url="",
+        bot_token=TOKEN,
+        team_id="T0TEST",
+        bot_user_id="U0WARDEN",
+        personas=[
+            Persona(id=REQUESTER, name="riley", label="Riley (requester)"),
+            Persona(id=APPROVER, name="avery", label="Avery (approver)"),
+            Persona(id=APPROVER2, name="blake", label="Blake (approver)"),
+            Persona(id=ADMIN, name="sam", label="Sam (admin)"),
+            Persona(id=STRANGER, name="sky", label="Sky (stranger)"),
+        ],
+        channels={CHANNEL: "general", OPS: "ops"},
+    )
+    ws.start()
+    settings = Settings(
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=ws.api_url,
+        DATABASE_URL=database_url,
+    )
+    bot = start(settings, host="127.0.0.1", port=0, policy=policy)
+    ws.bot_url = bot.url + "/slack/events"
+    try:
+        yield Slack(ws=ws, bot=bot, tmp=tmp_path)
+    finally:
+        bot.stop()
+        ws.stop()

@@ -1,0 +1,375 @@
+"""The lifecycle on SQLite and PostgreSQL: exactly once, the kill switch, audit, recovery."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from bot.policy import Policy
+from storage.models import Action, ActionStatus, AuditEvent
+from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER, RecordingChat
+from tests.harness import mention, warden
+
+
+def runs(tmp_path: Path, word: str = "restart") -> list[str]:
+    log = tmp_path / "runbook.log"
+    if not log.exists():
+        return []
+    return [line for line in log.read_text().splitlines() if line.startswith(word)]
+
+
+def test_fifty_concurrent_approvals_run_once(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart checkout-api", REQUESTER)
+        assert action is not None and action.status == ActionStatus.AWAITING_APPROVAL
+        barrier = threading.Barrier(50)
+
+        def click(i: int) -> bool:
+            barrier.wait()
+            return w.lifecycle.approve(
+                action.id, action.revision, APPROVER if i % 2 else APPROVER2
+            ).ok
+
+        with ThreadPoolExecutor(50) as pool:
+            results = list(pool.map(click, range(50)))
+        assert w.workers.wait_idle(30)
+        assert sum(results) == 1
+        final = w.store.get_action(action.id)
+        assert final is not None and final.status == ActionStatus.SUCCEEDED
+        lines = runs(tmp_path)
+        assert lines == [f"restart checkout-api {action.id}"]
+        count, problems = w.store.verify_audit()
+        assert problems == [] and count > 4
+
+
+def test_four_eyes_and_wrong_user(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        own = w.lifecycle.approve(action.id, 1, REQUESTER)
+        assert not own.ok and "four eyes" in own.text
+        stranger = w.lifecycle.approve(action.id, 1, STRANGER)
+        assert not stranger.ok and "not an approver" in stranger.text
+        assert w.workers.wait_idle(10)
+        assert runs(tmp_path) == []
+        assert w.lifecycle.approve(action.id, 1, APPROVER).ok
+        assert w.workers.wait_idle(30)
+        assert len(runs(tmp_path)) == 1
+
+
+def test_critical_needs_two_distinct_approvers(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "scale api in prod", REQUESTER)
+        assert action is not None and action.required_approvals == 2
+        assert action.preview and "would scale api in prod" in action.preview
+        assert any(p["channel"] == "C0OPS" and "Critical" in p["text"] for p in chat.posts)
+        first = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert first.ok and "1 of 2" in first.text
+        again = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert not again.ok
+        assert w.workers.wait_idle(10) and runs(tmp_path, "scale") == []
+        assert w.lifecycle.approve(action.id, 1, APPROVER2).ok
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path, "scale") == ["scale api prod"]
+
+
+def test_pause_blocks_execution_and_card_stays_approvable(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        assert not w.lifecycle.pause(APPROVER, "nope").ok  # not an admin
+        assert w.lifecycle.pause(ADMIN, "incident 42").ok
+        reply = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert not reply.ok and "paused" in reply.text and "incident 42" in reply.text
+        assert w.workers.wait_idle(10) and runs(tmp_path) == []
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
+        assert w.lifecycle.resume(ADMIN).ok
+        assert w.lifecycle.approve(action.id, 1, APPROVER).ok
+        assert w.workers.wait_idle(30) and len(runs(tmp_path)) == 1
+        kinds = [r.kind for r in w.store.audit_rows(subject="control")]
+        assert kinds == ["control.paused", "control.resumed"]
+
+
+def test_pause_committed_before_claim_wins(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        # Approved, then paused before the executor claims it.
+        won = w.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.APPROVED,
+            w.lifecycle._audit(APPROVER, "action.approved"),
+            values={"decided_by": APPROVER},
+        )
+        assert won is not None
+        w.lifecycle.pause(ADMIN, "")
+        w.lifecycle.execute(action.id)
+        assert w.workers.wait_idle(10)
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
+        assert row.revision == 2 and runs(tmp_path) == []
+
+
+def test_low_risk_auto_runs_without_a_click(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "announce deploy finished", REQUESTER)
+        assert action is not None
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.SUCCEEDED
+        assert any(
+            p["channel"] == "C0GENERAL" and p["text"] == "deploy finished" for p in chat.posts
+        )
+
+
+def test_reject_edit_and_stale_clicks(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        errors = w.lifecycle.edit(action.id, 1, APPROVER, {"service": "Bad Name!"})
+        assert isinstance(errors, dict) and "service" in errors
+        assert w.lifecycle.edit(action.id, 1, STRANGER, {"service": "api"}).ok is False  # type: ignore[union-attr]
+        result = w.lifecycle.edit(action.id, 1, APPROVER, {"service": "api"})
+        assert not isinstance(result, dict) and result.ok
+        stale = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert not stale.ok and "changed" in stale.text
+        row = w.store.get_action(action.id)
+        assert row is not None and row.revision == 2 and '"api"' in row.args_json
+        assert w.lifecycle.reject(action.id, 2, STRANGER, "no").ok is False
+        assert w.lifecycle.reject(action.id, 2, APPROVER, "not today").ok
+        assert not w.lifecycle.approve(action.id, 2, APPROVER2).ok
+        assert w.workers.wait_idle(10) and runs(tmp_path) == []
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.REJECTED
+        assert row.status_note == "Reason: not today"
+
+
+def test_edit_voids_earlier_approvals(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "scale api in prod", REQUESTER)
+        assert action is not None
+        assert w.lifecycle.approve(action.id, 1, APPROVER).ok
+        assert not isinstance(
+            w.lifecycle.edit(action.id, 1, APPROVER, {"service": "web", "env": "prod"}), dict
+        )
+        # The first approval was for revision 1; revision 2 needs two fresh approvals.
+        assert "1 of 2" in w.lifecycle.approve(action.id, 2, APPROVER2).text
+        assert w.workers.wait_idle(10) and runs(tmp_path, "scale") == []
+        assert w.lifecycle.approve(action.id, 2, APPROVER).ok
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path, "scale") == ["scale web prod"]
+
+
+def test_expiry(database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path) -> None:
+    clock_offset = [timedelta(0)]
+    from storage.models import utcnow
+
+    with warden(database_url, policy, chat, clock=lambda: utcnow() + clock_offset[0]) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        clock_offset[0] = timedelta(hours=2)
+        assert w.lifecycle.sweep_expired() == 1
+        reply = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert not reply.ok
+        assert w.workers.wait_idle(10) and runs(tmp_path) == []
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.EXPIRED
+
+
+def test_undo_within_window(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    clock_offset = [timedelta(0)]
+    from storage.models import utcnow
+
+    with warden(database_url, policy, chat, clock=lambda: utcnow() + clock_offset[0]) as w:
+        a = mention(w, "restart web", REQUESTER)
+        b = mention(w, "restart api", REQUESTER)
+        assert a is not None and b is not None
+        for act in (a, b):
+            assert w.lifecycle.approve(act.id, 1, APPROVER).ok
+        assert w.workers.wait_idle(30)
+        assert w.lifecycle.undo(a.id, 1, APPROVER).ok
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path, "undo") == ["undo web"]
+        assert not w.lifecycle.undo(a.id, 1, APPROVER).ok  # only once
+        clock_offset[0] = timedelta(hours=2)
+        assert w.lifecycle.sweep_undo_windows() == 1
+        assert not w.lifecycle.undo(b.id, 1, APPROVER).ok
+        row = w.store.get_action(a.id)
+        assert row is not None and row.status == ActionStatus.UNDONE
+
+
+def test_interrupted_execution_becomes_needs_review(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        from storage.models import utcnow
+
+        w.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.EXECUTING,
+            w.lifecycle._audit("warden", "action.executing"),
+            values={"owner": "dead-replica", "lease_until": utcnow() - timedelta(seconds=1)},
+        )
+    # A new process starts on the same database.
+    with warden(database_url, policy, chat) as w2:
+        w2.start()
+        try:
+            assert w2.workers.wait_idle(10)
+            row = w2.store.get_action(action.id)
+            assert row is not None and row.status == ActionStatus.NEEDS_REVIEW
+            assert any(p["channel"] == "C0OPS" and "needs review" in p["text"] for p in chat.posts)
+            assert runs(tmp_path) == []
+        finally:
+            w2.jobs.stop()
+
+
+def test_request_accepted_before_crash_is_planned_after_restart(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    from bot.lifecycle import Incoming
+
+    with warden(database_url, policy, chat) as w:
+        w.workers.planners.shutdown(wait=True)  # the crash: nothing will plan it here
+        assert w.lifecycle.accept(
+            Incoming(
+                event_id="EvCRASH",
+                channel="C0GENERAL",
+                user=REQUESTER,
+                text="restart web",
+                ts="1.000001",
+            )
+        )
+    with warden(database_url, policy, chat) as w2:
+        w2.lifecycle.recover()
+        assert w2.workers.wait_idle(30)
+        req = w2.store.latest_request_in_thread("C0GENERAL", "1.000001")
+        assert req is not None and req.status == "planned"
+        actions = w2.store.actions_for_request(req.id)
+        assert [a.status for a in actions] == [ActionStatus.AWAITING_APPROVAL]
+
+
+def test_duplicate_event_id_is_one_request(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    from bot.lifecycle import Incoming
+
+    with warden(database_url, policy, chat) as w:
+        msg = Incoming(
+            event_id="EvSAME",
+            channel="C0GENERAL",
+            user=REQUESTER,
+            text="restart web",
+            ts="1.000002",
+        )
+        with ThreadPoolExecutor(10) as pool:
+            accepted = list(pool.map(lambda _: w.lifecycle.accept(msg), range(10)))
+        assert accepted.count(True) == 1
+        assert w.workers.wait_idle(30)
+        assert len([p for p in chat.posts if p["blocks"]]) == 1
+
+
+def test_audit_chain_detects_tampering(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    from sqlalchemy import text
+
+    with warden(database_url, policy, chat) as w:
+        for service in ("a", "b", "c"):
+            mention(w, f"restart {service}", REQUESTER)
+        count, problems = w.store.verify_audit()
+        assert problems == [] and count >= 9
+
+        def broken_after(sql: str) -> list[str]:
+            with w.db.engine.begin() as conn:
+                conn.execute(text(sql))
+            return [p.message for p in w.store.verify_audit()[1]]
+
+        rows = w.store.audit_rows()
+        original = rows[3]
+        assert any(
+            "altered" in m
+            for m in broken_after(
+                f"UPDATE audit_event SET actor = 'mallory' WHERE seq = {original.seq}"
+            )
+        )
+        broken_after(
+            f"UPDATE audit_event SET actor = '{original.actor}' WHERE seq = {original.seq}"
+        )
+        assert w.store.verify_audit()[1] == []
+        last = rows[-1]
+        assert any(
+            "removed from the end" in m
+            for m in broken_after(f"DELETE FROM audit_event WHERE seq = {last.seq}")
+        )
+
+
+def test_audit_deletion_and_reorder_detected(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    from sqlalchemy import text
+
+    with warden(database_url, policy, chat) as w:
+        mention(w, "restart a", REQUESTER)
+        with w.db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_event WHERE seq = 2"))
+        msgs = [p.message for p in w.store.verify_audit()[1]]
+        assert any("row 3: expected row 2" in m for m in msgs)
+    with warden(database_url, policy, chat) as w:
+        mention(w, "restart b", REQUESTER)
+        rows = w.store.audit_rows()
+        a, b = rows[-2], rows[-3]
+        with w.db.engine.begin() as conn:
+            conn.execute(text(f"UPDATE audit_event SET seq = -1 WHERE seq = {a.seq}"))
+            conn.execute(text(f"UPDATE audit_event SET seq = {a.seq} WHERE seq = {b.seq}"))
+            conn.execute(text(f"UPDATE audit_event SET seq = {b.seq} WHERE seq = -1"))
+        assert w.store.verify_audit()[1]
+
+
+def test_every_transition_is_audited(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        w.lifecycle.approve(action.id, 1, APPROVER)
+        assert w.workers.wait_idle(30)
+        rows: list[AuditEvent] = w.store.audit_rows(subject=action.id)
+        path = [(r.before, r.after) for r in rows if r.kind.startswith("action.")]
+        assert path == [
+            (None, "awaiting_approval"),
+            ("awaiting_approval", "approved"),
+            ("approved", "executing"),
+            ("executing", "succeeded"),
+        ]
+        assert all(
+            r.trace_id == action.trace_id and r.policy_version == policy.version for r in rows
+        )
+        assert any(r.kind == "approval.given" and r.actor == APPROVER for r in rows)
+
+
+def _unused(_: Action) -> None:
+    pass

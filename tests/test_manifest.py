@@ -1,0 +1,34 @@
+"""The Slack app manifest declares exactly what the bot uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from handlers.slack_app import COMMANDS, EVENT_SUBSCRIPTIONS, SCOPES
+
+MANIFEST = json.loads((Path(__file__).parents[1] / "slack-manifest.json").read_text())
+
+
+def test_events_commands_scopes_and_interactivity() -> None:
+    events = MANIFEST["settings"]["event_subscriptions"]["bot_events"]
+    assert sorted(events) == sorted(e for group in EVENT_SUBSCRIPTIONS.values() for e in group)
+    commands = [c["command"] for c in MANIFEST["features"]["slash_commands"]]
+    assert sorted(commands) == sorted(COMMANDS)
+    assert sorted(MANIFEST["oauth_config"]["scopes"]["bot"]) == sorted(SCOPES)
+    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
+    urls = {c["url"] for c in MANIFEST["features"]["slash_commands"]}
+    urls |= {
+        MANIFEST["settings"]["event_subscriptions"]["request_url"],
+        MANIFEST["settings"]["interactivity"]["request_url"],
+    }
+    assert all(u.endswith("/slack/events") for u in urls)
+
+
+def test_handlers_register_every_declared_event_and_command() -> None:
+    source = (Path(__file__).parents[1] / "handlers" / "slack_app.py").read_text()
+    for event in EVENT_SUBSCRIPTIONS:
+        assert f'@app.event("{event}")' in source
+    for command in COMMANDS:
+        assert f'@app.command("{command}")' in source

@@ -1,0 +1,313 @@
+"""Scenarios through Slack's real request shapes: signed HTTP in, Web API calls out."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from storage.models import ActionStatus
+from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER
+from tests.slack_fixtures import CHANNEL, OPS, Slack, buttons, card_text
+
+
+def ephemerals_to(slack: Slack, user: str) -> list[str]:
+    return [
+        str(c.params.get("text"))
+        for c in slack.ws.calls("chat.postEphemeral")
+        if c.params.get("user") == user
+    ]
+
+
+def test_mention_to_one_approved_run(slack: Slack) -> None:
+    action, card = slack.mention_and_card("restart checkout-api")
+    text = card_text(card)
+    assert card.get("thread_ts") is not None
+    for expected in (
+        "restart_service",
+        "checkout-api",
+        "Confidence",
+        "100%",
+        "high",
+        "Who may approve",
+        "Expires",
+        action.trace_id,
+        "would restart checkout-api",
+    ):
+        assert expected in text, expected
+    assert buttons(card) == ["Approve", "Edit", "Reject"]
+
+    # Someone who may not approve: an ephemeral explanation, nothing changes.
+    slack.ws.click(STRANGER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert any("not an approver" in t for t in ephemerals_to(slack, STRANGER))
+    slack.ws.click(REQUESTER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert any("four eyes" in t for t in ephemerals_to(slack, REQUESTER))
+    assert slack.runs() == []
+
+    # The right approver: runs once, the card says who approved and the result.
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert slack.runs() == [f"restart checkout-api {action.id}"]
+    card = slack.card(action.id)
+    text = card_text(card)
+    assert "Succeeded" in text and f"<@{APPROVER}>" in text
+    assert buttons(card) == ["Undo"]
+    count, problems = slack.store.verify_audit()
+    assert problems == [] and count > 5
+
+
+def test_event_retries_never_make_a_second_card(slack: Slack) -> None:
+    first = slack.ws.mention(REQUESTER, CHANNEL, "restart web")
+    for n in (1, 2, 3):
+        again = slack.ws.redeliver(first, retry_num=n)
+        assert again.status == 200
+    slack.idle()
+    cards = [c for c in slack.ws.calls("chat.postMessage") if c.params.get("blocks")]
+    assert len(cards) == 1
+
+
+def test_double_clicks_run_once(slack: Slack) -> None:
+    _action, card = slack.mention_and_card("restart web")
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(
+            pool.map(
+                lambda i: (
+                    slack.ws.click(
+                        APPROVER if i % 2 else APPROVER2, CHANNEL, card["ts"], "warden_approve"
+                    ).status
+                ),
+                range(10),
+            )
+        )
+    assert statuses == [200] * 10
+    slack.idle()
+    assert len(slack.runs()) == 1
+
+
+def test_reject_with_reason(slack: Slack) -> None:
+    action, card = slack.mention_and_card("restart web")
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_reject")
+    slack.idle()
+    views = slack.ws.open_views(APPROVER)
+    assert len(views) == 1
+    view = views[0]
+    resp = slack.ws.submit_view(
+        APPROVER,
+        view["id"],
+        {"reason": {"value": {"type": "plain_text_input", "value": "not during the sale"}}},
+    )
+    assert resp.status == 200
+    slack.idle()
+    card = slack.card(action.id)
+    text = card_text(card)
+    assert "Rejected" in text and "not during the sale" in text and f"<@{APPROVER}>" in text
+    assert buttons(card) == []
+    assert slack.runs() == []
+
+
+def test_edit_in_modal_revalidates_and_voids_approvals(slack: Slack) -> None:
+    action, card = slack.mention_and_card("scale api in prod")
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert "1 of 2" in card_text(slack.card(action.id))
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_edit")
+    slack.idle()
+    view = slack.ws.open_views(APPROVER)[0]
+    bad = slack.ws.submit_view(
+        APPROVER,
+        view["id"],
+        {
+            "arg:service": {"value": {"type": "plain_text_input", "value": "Not Valid"}},
+            "arg:env": {"value": {"type": "static_select", "selected_option": {"value": "prod"}}},
+        },
+    )
+    body = json.loads(bad.body)
+    assert body["response_action"] == "errors" and "arg:service" in body["errors"]
+    good = slack.ws.submit_view(
+        APPROVER,
+        view["id"],
+        {
+            "arg:service": {"value": {"type": "plain_text_input", "value": "web"}},
+            "arg:env": {
+                "value": {"type": "static_select", "selected_option": {"value": "staging"}}
+            },
+        },
+    )
+    assert good.status == 200 and "errors" not in (good.body or "")
+    slack.idle()
+    row = slack.store.get_action(action.id)
+    assert row.revision == 2 and row.risk == "medium" and '"web"' in row.args_json
+    card = slack.card(action.id)
+    assert "Edited by" in card_text(card) and "approved by" not in card_text(card)
+    # The old card's button carries revision 1: stale.
+    slack.ws.click(APPROVER2, CHANNEL, card["ts"], "warden_approve", value=f"{action.id}:1")
+    slack.idle()
+    assert slack.runs("scale") == []
+    slack.ws.click(APPROVER2, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert slack.runs("scale") == ["scale web staging"]
+
+
+def test_pause_and_resume_through_slash_commands(slack: Slack) -> None:
+    action, card = slack.mention_and_card("restart web")
+    denied = slack.ws.slash(APPROVER, CHANNEL, "/pause", "me too")
+    assert "Only Warden admins" in denied.body
+    paused = slack.ws.slash(ADMIN, CHANNEL, "/pause", "incident 7")
+    assert paused.status == 200 and "Paused" in paused.body
+    slack.idle()
+    assert any(
+        c.params.get("channel") == OPS and "incident 7" in str(c.params.get("text"))
+        for c in slack.ws.calls("chat.postMessage")
+    )
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert any("paused" in t for t in ephemerals_to(slack, APPROVER))
+    assert slack.runs() == []
+    assert buttons(slack.card(action.id)) == ["Approve", "Edit", "Reject"]
+    status = slack.ws.slash(APPROVER, CHANNEL, "/warden", "status")
+    assert "Paused" in status.body
+    assert "Resumed" in slack.ws.slash(ADMIN, CHANNEL, "/resume").body
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert len(slack.runs()) == 1
+
+
+def test_pause_survives_restart(slack: Slack) -> None:
+    slack.ws.slash(ADMIN, CHANNEL, "/pause", "freeze")
+    assert slack.store.pause_state().paused
+    from storage.db import Database
+    from storage.repo import Store
+
+    other = Database(slack.bot.warden.settings.database_url)
+    try:
+        assert Store(other).pause_state().paused
+    finally:
+        other.dispose()
+
+
+def test_undo_after_success(slack: Slack) -> None:
+    action, card = slack.mention_and_card("restart web")
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_undo")
+    slack.idle()
+    assert slack.runs("undo") == ["undo web"]
+    card = slack.card(action.id)
+    assert "Undone" in card_text(card) and buttons(card) == []
+
+
+def test_warden_help_pending_and_home(slack: Slack) -> None:
+    slack.mention_and_card("restart web")
+    assert "/pause" in slack.ws.slash(STRANGER, CHANNEL, "/warden", "help").body
+    pending = slack.ws.slash(APPROVER, CHANNEL, "/warden", "pending").body
+    assert "restart_service" in pending and "1 waiting" in pending
+    assert "Nothing is waiting" in slack.ws.slash(REQUESTER, CHANNEL, "/warden", "pending").body
+    slack.ws.open_home(APPROVER)
+    slack.idle()
+    home = slack.ws.home(APPROVER)
+    assert home is not None and "restart_service" in card_text(home)
+
+
+def test_unknown_request_gets_help(slack: Slack) -> None:
+    slack.ws.mention(REQUESTER, CHANNEL, "make me a sandwich")
+    slack.idle()
+    replies = [str(c.params.get("text")) for c in slack.ws.calls("chat.postMessage")]
+    assert any("I don't know how" in r and "restart {service}" in r for r in replies)
+    assert any("ANTHROPIC_API_KEY" in r for r in replies)
+
+
+def test_dm_starts_a_request(slack: Slack) -> None:
+    slack.ws.dm(REQUESTER, "restart web")
+    slack.idle()
+    assert slack.store.actions_with_status(["awaiting_approval"])
+
+
+def test_long_output_stays_within_block_kit_limits(slack: Slack, policy: object) -> None:
+    action, _card = slack.mention_and_card("announce " + "x" * 2900)
+    slack.idle()
+    row = slack.store.get_action(action.id)
+    assert row.status == ActionStatus.SUCCEEDED
+    for call in slack.ws.calls("chat.update") + slack.ws.calls("chat.postMessage"):
+        assert call.response.get("ok", True) if hasattr(call, "response") else True
+
+
+def test_rate_limited_card_post_is_retried(slack: Slack) -> None:
+    slack.ws.fail_next("chat.postMessage", status=429, retry_after=1)
+    t0 = time.monotonic()
+    _action, card = slack.mention_and_card("restart web")
+    assert card is not None and time.monotonic() - t0 >= 0.9
+
+
+def test_server_errors_are_retried(slack: Slack) -> None:
+    slack.ws.fail_next("chat.update", status=503, times=1)
+    action, card = slack.mention_and_card("restart web")
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert "Succeeded" in card_text(slack.card(action.id))
+
+
+def test_pause_is_acknowledged_while_every_planner_is_busy(
+    database_url: str, policy: object, tmp_path: object
+) -> None:
+    """Planning never occupies the threads that ack: with every planner blocked and a
+    backlog queued, /pause still answers and is in force (the ack path only writes a row)."""
+    import threading
+
+    from bot.app import build_registry
+    from bot.planner import AliasPlanner, Plan, PlanRequest
+    from bot.settings import Settings
+    from devslack import Persona, Workspace
+    from handlers.runtime import start
+    from tests.slack_fixtures import SECRET, TOKEN
+
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    class BlockedPlanner:
+        def __init__(self) -> None:
+            self.inner = AliasPlanner(policy, build_registry(policy))  # type: ignore[arg-type]
+
+        def plan(self, request: PlanRequest) -> Plan:
+            started.release()
+            release.wait(60)
+            return self.inner.plan(request)
+
+    ws = Workspace(
+        signing_secret=SECRET,
+        bot_url="",
+        bot_token=TOKEN,
+        personas=[Persona(id=ADMIN, name="sam", label="Sam")],
+        channels={CHANNEL: "general", OPS: "ops"},
+    )
+    ws.start()
+    bot = start(
+        Settings(
+            SLACK_BOT_TOKEN=TOKEN,
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=ws.api_url,
+            DATABASE_URL=database_url,
+        ),
+        host="127.0.0.1",
+        port=0,
+        policy=policy,
+        planner=BlockedPlanner(),
+    )
+    ws.bot_url = bot.url + "/slack/events"
+    try:
+        planners = bot.warden.policy.workers.planners
+        for i in range(planners + 10):
+            assert ws.mention(REQUESTER, CHANNEL, f"restart svc{i}").status == 200
+        for _ in range(planners):
+            assert started.acquire(timeout=10)  # every planner thread is now stuck
+        assert bot.warden.workers.planners.pending == planners + 10
+        reply = ws.slash(ADMIN, CHANNEL, "/pause", "under load")
+        assert reply.status == 200 and "Paused" in reply.body
+        assert bot.warden.store.pause_state().paused
+        status = ws.slash(ADMIN, CHANNEL, "/warden", "status")
+        assert "Paused" in status.body
+    finally:
+        release.set()
+        bot.stop()
+        ws.stop()
