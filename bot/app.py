@@ -107,7 +107,6 @@ def build(
     """Wire up Warden. Raises ConfigError (fail closed) on any configuration problem."""
     if policy is None:
         policy = load_policy(settings.warden_config)
-    registry = build_registry(policy)
     if chat is None:
         if settings.slack_bot_token is None:
             raise ConfigError("SLACK_BOT_TOKEN is not set")
@@ -118,6 +117,7 @@ def build(
     if upgrade:
         db.upgrade()
     store = Store(db)
+    registry = build_registry(policy, store, chat)
     workers = Workers(policy.workers.planners, policy.workers.executors)
     lifecycle = Lifecycle(
         policy=policy,

@@ -43,7 +43,15 @@ class ToolFailed(WardenError):
 
 
 class PlannerUnavailable(WardenError):
-    """The planner's backend is unavailable; the request is kept for a retry."""
+    """The planner's backend is unavailable; the request is kept for a retry.
+
+    `usage` is what the attempt consumed before it failed (a `bot.planner.Usage`), so it is
+    still recorded against the request.
+    """
+
+    def __init__(self, message: str, *, usage: object = None) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 class AuditChainBroken(WardenError):

@@ -185,7 +185,8 @@ class Lifecycle:
         try:
             plan: Plan = self.planner.plan(plan_request)
         except PlannerUnavailable as exc:
-            self._finish(req, RequestStatus.FAILED, self._unavailable_text(str(exc)), Usage())
+            spent = exc.usage if isinstance(exc.usage, Usage) else Usage()
+            self._finish(req, RequestStatus.FAILED, self._unavailable_text(str(exc)), spent)
             return
         except Exception as exc:  # a planner bug must not lose the request
             log.exception("planner crashed on request %s", req.id)
@@ -279,7 +280,7 @@ class Lifecycle:
                 ),
                 subject=req.id,
             )
-            return truncate_middle(result.output, 4000)
+            return truncate_middle(redact(result.output), 4000)
 
         return run
 

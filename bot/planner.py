@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.errors import ToolArgumentsError, UnknownTool
 from bot.policy import PLACEHOLDER, Policy
 from bot.tools import ToolRegistry
 
@@ -139,24 +140,38 @@ class AliasPlanner:
         ]
 
     def plan(self, request: PlanRequest) -> Plan:
+        """The first alias whose pattern matches and whose arguments are valid for its tool.
+
+        A pattern that matches with invalid arguments ("restart the thing that broke") is a
+        near miss, not a command: the next planner gets a chance, and without one the answer
+        says what was wrong.
+        """
         text = clean_text(request.text)
+        near_miss = ""
         for alias in self.aliases:
             match = alias.regex.match(text)
-            if match:
-                args: dict[str, Any] = {**alias.fixed, **match.groupdict()}
-                return Proposals(
-                    calls=(
-                        ProposedCall(
-                            tool=alias.tool,
-                            args=args,
-                            confidence=1.0,
-                            rationale=(
-                                f'You asked "{text}", which matches the command "{alias.pattern}".'
-                            ),
+            if not match:
+                continue
+            args: dict[str, Any] = {**alias.fixed, **match.groupdict()}
+            try:
+                self.registry.get(alias.tool).validate(args)
+            except (ToolArgumentsError, UnknownTool) as exc:
+                near_miss = near_miss or f"It looks like `{alias.pattern}`, but {exc}."
+                continue
+            return Proposals(
+                calls=(
+                    ProposedCall(
+                        tool=alias.tool,
+                        args=args,
+                        confidence=1.0,
+                        rationale=(
+                            f'You asked "{text}", which matches the command "{alias.pattern}".'
                         ),
-                    )
+                    ),
                 )
-        return Unknown(message=self.help_text(text))
+            )
+        help_text = self.help_text(text)
+        return Unknown(message=f"{near_miss}\n{help_text}" if near_miss else help_text)
 
     def help_text(self, text: str = "") -> str:
         lines = []

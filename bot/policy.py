@@ -232,6 +232,8 @@ class AgentLimits(_Strict):
     max_tokens: int = Field(default=60_000, ge=1000)
     max_seconds: Duration = timedelta(seconds=90)
     max_cost_usd: float = Field(default=0.50, gt=0)
+    call_timeout: Duration = timedelta(seconds=45)
+    max_retries: int = Field(default=3, ge=0, le=10)
     link_domains: list[str] = Field(default_factory=list)
     instructions: str = ""
     do_not: list[str] = Field(default_factory=list)
@@ -259,6 +261,8 @@ class Policy(_Strict):
         for name in value:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", name):
                 raise ValueError(f"runbook name {name!r}: use lower_snake_case, at most 48 chars")
+            if name.startswith("warden_"):
+                raise ValueError(f"runbook name {name!r}: names starting warden_ are reserved")
         return value
 
     @model_validator(mode="after")

@@ -52,7 +52,17 @@ def _field_validator(name: str, spec: Param) -> Any:
 def args_model(name: str, runbook: Runbook) -> type[RunbookArgs]:
     """A pydantic model for one runbook's parameters."""
     fields: dict[str, Any] = {
-        p: (str, Field(description=spec.description or None, max_length=200))
+        p: (
+            str,
+            Field(
+                description=spec.description or None,
+                max_length=200,
+                # For the JSON schema the planner sees; the validator below is what enforces.
+                json_schema_extra=(
+                    {"enum": list(spec.choices)} if spec.choices else {"pattern": spec.pattern}
+                ),
+            ),
+        )
         for p, spec in runbook.params.items()
     }
     validators = {f"check_{p}": _field_validator(p, spec) for p, spec in runbook.params.items()}

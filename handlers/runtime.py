@@ -29,15 +29,27 @@ class Running:
     app: App
     server: Any
     thread: threading.Thread
+    closing: threading.Event
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.effective_port}"
 
     def stop(self) -> None:
+        self.closing.set()
         self.server.close()
         self.thread.join(timeout=10)
         self.warden.stop()
+
+
+def _serve(server: Any, closing: threading.Event) -> None:
+    # Closing waitress from another thread can make its poll loop trip over a socket that
+    # was just closed; that is the shutdown we asked for, not an error.
+    try:
+        server.run()
+    except (OSError, ValueError):
+        if not closing.is_set():
+            raise
 
 
 def start(
@@ -61,9 +73,12 @@ def start(
     server = make_server(
         WardenWSGI(app, warden.lifecycle), host, settings.port if port is None else port
     )
-    thread = threading.Thread(target=server.run, name="warden-http", daemon=True)
+    closing = threading.Event()
+    thread = threading.Thread(
+        target=_serve, args=(server, closing), name="warden-http", daemon=True
+    )
     thread.start()
-    return Running(warden=warden, app=app, server=server, thread=thread)
+    return Running(warden=warden, app=app, server=server, thread=thread, closing=closing)
 
 
 def serve(settings: Settings, socket_mode: bool = False) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from bot.policy import Policy
 from bot.settings import Settings
 from devslack import Persona, Workspace
 from handlers.runtime import Running, start
+from tests.anthropic_stub import AnthropicStub
 from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER
 
 SECRET = "test-signing-secret"
@@ -95,34 +96,59 @@ def buttons(msg: dict[str, Any]) -> list[str]:
     return out
 
 
+SlackFactory = Callable[..., Slack]
+
+
 @pytest.fixture
-def slack(database_url: str, policy: Policy, tmp_path: Path) -> Iterator[Slack]:
-    ws = Workspace(
-        signing_secret=SECRET,
-        bot_url="",
-        bot_token=TOKEN,
-        team_id="T0TEST",
-        bot_user_id="U0WARDEN",
-        personas=[
-            Persona(id=REQUESTER, name="riley", label="Riley (requester)"),
-            Persona(id=APPROVER, name="avery", label="Avery (approver)"),
-            Persona(id=APPROVER2, name="blake", label="Blake (approver)"),
-            Persona(id=ADMIN, name="sam", label="Sam (admin)"),
-            Persona(id=STRANGER, name="sky", label="Sky (stranger)"),
-        ],
-        channels={CHANNEL: "general", OPS: "ops"},
-    )
-    ws.start()
-    settings = Settings(
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=ws.api_url,
-        DATABASE_URL=database_url,
-    )
-    bot = start(settings, host="127.0.0.1", port=0, policy=policy)
-    ws.bot_url = bot.url + "/slack/events"
-    try:
-        yield Slack(ws=ws, bot=bot, tmp=tmp_path)
-    finally:
+def anthropic_stub() -> Iterator[AnthropicStub]:
+    stub = AnthropicStub().start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def slack_factory(database_url: str, policy: Policy, tmp_path: Path) -> Iterator[SlackFactory]:
+    """Start Warden + the local workspace; `claude=` a stub turns the Claude planner on."""
+    started: list[tuple[Running, Workspace]] = []
+
+    def make(*, policy_: Policy | None = None, claude: AnthropicStub | None = None) -> Slack:
+        ws = Workspace(
+            signing_secret=SECRET,
+            bot_url="",
+            bot_token=TOKEN,
+            team_id="T0TEST",
+            bot_user_id="U0WARDEN",
+            personas=[
+                Persona(id=REQUESTER, name="riley", label="Riley (requester)"),
+                Persona(id=APPROVER, name="avery", label="Avery (approver)"),
+                Persona(id=APPROVER2, name="blake", label="Blake (approver)"),
+                Persona(id=ADMIN, name="sam", label="Sam (admin)"),
+                Persona(id=STRANGER, name="sky", label="Sky (stranger)"),
+            ],
+            channels={CHANNEL: "general", OPS: "ops"},
+        )
+        ws.start()
+        extra: dict[str, Any] = {}
+        if claude is not None:
+            extra = {"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": claude.url}
+        settings = Settings(
+            SLACK_BOT_TOKEN=TOKEN,
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=ws.api_url,
+            DATABASE_URL=database_url,
+            **extra,
+        )
+        bot = start(settings, host="127.0.0.1", port=0, policy=policy_ or policy)
+        ws.bot_url = bot.url + "/slack/events"
+        started.append((bot, ws))
+        return Slack(ws=ws, bot=bot, tmp=tmp_path)
+
+    yield make
+    for bot, ws in started:
         bot.stop()
         ws.stop()
+
+
+@pytest.fixture
+def slack(slack_factory: SlackFactory) -> Slack:
+    return slack_factory()
