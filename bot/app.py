@@ -17,7 +17,7 @@ from bot.errors import ConfigError
 from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
 from bot.lookup_tools import lookup_tools
-from bot.planner import AliasPlanner, ChainPlanner, Planner
+from bot.planner import AliasPlanner, ChainPlanner, Planner, close_planner
 from bot.policy import Policy, Risk, load_policy
 from bot.runbooks import runbook_tool
 from bot.settings import Settings
@@ -92,6 +92,7 @@ class Warden:
     def stop(self) -> None:
         self.jobs.stop()
         self.workers.shutdown(wait=True)
+        close_planner(self.lifecycle.planner)
         self.db.dispose()
 
 

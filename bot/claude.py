@@ -297,6 +297,9 @@ class AnthropicPlanner:
         self.system = system_prompt(policy)
         self.tools = tool_specs(registry)
 
+    def close(self) -> None:
+        self.client.close()
+
     # -- the loop --------------------------------------------------------------------------
 
     def plan(self, request: PlanRequest) -> Plan:

@@ -188,12 +188,23 @@ class AliasPlanner:
         return "\n".join(lines)
 
 
+def close_planner(planner: Planner) -> None:
+    """Release what a planner holds (an HTTP connection pool); planners need not hold any."""
+    close = getattr(planner, "close", None)
+    if callable(close):
+        close()
+
+
 class ChainPlanner:
     """Try planners in order; the first that does not answer `Unknown` wins."""
 
     def __init__(self, planners: Sequence[Planner], fallback_note: str = "") -> None:
         self.planners = list(planners)
         self.fallback_note = fallback_note
+
+    def close(self) -> None:
+        for planner in self.planners:
+            close_planner(planner)
 
     def plan(self, request: PlanRequest) -> Plan:
         last: Plan = Unknown(message="I don't know how to help with that.")

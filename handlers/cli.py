@@ -40,9 +40,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from storage.db import Database
     from storage.repo import Store
 
-    settings = _settings()
-    db = Database(settings.database_url)
-    count, problems = Store(db).verify_audit()
+    db = Database(_settings().database_url)
+    try:
+        count, problems = Store(db).verify_audit()
+    finally:
+        db.dispose()
     if problems:
         print(f"audit chain BROKEN ({count} rows checked):", file=sys.stderr)
         for p in problems:
@@ -55,7 +57,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from storage.db import Database
 
-    Database(_settings().database_url).upgrade()
+    db = Database(_settings().database_url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
     print("database schema is up to date")
     return 0
 

@@ -25,7 +25,7 @@ from typing import Any
 from bot.app import build_planner, check
 from bot.errors import ConfigError, PlannerUnavailable
 from bot.gate import Gate
-from bot.planner import Clarify, PlanRequest, Proposals
+from bot.planner import Clarify, PlanRequest, Proposals, close_planner
 from bot.settings import Settings
 
 
@@ -81,6 +81,13 @@ def run_eval(settings: Settings, paths: list[str]) -> int:
     policy, registry = check(settings)
     gate = Gate(policy, registry)
     planner = build_planner(settings, policy, registry)
+    try:
+        return _run_cases(gate, planner, paths)
+    finally:
+        close_planner(planner)
+
+
+def _run_cases(gate: Gate, planner: Any, paths: list[str]) -> int:
     failures = total = 0
     for path in paths:
         try:

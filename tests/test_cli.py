@@ -1,0 +1,105 @@
+"""The `warden` command line: eval, audit verify, db upgrade (check is in test_policy.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from handlers.cli import main
+from tests.anthropic_stub import AnthropicStub, propose, reply, tool_use
+from tests.conftest import ADMIN, APPROVER, REQUESTER, RecordingChat
+from tests.harness import mention, warden
+from tests.test_policy import _toml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_POLICY = ROOT / "handlers" / "demo" / "warden.toml"
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+
+
+def test_eval_runs_the_shipped_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "--config", str(DEMO_POLICY), str(ROOT / "evals" / "demo.toml")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS  prod scaling is critical" in out and " 0 failed" in out
+
+
+def test_eval_fails_a_wrong_expectation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases.toml"
+    cases.write_text(
+        '[[case]]\nname = "wrong"\nrequest = "restart checkout-api"\nexpect = "run_now"\n'
+    )
+    assert main(["eval", "--config", str(DEMO_POLICY), str(cases)]) == 1
+    assert "FAIL  wrong: expected run_now, got await" in capsys.readouterr().out
+
+
+def test_eval_with_claude(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = AnthropicStub().start()
+    try:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
+        stub.enqueue(
+            reply(propose("restart_service", {"service": "search"}, 0.9, "Search is wedged.")),
+            reply(tool_use("warden_ask", {"question": "Which cache?"})),
+        )
+        cases = tmp_path / "cases.toml"
+        cases.write_text(
+            '[[case]]\nname = "free form"\nrequest = "search is wedged, kick it"\n'
+            'expect = "await"\ntool = "restart_service"\nrisk = "high"\n'
+            '[[case]]\nname = "vague"\nrequest = "clear the cache thing"\nexpect = "clarify"\n'
+        )
+        code = main(["eval", "--config", str(DEMO_POLICY), str(cases)])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "2 passed, 0 failed" in out and len(stub.seen) == 2
+    finally:
+        stub.stop()
+
+
+def test_audit_verify_and_db_upgrade(
+    database_url: str,
+    policy: object,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["db", "upgrade"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    with warden(database_url, policy, RecordingChat()) as w:  # type: ignore[arg-type]
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        w.lifecycle.approve(action.id, action.revision, APPROVER)
+        w.lifecycle.pause(ADMIN, "drill")
+        assert w.workers.wait_idle(30)
+        rows = w.store.audit_rows()
+        assert main(["audit", "verify"]) == 0
+        assert f"verifies: {len(rows)} rows" in capsys.readouterr().out
+        victim = rows[len(rows) // 2]
+        with w.db.write() as s:
+            s.connection().execute(
+                text("UPDATE audit_event SET actor = 'U0MALLORY' WHERE seq = :seq"),
+                {"seq": victim.seq},
+            )
+    assert main(["audit", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert "BROKEN" in err and str(victim.seq) in err
+
+
+def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import policy_data
+
+    data = policy_data(tmp_path)
+    data["runbooks"]["warden_ask"] = data["runbooks"]["flush_cache"]
+    bad = tmp_path / "warden.toml"
+    bad.write_text(_toml(data))
+    assert main(["check", "--config", str(bad)]) == 2
+    assert "reserved" in capsys.readouterr().err
