@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anthropic
-import httpx2
 from anthropic.types import Message, MessageParam, TextBlockParam, ToolParam, ToolUseBlock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -292,7 +291,7 @@ class AnthropicPlanner:
             api_key=api_key,
             base_url=base_url,
             max_retries=policy.agent.max_retries,
-            timeout=httpx2.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            timeout=anthropic.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         )
         self.system = system_prompt(policy)
         self.tools = tool_specs(registry)

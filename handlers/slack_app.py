@@ -47,6 +47,8 @@ SCOPES = {
     "im:history": "requests by DM",
     "chat:write": "cards, answers, ephemeral notes, admin-channel alerts",
     "reactions:write": "the eyes reaction while a request is planned",
+    "users:read": "the agent's lookup_user tool (users.info)",
+    "assistant:write": "the thinking… status in assistant threads",
     "commands": "/pause, /resume, /warden",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from handlers.slack_app import COMMANDS, EVENT_SUBSCRIPTIONS, SCOPES
@@ -24,6 +25,39 @@ def test_events_commands_scopes_and_interactivity() -> None:
         MANIFEST["settings"]["interactivity"]["request_url"],
     }
     assert all(u.endswith("/slack/events") for u in urls)
+
+
+# Every Web API method bot/chat.py calls, and the bot scope it needs (None: no scope).
+METHOD_SCOPES = {
+    "chat_postMessage": "chat:write",
+    "chat_update": "chat:write",
+    "chat_delete": "chat:write",
+    "chat_postEphemeral": "chat:write",
+    "reactions_add": "reactions:write",
+    "reactions_remove": "reactions:write",
+    "users_info": "users:read",
+    "assistant.threads.setStatus": "assistant:write",
+    "views_open": None,
+    "views_publish": None,
+}
+
+
+def test_every_web_api_call_has_its_scope_declared() -> None:
+    source = (Path(__file__).parents[1] / "bot" / "chat.py").read_text()
+    called = set(re.findall(r"client\.([a-zA-Z_]+)\(", source)) - {"api_call"}
+    called |= set(re.findall(r'api_call\(\s*"([a-zA-Z.]+)"', source))
+    assert called == set(METHOD_SCOPES), "update METHOD_SCOPES for new Web API calls"
+    declared = set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    needed = {scope for scope in METHOD_SCOPES.values() if scope}
+    assert needed <= declared
+    # ...and nothing is declared that nothing uses.
+    assert declared - needed <= {
+        "app_mentions:read",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "commands",
+    }
 
 
 def test_handlers_register_every_declared_event_and_command() -> None:
