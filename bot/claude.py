@@ -18,6 +18,7 @@ tools. Every limit (steps, tokens, wall time, cost) ends the loop with a message
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ CONTROL_TOOLS = (ASK, CANNOT_HELP)
 
 CALL_MAX_TOKENS = 2048  # output cap for one model call
 MAX_RETRY_WAIT_S = 20.0  # never sleep longer than this on one Retry-After
+MIN_ATTEMPT_S = 1.0  # a retry needs at least this long before the deadline to be worth it
 CONNECT_TIMEOUT_S = 5.0
 LOOKUP_RESULT_CHARS = 4000
 
@@ -257,11 +259,26 @@ def first_message(request: PlanRequest) -> str:
     return "\n".join(parts)
 
 
+class _OutOfTime(Exception):
+    """Raised instead of a retry that would end after the request's deadline."""
+
+
 class _Client(anthropic.Anthropic):
-    """The SDK client with its retry wait capped, so one Retry-After can't stall a worker."""
+    """The SDK client, its retries kept inside the request's wall-time budget.
+
+    The SDK retries 429, 529, 5xx and connection errors with backoff and honours
+    `retry-after`; here a single wait is capped, and a retry that could not finish before
+    the deadline of the planning thread's current request is not started.
+    """
+
+    deadlines = threading.local()
 
     def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
-        return min(super()._calculate_retry_timeout(*args, **kwargs), MAX_RETRY_WAIT_S)
+        wait = min(super()._calculate_retry_timeout(*args, **kwargs), MAX_RETRY_WAIT_S)
+        deadline: float | None = getattr(self.deadlines, "at", None)
+        if deadline is not None and time.monotonic() + wait + MIN_ATTEMPT_S > deadline:
+            raise _OutOfTime
+        return wait
 
 
 class _Limit(Exception):
@@ -314,9 +331,8 @@ class AnthropicPlanner:
                 self._check_limits(usage, deadline)
             except _Limit as limit:
                 return Unknown(message=limit.message, usage=usage)
-            remaining = deadline - time.monotonic()
             try:
-                reply = self._call(messages, min(self.timeout_s, max(0.1, remaining)))
+                reply = self._call(messages, deadline)
             except PlannerUnavailable as exc:
                 raise PlannerUnavailable(str(exc), usage=usage) from exc
             usage = usage + usage_of(reply, self.price)
@@ -376,7 +392,14 @@ class AnthropicPlanner:
                 "(agent.max_seconds). Try a more specific request."
             )
 
-    def _call(self, messages: list[dict[str, Any]], timeout_s: float) -> Message:
+    def _call(self, messages: list[dict[str, Any]], deadline: float) -> Message:
+        """One Messages API call (with the SDK's retries), all of it started before `deadline`.
+
+        An attempt never waits longer than `call_timeout` nor past the deadline as it stood
+        when the call began, so planning overruns `max_seconds` by at most one attempt.
+        """
+        timeout_s = max(0.1, min(self.timeout_s, deadline - time.monotonic()))
+        _Client.deadlines.at = deadline
         # The last message carries a cache breakpoint too, so each step of the loop reads the
         # previous steps from the cache (system, tools and that one: 3 of the 4 allowed).
         marked = [*messages[:-1], _with_cache_mark(messages[-1])]
@@ -390,6 +413,10 @@ class AnthropicPlanner:
                 messages=cast("list[MessageParam]", marked),
                 timeout=timeout_s,
             )
+        except _OutOfTime:
+            raise PlannerUnavailable(
+                "Claude kept failing until this request's time limit (agent.max_seconds)"
+            ) from None
         except anthropic.APITimeoutError:
             raise PlannerUnavailable("Claude did not answer in time") from None
         except anthropic.APIConnectionError:
@@ -406,6 +433,8 @@ class AnthropicPlanner:
             raise PlannerUnavailable(f"Claude answered with an error ({exc.status_code})") from None
         except anthropic.APIResponseValidationError:
             raise PlannerUnavailable("Claude's answer could not be read") from None
+        finally:
+            _Client.deadlines.at = None
 
     # -- one assistant turn ----------------------------------------------------------------
 

@@ -167,7 +167,9 @@ class Lifecycle:
 
     def plan(self, request_id: str) -> None:
         """Plan one request (planner worker). Safe to call twice: the lease decides."""
-        lease = self.clock() + self.policy.agent.max_seconds + LEASE_GRACE
+        # A planner may overrun max_seconds by one model call (see bot/claude.py).
+        agent = self.policy.agent
+        lease = self.clock() + agent.max_seconds + agent.call_timeout + LEASE_GRACE
         req = self.store.claim_request(request_id, self.owner, lease)
         if req is None:
             return

@@ -391,3 +391,20 @@ def test_aliases_go_first_and_need_no_model(
 
 def test_default_model_is_current() -> None:
     assert DEFAULT_MODEL not in sdk_messages.DEPRECATED_MODELS
+
+
+def test_retries_never_outlast_the_request_deadline(
+    slack_factory: SlackFactory, anthropic_stub: AnthropicStub, tmp_path: Path
+) -> None:
+    policy = parse_policy(policy_data(tmp_path, agent={"max_seconds": "3s"}))
+    slack = slack_factory(policy_=policy, claude=anthropic_stub)
+    # Claude asks for a 30 s back-off: waiting would blow the 3 s budget, so Warden stops.
+    anthropic_stub.enqueue(error(429, "rate_limit_error", retry_after="30"))
+    slack.ws.mention(REQUESTER, CHANNEL, "could you bounce web for me")
+    slack.idle()
+    thread = slack.ws.calls("reactions.add")[0].params["timestamp"]
+    (told,) = thread_replies(slack, thread)
+    assert "agent.max_seconds" in told and "retry" in told
+    assert len(anthropic_stub.seen) == 1
+    (req,) = all_requests(slack)
+    assert req.status == RequestStatus.FAILED
