@@ -408,3 +408,19 @@ def test_retries_never_outlast_the_request_deadline(
     assert len(anthropic_stub.seen) == 1
     (req,) = all_requests(slack)
     assert req.status == RequestStatus.FAILED
+
+
+def test_secrets_are_redacted_before_they_reach_the_model(
+    slack_factory: SlackFactory, anthropic_stub: AnthropicStub
+) -> None:
+    slack = slack_factory(claude=anthropic_stub)
+    anthropic_stub.enqueue(reply(tool_use(CANNOT_HELP, {"reason": "I can't log in for you."})))
+    slack.ws.mention(
+        REQUESTER,
+        CHANNEL,
+        "log in to grafana with password=hunter22 and token xoxb-123456789012-abcdefghij",
+    )
+    slack.idle()
+    sent = json.dumps(anthropic_stub.seen[0].body)
+    assert "hunter22" not in sent and "xoxb-123456789012" not in sent
+    assert "[redacted" in sent
