@@ -838,21 +838,12 @@ class Lifecycle:
         tool = self.registry.get(claimed.tool) if claimed.tool in self.registry else None
         if result.ok and tool is not None and tool.reversible:
             undo_until = self.clock() + self.policy.gate.undo_window
-        final = ActionStatus.SUCCEEDED if result.ok else ActionStatus.FAILED
-        done = self.store.transition(
-            action_id,
-            [ActionStatus.EXECUTING],
-            final,
-            self._audit(
-                "warden", f"action.{final.value}", claimed.trace_id, output=result.output[:500]
-            ),
-            values={
-                "result": truncate_middle(redact(result.output), RESULT_KEEP // 2),
-                "undo_until": undo_until,
-                "lease_until": None,
-                "undo_data": json.dumps(result.undo_data) if result.undo_data else None,
-            },
-            where=[col(Action.owner) == self.owner],
+        final, done = self._outcome(
+            claimed,
+            ActionStatus.EXECUTING,
+            result,
+            undo_until=undo_until,
+            undo_data=json.dumps(result.undo_data) if result.undo_data else None,
         )
         if done is None:
             log.error("action %s finished but its row was no longer ours", action_id)
@@ -916,6 +907,42 @@ class Lifecycle:
             return "the approvals on record do not cover this exact call"
         return None
 
+    def _context(self, action: Action) -> ToolContext:
+        return ToolContext(
+            action_id=action.id,
+            trace_id=action.trace_id,
+            requester=action.requester,
+            channel=action.channel,
+            thread_ts=action.thread_ts,
+            chat=self.chat,
+        )
+
+    def _outcome(
+        self, action: Action, before: ActionStatus, result: ToolResult, **values: Any
+    ) -> tuple[ActionStatus, Action | None]:
+        """Record how a run (`executing`) or an undo (`undoing`) ended, output redacted."""
+        ok_state, bad_state = (
+            (ActionStatus.SUCCEEDED, ActionStatus.FAILED)
+            if before == ActionStatus.EXECUTING
+            else (ActionStatus.UNDONE, ActionStatus.UNDO_FAILED)
+        )
+        final = ok_state if result.ok else bad_state
+        output = redact(result.output)
+        where = [col(Action.owner) == self.owner] if before == ActionStatus.EXECUTING else []
+        row = self.store.transition(
+            action.id,
+            [before],
+            final,
+            self._audit("warden", f"action.{final.value}", action.trace_id, output=output[:500]),
+            values={
+                "result": truncate_middle(output, RESULT_KEEP // 2),
+                "lease_until": None,
+                **values,
+            },
+            where=where,
+        )
+        return final, row
+
     def _run(self, action: Action) -> ToolResult:
         try:
             tool = self.registry.get(action.tool)
@@ -925,15 +952,7 @@ class Lifecycle:
             args = tool.validate(json.loads(action.args_json))
             if tool.canonical(args) != action.args_json:
                 return ToolResult(ok=False, output="not run: arguments are not canonical")
-            ctx = ToolContext(
-                action_id=action.id,
-                trace_id=action.trace_id,
-                requester=action.requester,
-                channel=action.channel,
-                thread_ts=action.thread_ts,
-                chat=self.chat,
-            )
-            return tool.run(args, ctx)
+            return tool.run(args, self._context(action))
         except Exception as exc:
             log.exception("action %s raised", action.id)
             return ToolResult(ok=False, output=f"{type(exc).__name__}: {exc}")
@@ -945,32 +964,12 @@ class Lifecycle:
         try:
             tool = self.registry.get(action.tool)
             assert tool.undo is not None
-            ctx = ToolContext(
-                action_id=action.id,
-                trace_id=action.trace_id,
-                requester=action.requester,
-                channel=action.channel,
-                thread_ts=action.thread_ts,
-                chat=self.chat,
-            )
+            ctx = self._context(action)
             data = json.loads(action.undo_data) if action.undo_data else {}
             result = tool.undo(tool.validate(json.loads(action.args_json)), ctx, data)
         except Exception as exc:
             result = ToolResult(ok=False, output=f"{type(exc).__name__}: {exc}")
-        final = ActionStatus.UNDONE if result.ok else ActionStatus.UNDO_FAILED
-        self.store.transition(
-            action_id,
-            [ActionStatus.UNDOING],
-            final,
-            self._audit(
-                "warden", f"action.{final.value}", action.trace_id, output=result.output[:500]
-            ),
-            values={
-                "result": truncate_middle(redact(result.output), RESULT_KEEP // 2),
-                "undo_until": None,
-                "lease_until": None,
-            },
-        )
+        self._outcome(action, ActionStatus.UNDOING, result, undo_until=None)
         self.refresh_card(action_id)
 
     # -- kill switch -----------------------------------------------------------------------

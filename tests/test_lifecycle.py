@@ -373,3 +373,30 @@ def test_every_transition_is_audited(
 
 def _unused(_: Action) -> None:
     pass
+
+
+def test_secrets_in_command_output_never_reach_the_audit_log(
+    database_url: str, chat: RecordingChat, tmp_path: Path
+) -> None:
+    from bot.policy import parse_policy
+    from tests.conftest import policy_data
+
+    data = policy_data(tmp_path)
+    data["runbooks"]["leak"] = {
+        "description": "Print a credential",
+        "command": ["echo", "connected with password=hunter22 token xoxb-123456789012-abcdef"],
+        "risk": "medium",
+    }
+    data["aliases"]["leak"] = {"runbook": "leak"}
+    with warden(database_url, parse_policy(data), chat) as w:
+        action = mention(w, "leak", REQUESTER)
+        assert action is not None
+        assert w.lifecycle.approve(action.id, action.revision, APPROVER).ok
+        assert w.workers.wait_idle(30)
+        done = w.store.get_action(action.id)
+        assert done is not None and done.status == ActionStatus.SUCCEEDED
+        stored = done.result or ""
+        audited = " ".join(str(a.data) for a in w.store.audit_rows(subject=action.id))
+        for text in (stored, audited):
+            assert "hunter22" not in text and "xoxb-123456789012" not in text
+        assert "[redacted" in audited
