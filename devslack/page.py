@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from devslack.workspace import escape_text
+
 if TYPE_CHECKING:
     from devslack.workspace import Workspace
 
@@ -22,6 +24,7 @@ def state(ws: Workspace, user: str) -> dict[str, Any]:
     channels.append({"id": dm, "name": "warden (DM)", "admin": False})
     return {
         "version": ws.version,
+        "boot": ws.boot,
         "user": user,
         "bot_user_id": ws.bot_user_id,
         "personas": [{"id": p.id, "name": p.name, "label": p.label} for p in ws.personas],
@@ -31,6 +34,7 @@ def state(ws: Workspace, user: str) -> dict[str, Any]:
         },
         "views": [v for v in ws.open_views(user)],
         "home": ws.home(user),
+        "statuses": {str(c["id"]): ws.thread_statuses(str(c["id"])) for c in channels},
         "suggestions": ws.suggestions,
     }
 
@@ -67,7 +71,7 @@ def handle_ui(ws: Workspace, action: str, data: dict[str, Any]) -> tuple[int, di
                 return 400, {"ok": False, "error": "empty message"}
             if text.startswith("/"):
                 command, _, rest = text.partition(" ")
-                d = ws.slash(user, channel, command, rest)
+                d = ws.slash(user, channel, command, escape_text(rest.strip()))
                 reply = d.body.strip()
                 if d.status == 200 and reply:
                     try:
@@ -82,7 +86,7 @@ def handle_ui(ws: Workspace, action: str, data: dict[str, Any]) -> tuple[int, di
                         user, channel, f"/{command.lstrip('/')} failed (HTTP {d.status})"
                     )
                 return 200, {"ok": True, "status": d.status}
-            d2 = ws.say(user, channel, text, thread_ts)
+            d2 = ws.type_message(user, channel, text, thread_ts)
             return 200, {"ok": True, "status": d2.status if d2 else None}
         if action == "click":
             d = ws.click(user, str(data["channel"]), str(data["ts"]), str(data["action_id"]))

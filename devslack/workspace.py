@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import threading
 import time
@@ -147,9 +148,11 @@ class Workspace:
         self._response_urls: dict[str, JSON] = {}
         self._faults: dict[str, list[tuple[int, int]]] = {}
         self._statuses: list[JSON] = []
+        self._thread_status: dict[tuple[str, str], tuple[str, float]] = {}
         self._clock = itertools.count(1)
         self._ts_base = int(time.time())
         self.version = 0
+        self.boot = secrets.token_hex(4)  # tells the page a restarted workspace from a stale one
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -295,6 +298,8 @@ class Workspace:
             call = Call(method=method, params=params, at=time.time())
             self._calls.append(call)
             try:
+                if not token:
+                    raise SlackError("not_authed")
                 if token != self.bot_token:
                     raise SlackError("invalid_auth")
                 handler = getattr(self, "_m_" + method.replace(".", "_"), None)
@@ -318,8 +323,9 @@ class Workspace:
         return channel
 
     def _find(self, channel: str, ts: str) -> JSON:
+        """A message the Web API can address (ephemeral messages are not addressable)."""
         for m in self._messages.get(channel, []):
-            if m["ts"] == ts:
+            if m["ts"] == ts and not m.get("ephemeral_to"):
                 return m
         raise SlackError("message_not_found")
 
@@ -367,9 +373,12 @@ class Workspace:
         check_blocks(blocks, MAX_BLOCKS_MESSAGE)
         if not text and not blocks:
             raise SlackError("no_text")
+        thread_ts = _opt(p.get("thread_ts"))
         msg = self._store_message(
-            channel, self.bot_user_id, text, blocks, _opt(p.get("thread_ts")), bot_id="B0WARDEN"
+            channel, self.bot_user_id, text, blocks, thread_ts, bot_id="B0WARDEN"
         )
+        if thread_ts:  # Slack clears a thread's status when the app replies in it
+            self._thread_status.pop((channel, thread_ts), None)
         return {"channel": channel, "ts": msg["ts"], "message": msg}
 
     def _m_chat_update(self, p: JSON) -> JSON:
@@ -389,7 +398,21 @@ class Workspace:
     def _m_chat_delete(self, p: JSON) -> JSON:
         channel = self._channel(p)
         msg = self._find(channel, str(p.get("ts") or ""))
-        self._messages[channel].remove(msg)
+        if msg.get("user") != self.bot_user_id:
+            raise SlackError("cant_delete_message")  # a bot token deletes only its own
+        thread_ts = msg.get("thread_ts")
+        if msg.get("reply_count"):
+            # A parent with replies stays as a tombstone, as in Slack.
+            msg.update({"subtype": "tombstone", "text": "This message was deleted.", "blocks": []})
+            msg["reactions"] = []
+        else:
+            self._messages[channel].remove(msg)
+        if thread_ts and thread_ts != msg["ts"]:
+            parent = next(
+                (m for m in self._messages.get(channel, []) if m["ts"] == thread_ts), None
+            )
+            if parent is not None and parent.get("reply_count"):
+                parent["reply_count"] -= 1
         return {"channel": channel, "ts": msg["ts"]}
 
     def _m_chat_postEphemeral(self, p: JSON) -> JSON:
@@ -535,8 +558,29 @@ class Workspace:
         return {"messages": msgs, "has_more": False}
 
     def _m_assistant_threads_setStatus(self, p: JSON) -> JSON:
+        if "status" not in p:
+            raise SlackError("invalid_arguments")
+        channel = self._channel(p, "channel_id")
+        thread_ts = str(p.get("thread_ts") or "")
+        if not any(m["ts"] == thread_ts for m in self._messages.get(channel, [])):
+            raise SlackError("invalid_thread_ts")
         self._statuses.append(dict(p))
+        status = str(p.get("status") or "")
+        if status:  # Slack drops it after two minutes, or when the app replies
+            self._thread_status[(channel, thread_ts)] = (status, time.time() + 120)
+        else:
+            self._thread_status.pop((channel, thread_ts), None)
         return {}
+
+    def thread_statuses(self, channel: str) -> dict[str, str]:
+        """The live assistant statuses ("is thinking…") of `channel`'s threads."""
+        now = time.time()
+        with self._cond:
+            return {
+                ts: status
+                for (c, ts), (status, until) in self._thread_status.items()
+                if c == channel and until > now
+            }
 
     # -- response_url ------------------------------------------------------------------------
 
@@ -565,7 +609,11 @@ class Workspace:
                     m for m in self._messages.get(channel, []) if m["ts"] != entry["ts"]
                 ]
             elif body.get("replace_original") and entry["ts"]:
-                msg = self._find(channel, entry["ts"])
+                msg = next(
+                    (m for m in self._messages.get(channel, []) if m["ts"] == entry["ts"]), None
+                )
+                if msg is None:
+                    return 404, {"ok": False, "error": "message_not_found"}
                 msg.update({"text": text, "blocks": blocks or []})
             elif body.get("response_type") == "in_channel":
                 self._store_message(channel, self.bot_user_id, text, blocks, None)
@@ -608,6 +656,8 @@ class Workspace:
             return Delivery(
                 status=exc.code, body=exc.read().decode(errors="replace"), raw=body, headers=headers
             )
+        except (urllib.error.URLError, OSError) as exc:  # the bot is not answering at all
+            return Delivery(status=0, body=str(exc), raw=body, headers=headers)
 
     def _deliver_json(self, payload: JSON, extra: dict[str, str] | None = None) -> Delivery:
         body = json.dumps(payload).encode()
@@ -663,7 +713,9 @@ class Workspace:
 
     def mention(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> Delivery:
         """`user` writes "@warden text" in `channel` (optionally in a thread)."""
-        full = f"<@{self.bot_user_id}> {text}"
+        return self._app_mention(user, channel, f"<@{self.bot_user_id}> {text}", thread_ts)
+
+    def _app_mention(self, user: str, channel: str, full: str, thread_ts: str | None) -> Delivery:
         msg = self._user_message(user, channel, full, thread_ts)
         event = {
             "type": "app_mention",
@@ -681,21 +733,15 @@ class Workspace:
     def say(
         self, user: str, channel: str, text: str, thread_ts: str | None = None
     ) -> Delivery | None:
-        """A plain message. Delivered to the bot (as Slack would with `message.*`
-        subscriptions) when it is in a DM or a thread where the bot has posted."""
-        if f"<@{self.bot_user_id}>" in text or "@warden" in text.lower():
-            return self.mention(user, channel, text.replace("@warden", "").strip(), thread_ts)
+        """A message whose text is already in Slack's wire format (`&amp;`, `<@U…>`).
+
+        A message mentioning the bot is delivered as `app_mention`; any other is delivered as
+        a `message` event, as Slack does for the bot's `message.channels` / `message.im`
+        subscriptions (the bot itself ignores what is not addressed to it)."""
+        if f"<@{self.bot_user_id}>" in text:
+            return self._app_mention(user, channel, text, thread_ts)
         msg = self._user_message(user, channel, text, thread_ts)
         is_dm = channel.startswith("D")
-        with self._cond:
-            bot_in_thread = bool(thread_ts) and any(
-                m.get("user") == self.bot_user_id
-                and m.get("thread_ts") == thread_ts
-                and not m.get("ephemeral_to")
-                for m in self._messages.get(channel, [])
-            )
-        if not (is_dm or bot_in_thread):
-            return None
         event = {
             "type": "message",
             "user": user,
@@ -709,6 +755,31 @@ class Workspace:
         if thread_ts:
             event["thread_ts"] = thread_ts
         return self._event(event)
+
+    def type_message(
+        self, user: str, channel: str, typed: str, thread_ts: str | None = None
+    ) -> Delivery | None:
+        """What a Slack client sends when `user` types `typed` in the composer: `&`, `<` and
+        `>` escaped, `@name` of a known user turned into `<@U…>` and `#name` of a channel
+        into `<#C…|name>`."""
+        return self.say(user, channel, self.encode_typed(typed), thread_ts)
+
+    def encode_typed(self, typed: str) -> str:
+        text = escape_text(typed)
+        names = {p.name.lower(): p.id for p in self.personas}
+        names["warden"] = self.bot_user_id
+        by_name = {n.lower(): c for c, n in self.channels.items()}
+
+        def at(m: re.Match[str]) -> str:
+            uid = names.get(m.group(1).lower())
+            return f"<@{uid}>" if uid else m.group(0)
+
+        def hash_(m: re.Match[str]) -> str:
+            cid = by_name.get(m.group(1).lower())
+            return f"<#{cid}|{m.group(1)}>" if cid else m.group(0)
+
+        text = re.sub(r"(?<![\w@])@([A-Za-z0-9._-]+)\b", at, text)
+        return re.sub(r"(?<![\w&])#([a-z0-9_-]+)\b", hash_, text)
 
     def dm(self, user: str, text: str, thread_ts: str | None = None) -> Delivery:
         """`user` writes to Warden in their DM with it."""
@@ -762,7 +833,7 @@ class Workspace:
                 "type": "message",
                 "message_ts": message_ts,
                 "channel_id": channel,
-                "is_ephemeral": False,
+                "is_ephemeral": bool(msg.get("ephemeral_to")),
             },
             "trigger_id": self._trigger(user),
             "team": {"id": self.team_id, "domain": "warden-dev"},
@@ -863,6 +934,11 @@ class Workspace:
             "is_cleared": False,
         }
         return self._deliver_form({"payload": json.dumps(payload)})
+
+
+def escape_text(text: str) -> str:
+    """Slack's escaping of user-typed text: only `&`, `<` and `>`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _json_field(value: Any) -> Any:

@@ -38,8 +38,8 @@ def browser() -> Iterator[Any]:
 
 
 class DevPage:
-    def __init__(self, page: Page, url: str, name: str, errors: list[str]) -> None:
-        self.page, self.url, self.name, self.errors = page, url, name, errors
+    def __init__(self, page: Page, ws: Any, name: str, errors: list[str]) -> None:
+        self.page, self.ws, self.url, self.name, self.errors = page, ws, ws.url, name, errors
         self.step = 0
 
     def shot(self, label: str) -> None:
@@ -80,7 +80,7 @@ def dev(
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(ws.url + "/")  # type: ignore[attr-defined]
     expect(page.get_by_label("Acting as")).to_be_visible()
-    d = DevPage(page, ws.url, request.node.name, errors)  # type: ignore[attr-defined]
+    d = DevPage(page, ws, request.node.name, errors)
     try:
         yield d
         assert errors == [], errors
@@ -195,3 +195,201 @@ def test_app_home_lists_what_awaits_the_viewer(dev: DevPage) -> None:
     dev.page.locator("#home-link").click()
     expect(dev.page.locator("#home")).to_contain_text("restart_service", timeout=15_000)
     dev.shot("home")
+
+
+def _bot_client(ws: Any) -> Any:
+    from bot.chat import make_web_client
+
+    return make_web_client(ws.bot_token, ws.api_url)
+
+
+def test_mrkdwn_emoji_and_hostile_text(dev: DevPage) -> None:
+    """Formatting renders as Slack renders it; no message text can add markup or script."""
+    ws = dev.ws
+    client = _bot_client(ws)
+    client.chat_postMessage(
+        channel="C0GENERAL",
+        text=(
+            "*bold* and `x &lt; y` :white_check_mark: :double_vertical_bar: :warning: "
+            "<@U0APPROVER> in <#C0OPS> see <https://example.com/?a=1&amp;b=2|the docs>\n"
+            "```line1\n*not bold* <@U0ADMIN>```"
+        ),
+    )
+    hostile = '<img src=x onerror="window.pwned=1"> <javascript:window.pwned=2|click> &lt;b&gt;'
+    client.chat_postMessage(
+        channel="C0GENERAL",
+        text=hostile,
+        blocks=[
+            {"type": "header", "text": {"type": "plain_text", "text": "<i>head</i> :gear:"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": hostile}},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "x",
+                        "text": {"type": "plain_text", "text": '"><img src=x>'},
+                    }
+                ],
+            },
+        ],
+    )
+    dev.act_as("requester")
+    dev.send("fish & chips <script>window.pwned=3</script> <b>typed</b> @avery")
+    msgs = dev.page.locator("#messages")
+    expect(msgs).to_contain_text("fish & chips <script>window.pwned=3</script> <b>typed</b>")
+    dev.shot("mrkdwn")
+    expect(msgs.locator("b", has_text="bold")).to_have_count(1)
+    expect(msgs.locator("code")).to_have_text("x < y")
+    expect(msgs.locator("pre")).to_contain_text("*not bold* <@U0ADMIN>")
+    expect(msgs.locator(".mention", has_text="@avery")).to_have_count(2)  # bot's and typed
+    expect(msgs.locator(".mention", has_text="#ops")).to_have_count(1)
+    link = msgs.locator("a", has_text="the docs")
+    expect(link).to_have_attribute("href", "https://example.com/?a=1&b=2")
+    text = msgs.inner_text()
+    for char in ("\u2705", "\u23f8", "\u26a0", "\u2699"):
+        assert char in text
+    assert ":white_check_mark:" not in text and ":gear:" not in text
+    # Nothing hostile became markup: no images, no script links, no typed tags.
+    expect(dev.page.locator("img")).to_have_count(0)
+    expect(dev.page.locator("script:not([src])")).to_have_count(0)
+    expect(msgs.locator("a[href^='javascript']")).to_have_count(0)
+    expect(msgs.locator("b", has_text="typed")).to_have_count(0)
+    expect(msgs.locator(".block.header i")).to_have_count(0)
+    assert dev.page.evaluate("window.pwned") is None
+    # The composer sends what a Slack client sends: escaped text, mentions as <@U…>.
+    typed = [m for m in ws.messages("C0GENERAL") if m["user"] == "U0REQUESTER"][-1]
+    assert typed["text"] == (
+        "fish &amp; chips &lt;script&gt;window.pwned=3&lt;/script&gt; "
+        "&lt;b&gt;typed&lt;/b&gt; <@U0APPROVER>"
+    )
+
+
+def test_thinking_status_shows_in_the_thread(dev: DevPage) -> None:
+    ws = dev.ws
+    dev.act_as("requester")
+    dev.send("hello there")
+    expect(dev.page.locator("#messages")).to_contain_text("hello there")
+    ts = ws.messages("C0GENERAL")[-1]["ts"]
+    client = _bot_client(ws)
+    client.api_call(
+        "assistant.threads.setStatus",
+        json={"channel_id": "C0GENERAL", "thread_ts": ts, "status": "is thinking…"},
+    )
+    expect(dev.page.locator("#messages")).to_contain_text("warden is thinking…")
+    client.chat_postMessage(channel="C0GENERAL", thread_ts=ts, text="done thinking")
+    expect(dev.page.locator("#messages")).to_contain_text("1 reply")
+    expect(dev.page.locator("#messages")).not_to_contain_text("is thinking")
+
+
+# -- the local workspace's Web API answers as Slack does (no browser needed) ----------------
+
+
+@pytest.fixture
+def workspace() -> Iterator[Any]:
+    from devslack import Persona, Workspace
+
+    ws = Workspace(
+        signing_secret="s",
+        bot_url="http://127.0.0.1:9/unused",
+        bot_token="xoxb-test",
+        personas=[Persona(id="U0A", name="ann", label="Ann")],
+        channels={"C0GENERAL": "general", "C0OPS": "ops"},
+    )
+    ws.start()
+    try:
+        yield ws
+    finally:
+        ws.stop()
+
+
+def test_workspace_implements_every_method_the_bot_calls() -> None:
+    from devslack import Workspace
+
+    source = (Path(__file__).resolve().parents[1] / "bot" / "chat.py").read_text()
+    methods = {m.replace("_", ".", 1) for m in re.findall(r"self\.client\.(\w+)\(", source)}
+    methods -= {"api.call"}
+    methods |= set(re.findall(r'api_call\(\s*"([\w.]+)"', source))
+    methods |= {"auth.test"}  # Bolt's authorize
+    assert {"chat.postMessage", "assistant.threads.setStatus", "users.info"} <= methods
+    missing = [m for m in methods if not hasattr(Workspace, "_m_" + m.replace(".", "_"))]
+    assert missing == []
+
+
+def test_web_api_errors_are_slacks(workspace: Any) -> None:
+    from slack_sdk.errors import SlackApiError
+
+    ws = workspace
+    client = _bot_client(ws)
+
+    def error(call: Any, **kwargs: Any) -> str:
+        with pytest.raises(SlackApiError) as exc:
+            call(**kwargs)
+        return str(exc.value.response["error"])
+
+    assert client.auth_test()["user_id"] == ws.bot_user_id
+    from slack_sdk import WebClient
+
+    assert error(WebClient(token="xoxb-wrong", base_url=ws.api_url).auth_test) == "invalid_auth"
+    assert error(client.chat_postMessage, channel="C0NOPE", text="x") == "channel_not_found"
+    assert error(client.api_call, api_method="chat.postMessage", json={"channel": "C0GENERAL"}) == (
+        "no_text"
+    )
+    ts = client.chat_postMessage(channel="C0GENERAL", text="hi")["ts"]
+    assert error(client.chat_update, channel="C0GENERAL", ts="1.2", text="x") == (
+        "message_not_found"
+    )
+    user_msg = ws.say("U0A", "C0GENERAL", "mine")  # delivery fails: no bot behind bot_url
+    assert user_msg is not None
+    user_ts = ws.messages("C0GENERAL")[-1]["ts"]
+    assert error(client.chat_update, channel="C0GENERAL", ts=user_ts, text="x") == (
+        "cant_update_message"
+    )
+    assert error(client.chat_delete, channel="C0GENERAL", ts=user_ts) == "cant_delete_message"
+    client.reactions_add(channel="C0GENERAL", timestamp=ts, name="eyes")
+    assert error(client.reactions_add, channel="C0GENERAL", timestamp=ts, name="eyes") == (
+        "already_reacted"
+    )
+    client.reactions_remove(channel="C0GENERAL", timestamp=ts, name="eyes")
+    assert error(client.reactions_remove, channel="C0GENERAL", timestamp=ts, name="eyes") == (
+        "no_reaction"
+    )
+    assert client.users_info(user="U0A")["user"]["name"] == "ann"
+    assert error(client.users_info, user="U0NOBODY") == "user_not_found"
+    assert error(client.views_open, trigger_id="1.bogus", view={"type": "modal"}) == (
+        "invalid_trigger_id"
+    )
+    assert error(client.views_publish, user_id="U0A", view={"type": "modal"}) == (
+        "invalid_arguments"
+    )
+    status = "assistant.threads.setStatus"
+    assert (
+        error(
+            client.api_call, api_method=status, json={"channel_id": "C0GENERAL", "thread_ts": "1.2"}
+        )
+        == "invalid_arguments"
+    )
+    assert (
+        error(
+            client.api_call,
+            api_method=status,
+            json={"channel_id": "C0GENERAL", "thread_ts": "9.9", "status": "is thinking…"},
+        )
+        == "invalid_thread_ts"
+    )
+    client.api_call(
+        status, json={"channel_id": "C0GENERAL", "thread_ts": ts, "status": "is thinking…"}
+    )
+    assert ws.thread_statuses("C0GENERAL") == {ts: "is thinking…"}
+    client.api_call(status, json={"channel_id": "C0GENERAL", "thread_ts": ts, "status": ""})
+    assert ws.thread_statuses("C0GENERAL") == {}
+    # Ephemeral messages cannot be addressed by ts; deleting a reply updates its parent.
+    eph = client.chat_postEphemeral(channel="C0GENERAL", user="U0A", text="psst")["message_ts"]
+    assert error(client.chat_update, channel="C0GENERAL", ts=eph, text="x") == ("message_not_found")
+    reply = client.chat_postMessage(channel="C0GENERAL", text="r", thread_ts=ts)["ts"]
+    assert ws.message("C0GENERAL", ts)["reply_count"] == 1
+    client.chat_delete(channel="C0GENERAL", ts=reply)
+    assert ws.message("C0GENERAL", ts)["reply_count"] == 0
+    client.chat_delete(channel="C0GENERAL", ts=ts)
+    assert ws.message("C0GENERAL", ts) is None
+    assert error(client.chat_delete, channel="C0GENERAL", ts=ts) == "message_not_found"

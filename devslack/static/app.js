@@ -33,7 +33,8 @@ function channelName(id) {
 /* Slack mrkdwn → HTML. The input is Slack-escaped text; everything is escaped before any tag
    is produced, so message text can never inject markup. */
 function mrkdwn(src) {
-  let text = String(src == null ? "" : src);
+  // NUL marks the placeholders below, so message text may not contain it.
+  let text = String(src == null ? "" : src).replace(/\u0000/g, "");
   const blocks = [];
   text = text.replace(/```([\s\S]*?)```/g, (_, code) => {
     blocks.push(code);
@@ -69,7 +70,21 @@ const EMOJI = {
   no_entry: "\u26d4", warning: "\u26a0\ufe0f", bulb: "\u{1f4a1}", hourglass: "\u231b",
   leftwards_arrow_with_hook: "\u21a9\ufe0f", double_vertical_bar: "\u23f8\ufe0f",
   arrow_forward: "\u25b6\ufe0f", rotating_light: "\u{1f6a8}", thinking_face: "\u{1f914}",
-  eyes: "\u{1f440}",
+  eyes: "\u{1f440}", tada: "\u{1f389}", "+1": "\u{1f44d}", thumbsup: "\u{1f44d}",
+  "-1": "\u{1f44e}", thumbsdown: "\u{1f44e}", fire: "\u{1f525}", rocket: "\u{1f680}",
+  lock: "\u{1f512}", unlock: "\u{1f513}", mag: "\u{1f50d}", clipboard: "\u{1f4cb}",
+  memo: "\u{1f4dd}", wrench: "\u{1f527}", hammer_and_wrench: "\u{1f6e0}\ufe0f",
+  information_source: "\u2139\ufe0f", question: "\u2753", exclamation: "\u2757",
+  heavy_check_mark: "\u2714\ufe0f", heavy_multiplication_x: "\u2716\ufe0f",
+  stopwatch: "\u23f1\ufe0f", hourglass_flowing_sand: "\u23f3", clock1: "\u{1f550}",
+  robot_face: "\u{1f916}", shield: "\u{1f6e1}\ufe0f", key: "\u{1f511}", bell: "\u{1f514}",
+  zap: "\u26a1", boom: "\u{1f4a5}", sparkles: "\u2728", wave: "\u{1f44b}", pray: "\u{1f64f}",
+  smile: "\u{1f604}", slightly_smiling_face: "\u{1f642}", point_right: "\u{1f449}",
+  black_square_for_stop: "\u23f9\ufe0f", arrows_counterclockwise: "\u{1f504}",
+  repeat: "\u{1f501}", recycle: "\u267b\ufe0f", construction: "\u{1f6a7}",
+  heavy_plus_sign: "\u2795", heavy_minus_sign: "\u2796", lock_with_ink_pen: "\u{1f50f}",
+  speech_balloon: "\u{1f4ac}", white_circle: "\u26aa", black_circle: "\u26ab",
+  large_blue_circle: "\u{1f535}", ok: "\u{1f197}", new: "\u{1f195}", sos: "\u{1f198}",
 };
 
 function emoji(html) {
@@ -87,14 +102,19 @@ function special(inner) {
   if (target.startsWith("!date^")) return esc(decode(label || ""));
   if (target.startsWith("!")) return `<span class="mention">@${esc(target.slice(1).split("^")[0])}</span>`;
   if (/^(https?:|mailto:)/i.test(target)) {
-    return `<a href="${esc(target)}" target="_blank" rel="noopener noreferrer">${esc(decode(label || target))}</a>`;
+    return `<a href="${esc(decode(target))}" target="_blank" rel="noopener noreferrer">${esc(decode(label || target))}</a>`;
   }
   return esc("<" + decode(inner) + ">");
 }
 
 function textObject(obj) {
   if (!obj) return "";
-  return obj.type === "mrkdwn" ? mrkdwn(obj.text) : esc(obj.text).replace(/\n/g, "<br>");
+  return obj.type === "mrkdwn" ? mrkdwn(obj.text) : plain(obj.text);
+}
+
+/* plain_text: no formatting, but Slack shows :emoji: codes (emoji: true is the default). */
+function plain(text) {
+  return emoji(esc(text)).replace(/\n/g, "<br>");
 }
 
 function renderBlocks(blocks, ctx) {
@@ -104,7 +124,7 @@ function renderBlocks(blocks, ctx) {
 function renderBlock(b, ctx) {
   switch (b.type) {
     case "header":
-      return `<div class="block header">${esc(b.text && b.text.text)}</div>`;
+      return `<div class="block header">${plain(b.text && b.text.text)}</div>`;
     case "divider":
       return `<div class="block divider"></div>`;
     case "context":
@@ -129,7 +149,7 @@ function renderButton(e, blockId, ctx) {
   const cls = e.style === "primary" ? "primary" : e.style === "danger" ? "danger" : "";
   const confirm = e.confirm ? esc(JSON.stringify(e.confirm)) : "";
   return `<button type="button" class="${cls}" data-action-id="${esc(e.action_id)}"
-    data-channel="${esc(ctx.channel || "")}" data-ts="${esc(ctx.ts || "")}" data-confirm="${confirm}">${esc(e.text && e.text.text)}</button>`;
+    data-channel="${esc(ctx.channel || "")}" data-ts="${esc(ctx.ts || "")}" data-confirm="${confirm}">${plain(e.text && e.text.text)}</button>`;
 }
 
 function renderInput(b, ctx) {
@@ -155,14 +175,22 @@ function renderInput(b, ctx) {
 function renderMessage(m, channel, inThread) {
   const eph = m.ephemeral_to ? " ephemeral" : "";
   const ctx = { channel, ts: m.ts };
-  const body = m.blocks && m.blocks.length ? renderBlocks(m.blocks, ctx) : `<div>${mrkdwn(m.text)}</div>`;
+  const body = m.subtype === "tombstone" ? `<div class="tombstone">${esc(m.text)}</div>`
+    : m.blocks && m.blocks.length ? renderBlocks(m.blocks, ctx) : `<div>${mrkdwn(m.text)}</div>`;
   const replies = !inThread && m.reply_count ? `<button class="replies" data-thread="${esc(m.ts)}">${m.reply_count} ${m.reply_count === 1 ? "reply" : "replies"}</button>` : "";
+  const status = !inThread ? threadStatus(channel, m.ts) : "";
   const reactions = (m.reactions || []).map((r) => `<span class="reaction">${emoji(":" + esc(r) + ":")}</span>`).join("");
   const time = new Date(Number(m.ts.split(".")[0]) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return `<div class="msg${eph}" data-ts="${esc(m.ts)}">
     <span class="author">${esc(nameOf(m.user))}</span><span class="time">${esc(time)}${m.edited ? " (edited)" : ""}</span>
     ${m.ephemeral_to ? `<div class="ephemeral-note">Only visible to you</div>` : ""}
-    ${body}${reactions}${replies}</div>`;
+    ${body}${reactions}${replies}${status}</div>`;
+}
+
+/* The bot's assistant status for a thread ("warden is thinking…"), if one is live. */
+function threadStatus(channel, ts) {
+  const s = ui.state && ui.state.statuses && ui.state.statuses[channel];
+  return s && s[ts] ? `<div class="thread-status">warden ${esc(s[ts])}</div>` : "";
 }
 
 function render() {
@@ -203,7 +231,7 @@ function renderThread() {
   if (!ui.thread || ui.home) { panel.hidden = true; return; }
   panel.hidden = false;
   const msgs = (ui.state.messages[ui.channel] || []).filter((m) => m.ts === ui.thread || m.thread_ts === ui.thread);
-  $("thread-messages").innerHTML = msgs.map((m) => renderMessage(m, ui.channel, true)).join("");
+  $("thread-messages").innerHTML = msgs.map((m) => renderMessage(m, ui.channel, true)).join("") + threadStatus(ui.channel, ui.thread);
 }
 
 function renderModal() {
@@ -237,12 +265,7 @@ async function poll() {
   for (;;) {
     try {
       const resp = await fetch(`/ui/state?user=${encodeURIComponent(ui.user)}&since=${ui.version}`);
-      const s = await resp.json();
-      if (s.user === ui.user) {  // a poll started before "Acting as" changed is stale
-        ui.state = s;
-        ui.version = s.version;
-        render();
-      }
+      accept(await resp.json());
     } catch (err) {
       $("status-line").textContent = "reconnecting…";
       await new Promise((r) => setTimeout(r, 1000));
@@ -254,8 +277,15 @@ async function poll() {
 
 async function refresh() {
   const resp = await fetch(`/ui/state?user=${encodeURIComponent(ui.user)}`);
-  const s = await resp.json();
+  accept(await resp.json());
+}
+
+/* Show a state unless it is stale: fetched for another persona (before "Acting as" changed),
+   or older than the one shown (a refresh and a poll may answer out of order). */
+function accept(s) {
   if (s.user !== ui.user) return;
+  const old = ui.state;
+  if (old && old.user === s.user && old.boot === s.boot && s.version < old.version) return;
   ui.state = s;
   ui.version = s.version;
   render();
