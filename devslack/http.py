@@ -59,9 +59,26 @@ def make_handler(ws: Workspace) -> type[BaseHTTPRequestHandler]:
                 return {**query, **(data if isinstance(data, dict) else {})}
             return {**query, **dict(urllib.parse.parse_qsl(raw.decode()))}
 
+        def _local_page_request(self) -> bool:
+            """The page's own requests only: its Host is this server (no DNS rebinding) and
+            a POST carries JSON from the page's origin (a foreign page cannot send that
+            without a CORS preflight, which this server never grants)."""
+            port = urllib.parse.urlsplit(ws.url).port
+            host = (self.headers.get("Host") or "").lower()
+            if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+                return False
+            if self.command != "POST":
+                return True
+            origin = self.headers.get("Origin")
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            return ctype == "application/json" and origin in (None, f"http://{host}")
+
         def do_GET(self) -> None:
             from devslack.page import handle_get
 
+            if not self._local_page_request():
+                self._send(403, {"ok": False, "error": "forbidden"})
+                return
             path = urllib.parse.urlsplit(self.path)
             status, body, ctype = handle_get(ws, path.path, urllib.parse.parse_qs(path.query))
             self._send(status, body, content_type=ctype)
@@ -98,6 +115,10 @@ def make_handler(ws: Workspace) -> type[BaseHTTPRequestHandler]:
                 return
             if path.startswith("/ui/"):
                 from devslack.page import handle_ui
+
+                if not self._local_page_request():
+                    self._send(403, {"ok": False, "error": "forbidden"})
+                    return
 
                 try:
                     data = json.loads(raw or b"{}")

@@ -47,7 +47,10 @@ def handle_get(ws: Workspace, path: str, query: dict[str, list[str]]) -> tuple[i
         return 200, (STATIC / path.lstrip("/")).read_bytes(), f"{ctype}; charset=utf-8"
     if path == "/ui/state":
         user = (query.get("user") or [""])[0]
-        since = int((query.get("since") or ["-1"])[0] or -1)
+        try:
+            since = int((query.get("since") or ["-1"])[0] or -1)
+        except ValueError:
+            since = -1
         if since >= 0:
             with contextlib.suppress(TimeoutError):
                 ws.wait_until(lambda: ws.version != since, timeout=20)

@@ -151,7 +151,7 @@ def run_dev(port: int, config: str | None, open_browser: bool = True) -> int:
             raise
         print(f"warden dev: port {port} is already in use; try --port {port + 1}", flush=True)
         return 1
-    url = f"http://127.0.0.1:{port}/"
+    url = ws.url + "/"
     policy = running.warden.settings.warden_config
     print(
         f"\n  Warden dev workspace: {url}\n  policy: {policy}\n  database: "

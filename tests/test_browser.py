@@ -107,6 +107,8 @@ def test_request_approve_and_see_the_result(dev: DevPage, tmp_path: Path) -> Non
     expect(dev.page.locator("#messages")).to_contain_text("four eyes")
     dev.shot("four-eyes")
     dev.act_as("approver")
+    # The four-eyes answer was ephemeral: only the admin who clicked sees it.
+    expect(dev.page.locator("#messages")).not_to_contain_text("four eyes")
     dev.page.locator(".replies").first.click()
     dev.card_button("Approve").click()
     expect(dev.page.locator("#confirm-dialog")).to_contain_text("Approve")
@@ -393,3 +395,92 @@ def test_web_api_errors_are_slacks(workspace: Any) -> None:
     client.chat_delete(channel="C0GENERAL", ts=ts)
     assert ws.message("C0GENERAL", ts) is None
     assert error(client.chat_delete, channel="C0GENERAL", ts=ts) == "message_not_found"
+
+
+def test_only_the_page_itself_can_drive_the_workspace(workspace: Any) -> None:
+    """Another site open in the same browser cannot post to /ui/ (it cannot send JSON
+    without a preflight) and a rebound DNS name cannot read /ui/state."""
+    import urllib.error
+    import urllib.request
+
+    def status(path: str, data: bytes | None, headers: dict[str, str]) -> int:
+        req = urllib.request.Request(workspace.url + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    send = b'{"user": "U0A", "channel": "C0GENERAL", "text": "hi"}'
+    json_ = {"Content-Type": "application/json"}
+    assert status("/ui/send", send, {"Content-Type": "text/plain"}) == 403
+    assert status("/ui/send", send, {**json_, "Origin": "https://evil.example"}) == 403
+    assert status("/ui/state?user=U0A", None, {"Host": "evil.example:80"}) == 403
+    assert workspace.messages("C0GENERAL") == []
+    assert status("/ui/state?user=U0A&since=nope", None, {}) == 200
+    assert status("/ui/send", send, {**json_, "Origin": workspace.url}) == 200
+    assert [m["text"] for m in workspace.messages("C0GENERAL")] == ["hi"]
+
+
+def test_dev_with_a_real_policy_gets_its_people_and_channels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo = (Path(__file__).resolve().parents[1] / "handlers" / "demo" / "warden.toml").read_text()
+    real = demo.replace("U0ADMIN", "U07ALICE").replace("U0APPROVER", "U07BOB")
+    (tmp_path / "warden.toml").write_text(real.replace("C0OPS", "C07INCIDENT"))
+    ws, running = start_dev(0, None, database_url=f"sqlite:///{tmp_path / 'dev.db'}")
+    try:
+        labels = {p.id: p.label for p in ws.personas}
+        assert labels == {
+            "U0REQUESTER": "Riley (requester)",
+            "U07ALICE": "U07ALICE (admin, approver)",
+            "U07BOB": "U07BOB (approver)",
+        }
+        assert ws.admin_channel == "C07INCIDENT" and "C07INCIDENT" in ws.channels
+        assert ws.slash("U07ALICE", "C0GENERAL", "/pause", "freeze").status == 200
+        posted = ws.wait_for(lambda c: c.method == "chat.postMessage")
+        assert posted.params["channel"] == "C07INCIDENT" and posted.response["ok"]
+    finally:
+        running.stop()
+        ws.stop()
+
+
+def test_warden_dev_prints_its_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    warden = Path(sys.executable).with_name("warden")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.pop("ANTHROPIC_API_KEY", None)
+    proc = subprocess.Popen(
+        [str(warden), "dev", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url and not url.endswith(":0/")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert b"Acting as" in resp.read()
+        assert (tmp_path / "warden-dev.db").exists()  # SQLite in the working directory
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "stopped." in out and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
