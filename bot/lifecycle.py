@@ -524,6 +524,13 @@ class Lifecycle:
         if action.policy_version != self.policy.version:
             return self._recheck(action, user)
         approved_by = [a.approver for a in self.store.approvals(action.id, action.revision)]
+        if user in approved_by and len(self._bound_approvers(action)) >= max(
+            1, action.required_approvals
+        ):
+            # Enough approvals are on record but the action never left awaiting_approval
+            # (a /pause committed between the approval and the transition): this click
+            # finishes the job instead of being told it already approved.
+            return self._start(action, user, len(approved_by))
         why_not = self.gate.may_approve(
             ActionView(
                 tool=action.tool,
@@ -566,6 +573,21 @@ class Lifecycle:
                     f"Approval recorded ({count} of "
                     f"{action.required_approvals}); it needs another "
                     "approver."
+                ),
+            )
+        return self._start(action, user, count)
+
+    def _start(self, action: Action, user: str, count: int) -> Reply:
+        """The approval rule is met: approve (unless paused) and hand the run to an executor."""
+        pause = self.store.pause_state()
+        if pause.paused:
+            self.refresh_card(action.id)
+            return Reply(
+                ok=False,
+                text=(
+                    ":double_vertical_bar: Warden is paused "
+                    f"({pause.reason or 'no reason given'}); your approval is recorded. "
+                    "Click Approve again after /resume to run it."
                 ),
             )
         won = self.store.transition(
@@ -889,21 +911,24 @@ class Lifecycle:
             )
         self.refresh_card(action_id)
 
+    def _bound_approvers(self, action: Action) -> set[str]:
+        """Who approved this exact call (revision, arguments, policy) and counts for its tier."""
+        approvers = {
+            a.approver
+            for a in self.store.approvals(action.id, action.revision)
+            if a.args_json == action.args_json and a.policy_version == action.policy_version
+        }
+        if Risk(action.risk) in (Risk.HIGH, Risk.CRITICAL):
+            approvers.discard(action.requester)
+        return approvers
+
     def _check_bound(self, action: Action) -> str | None:
         """Re-check at run time that the approval binds this exact call (defence in depth)."""
         if action.policy_version != self.policy.version:
             return "the policy changed after approval"
         if action.decided_by == "gate":
             return None
-        approvals = [
-            a
-            for a in self.store.approvals(action.id, action.revision)
-            if a.args_json == action.args_json and a.policy_version == action.policy_version
-        ]
-        approvers = {a.approver for a in approvals}
-        if Risk(action.risk) in (Risk.HIGH, Risk.CRITICAL):
-            approvers.discard(action.requester)
-        if len(approvers) < max(1, action.required_approvals):
+        if len(self._bound_approvers(action)) < max(1, action.required_approvals):
             return "the approvals on record do not cover this exact call"
         return None
 

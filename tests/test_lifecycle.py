@@ -400,3 +400,29 @@ def test_secrets_in_command_output_never_reach_the_audit_log(
         for text in (stored, audited):
             assert "hunter22" not in text and "xoxb-123456789012" not in text
         assert "[redacted" in audited
+
+
+def test_pause_between_approval_and_start_leaves_the_action_runnable(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        record = w.store.record_approval
+
+        def record_then_pause(*args: object, **kwargs: object) -> int | None:
+            count = record(*args, **kwargs)  # type: ignore[arg-type]
+            w.lifecycle.pause(ADMIN, "racing")  # commits between approval and transition
+            return count
+
+        w.store.record_approval = record_then_pause  # type: ignore[method-assign]
+        reply = w.lifecycle.approve(action.id, action.revision, APPROVER)
+        w.store.record_approval = record  # type: ignore[method-assign]
+        assert not reply.ok and "paused" in reply.text
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path) == []
+        w.lifecycle.resume(ADMIN)
+        again = w.lifecycle.approve(action.id, action.revision, APPROVER)
+        assert again.ok, again.text
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path) == [f"restart web {action.id}"]
