@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bot.errors import ConfigError
 
@@ -105,6 +106,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def key_error(key: str, message: str) -> PydanticCustomError:
+    """A validation error about `key` below the model being validated (or, from `Policy`,
+    the full key): `format_validation_error` appends it to the location, so the message
+    names the exact key, e.g. `runbooks.scale.params.env.risk_if.production`."""
+    return PydanticCustomError("policy_key", "{key}: {message}", {"key": key, "message": message})
+
+
 def _check_user_ids(ids: list[str], key: str) -> list[str]:
     for user in ids:
         if not SLACK_USER_ID.match(user):
@@ -177,6 +185,22 @@ class Param(_Strict):
             raise ValueError("give exactly one of `pattern` or `choices`")
         if self.choices is not None and not self.choices:
             raise ValueError("`choices` must not be empty")
+        for value in self.risk_if:
+            # A key no argument can ever equal would silently leave that value at the base
+            # tier (fail open), so it is an error, checked exactly as arguments are.
+            where = f"risk_if.{value}"
+            if self.choices is not None:
+                if value not in self.choices:
+                    raise key_error(
+                        where,
+                        f"{value!r} is not one of the choices ({', '.join(self.choices)})",
+                    )
+            elif value.startswith("-") or "\n" in value or "\x00" in value:
+                raise key_error(where, f"{value!r} can never be a valid argument")
+            elif self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise key_error(
+                    where, f"{value!r} does not fully match the pattern {self.pattern!r}"
+                )
         return self
 
 
@@ -340,6 +364,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         where = _location(err["loc"])
         message = err["msg"]
+        if err["type"] == "policy_key":
+            ctx = err.get("ctx") or {}
+            key, message = str(ctx["key"]), str(ctx["message"])
+            where = key if where == "(top level)" else f"{where}.{key}"
         if err["type"] == "extra_forbidden":
             message = "unknown key (not part of the policy format; check the spelling)"
         if err["type"] == "missing":

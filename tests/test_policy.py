@@ -192,3 +192,30 @@ def _toml(data: dict[str, Any]) -> str:
 
     table("", data)
     return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("param", "key"),
+    [
+        ({"choices": ["prod", "staging"], "risk_if": {"production": "critical"}}, "production"),
+        ({"pattern": "^[a-z]+$", "risk_if": {"Prod": "high"}}, "Prod"),
+        ({"pattern": "[a-z]+", "risk_if": {"prod-1": "high"}}, "prod-1"),  # full match
+        ({"pattern": ".+", "risk_if": {"-f": "high"}}, "-f"),  # never a valid argument
+    ],
+)
+def test_risk_if_keys_must_be_values_an_argument_can_take(
+    tmp_path: Path, param: dict[str, Any], key: str
+) -> None:
+    data = policy_data(tmp_path)
+    data["runbooks"]["flush_cache"]["params"]["name"] = param
+    message = error_for(data)
+    assert f"runbooks.flush_cache.params.name.risk_if.{key}: " in message
+
+
+def test_risk_if_keys_that_match_are_accepted(tmp_path: Path) -> None:
+    data = policy_data(tmp_path)
+    data["runbooks"]["flush_cache"]["params"]["name"] = {
+        "pattern": "^[a-z]+$",
+        "risk_if": {"sessions": "high"},
+    }
+    parse_policy(data)  # and the shared fixture's choices-based risk_if is valid too
