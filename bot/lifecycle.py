@@ -484,9 +484,18 @@ class Lifecycle:
                 return
             text, blocks = self.render(action)
             if action.card_ts is None or action.card_ts.startswith("pending:"):
-                if action.card_ts is None and not self.store.claim_card(action_id, self.owner):
+                # Only the worker holding the reservation posts the first card; if the post
+                # fails the reservation is released and the card sweep tries again.
+                if action.card_ts is None:
+                    if not self.store.claim_card(action_id, self.owner):
+                        return
+                elif action.card_ts != f"pending:{self.owner}"[:64]:
                     return
-                ts = self.chat.post(action.channel, text, blocks, action.thread_ts)
+                try:
+                    ts = self.chat.post(action.channel, text, blocks, action.thread_ts)
+                except Exception:
+                    self.store.release_card(action_id, self.owner)
+                    raise
                 self.store.set_card(action_id, ts)
             else:
                 self.chat.update(action.channel, action.card_ts, text, blocks)

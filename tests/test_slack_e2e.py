@@ -311,3 +311,22 @@ def test_pause_is_acknowledged_while_every_planner_is_busy(
         release.set()
         bot.stop()
         ws.stop()
+
+
+def test_a_card_whose_post_fails_is_posted_by_the_sweep(slack: Slack) -> None:
+    from datetime import timedelta
+
+    from storage.models import utcnow
+
+    slack.ws.fail_next("chat.postMessage", status=500, times=4)  # the first try + 3 retries
+    slack.ws.mention(REQUESTER, CHANNEL, "restart web")
+    slack.idle()
+    (action,) = slack.store.actions_with_status([ActionStatus.AWAITING_APPROVAL])
+    assert slack.store.get_action(action.id).card_ts is None  # reservation released
+    missing = slack.store.cards_missing(utcnow() + timedelta(minutes=1))
+    assert missing == [action.id]
+    for action_id in missing:
+        slack.bot.warden.lifecycle.refresh_card(action_id)
+    slack.idle()
+    card = slack.card(action.id)
+    assert buttons(card) == ["Approve", "Edit", "Reject"]
