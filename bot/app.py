@@ -18,7 +18,7 @@ from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
 from bot.lookup_tools import lookup_tools
 from bot.planner import AliasPlanner, ChainPlanner, Planner, close_planner
-from bot.policy import Policy, Risk, load_policy
+from bot.policy import Policy, Risk, ToolShape, load_policy
 from bot.runbooks import runbook_tool
 from bot.settings import Settings
 from bot.tools import ToolRegistry
@@ -45,7 +45,16 @@ def build_registry(
     registry = ToolRegistry(
         [*builtin, *(runbook_tool(name, rb) for name, rb in policy.runbooks.items())]
     )
-    policy.check_tools({t.name: t.risk is Risk.LOW and t.risk_from_args is None for t in registry})
+    policy.check_tools(
+        {
+            t.name: ToolShape(
+                risk=t.risk,
+                always_low=t.risk is Risk.LOW and t.risk_from_args is None,
+                fields=frozenset(t.args.model_fields),
+            )
+            for t in registry
+        }
+    )
     return registry
 
 
@@ -92,6 +101,7 @@ class Warden:
     def stop(self) -> None:
         self.jobs.stop()
         self.workers.shutdown(wait=True)
+        self.store.forget_instance(self.lifecycle.owner)
         close_planner(self.lifecycle.planner)
         self.db.dispose()
 

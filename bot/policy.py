@@ -12,6 +12,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
@@ -305,6 +306,13 @@ class Policy(_Strict):
                             f"aliases.{pattern!r}: {{{name}}} is not a parameter of "
                             f"runbook {target.runbook!r}"
                         )
+                for name in target.args:
+                    if name not in runbook.params:
+                        raise key_error(
+                            f"aliases.{pattern!r}.args.{name}",
+                            f"not a parameter of runbook {target.runbook!r} "
+                            f"(its parameters: {', '.join(sorted(runbook.params)) or 'none'})",
+                        )
         return self
 
     @cached_property
@@ -320,31 +328,62 @@ class Policy(_Strict):
         own = self.override(tool).approvers
         return list(own) if own is not None else list(self.access.approvers)
 
-    def check_tools(self, always_low: Mapping[str, bool]) -> None:
-        """Cross-check `[tools.*]` and aliases against the registry; raise ConfigError.
+    def check_tools(self, tools: Mapping[str, ToolShape]) -> None:
+        """Cross-check `[tools.*]`, approvers and aliases against the registry; raise
+        ConfigError naming the key.
 
-        `always_low` maps each registered tool to whether it is low risk whatever its
-        arguments (only those may have autonomy "auto").
+        `tools` describes each registered tool: its declared tier, whether it is low risk
+        whatever its arguments (only those may have autonomy "auto") and its argument names.
         """
-        names = set(always_low)
+        names = set(tools)
         for tool in self.tools:
             if tool not in names:
                 raise ConfigError(f"tools.{tool}: no such tool (known: {', '.join(sorted(names))})")
         for pattern, target in self.aliases.items():
-            if target.tool is not None and target.tool not in names:
+            if target.tool is None:
+                continue
+            shape = tools.get(target.tool)
+            if shape is None:
                 raise ConfigError(f"aliases.{pattern!r}: unknown tool {target.tool!r}")
+            known = ", ".join(sorted(shape.fields)) or "none"
+            for name in PLACEHOLDER.findall(pattern):
+                if name not in shape.fields:
+                    raise ConfigError(
+                        f"aliases.{pattern!r}: {{{name}}} is not an argument of tool "
+                        f"{target.tool!r} (its arguments: {known})"
+                    )
+            for name in target.args:
+                if name not in shape.fields:
+                    raise ConfigError(
+                        f"aliases.{pattern!r}.args.{name}: not an argument of tool "
+                        f"{target.tool!r} (its arguments: {known})"
+                    )
         for tool in sorted(names):
+            shape = tools[tool]
             autonomy = self.override(tool).autonomy
-            if autonomy is Autonomy.AUTO and not always_low[tool]:
+            if autonomy is Autonomy.AUTO and not shape.always_low:
                 raise ConfigError(
                     f'tools.{tool}.autonomy: "auto" is only allowed for low-risk tools'
                 )
-            if autonomy is not Autonomy.SUGGEST and not self.approvers_for(tool):
-                where = f"tools.{tool}.approvers" if tool in self.tools else "access.approvers"
+            if autonomy is Autonomy.SUGGEST:
+                continue
+            own = self.override(tool).approvers is not None
+            where = f"tools.{tool}.approvers" if own else "access.approvers"
+            approvers = set(self.approvers_for(tool))
+            if not approvers:
                 raise ConfigError(
                     f"{where}: tool {tool!r} needs approval but nobody may approve it; "
                     'add Slack user ids, or set its autonomy to "suggest"'
                 )
+
+
+@dataclass(frozen=True)
+class ToolShape:
+    """What the policy checks need to know about a registered tool."""
+
+    risk: Risk
+    always_low: bool
+    fields: frozenset[str]
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

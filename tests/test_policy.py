@@ -219,3 +219,39 @@ def test_risk_if_keys_that_match_are_accepted(tmp_path: Path) -> None:
         "risk_if": {"sessions": "high"},
     }
     parse_policy(data)  # and the shared fixture's choices-based risk_if is valid too
+
+
+@pytest.mark.parametrize(
+    ("alias", "target", "expected"),
+    [
+        (
+            "say {msg}",
+            {"tool": "post_message"},
+            "aliases.'say {msg}': {msg} is not an argument of tool 'post_message'",
+        ),
+        (
+            "say {text}",
+            {"tool": "post_message", "args": {"chanel": "C0GENERAL"}},
+            "aliases.'say {text}'.args.chanel: not an argument of tool 'post_message'",
+        ),
+        (
+            "bounce {service}",
+            {"runbook": "restart_service", "args": {"force": "yes"}},
+            "aliases.'bounce {service}'.args.force: not a parameter of runbook 'restart_service'",
+        ),
+    ],
+)
+def test_alias_placeholders_and_fixed_args_must_exist(
+    tmp_path: Path, alias: str, target: dict[str, Any], expected: str
+) -> None:
+    data = policy_data(tmp_path)
+    data["aliases"][alias] = target
+    assert expected in error_for(data)
+
+
+def test_valid_tool_alias_with_fixed_args_is_accepted(tmp_path: Path) -> None:
+    from bot.app import build_registry
+
+    data = policy_data(tmp_path)
+    data["aliases"]["tell ops {text}"] = {"tool": "post_message", "args": {"channel": "C0OPS"}}
+    build_registry(parse_policy(data))
