@@ -328,6 +328,18 @@ class Policy(_Strict):
         own = self.override(tool).approvers
         return list(own) if own is not None else list(self.access.approvers)
 
+    def max_risk(self, tool: str, declared: Risk) -> Risk:
+        """The highest tier a call of `tool` can reach: its declared tier, raised by any
+        runbook `risk_if` (a built-in tool's `risk_from_args` is code, not policy)."""
+        risk = declared
+        runbook = self.runbooks.get(tool)
+        if runbook is not None:
+            risk = risk.at_least(runbook.risk)
+            for param in runbook.params.values():
+                for bump in param.risk_if.values():
+                    risk = risk.at_least(bump)
+        return risk
+
     def check_tools(self, tools: Mapping[str, ToolShape]) -> None:
         """Cross-check `[tools.*]`, approvers and aliases against the registry; raise
         ConfigError naming the key.
@@ -374,6 +386,12 @@ class Policy(_Strict):
                 raise ConfigError(
                     f"{where}: tool {tool!r} needs approval but nobody may approve it; "
                     'add Slack user ids, or set its autonomy to "suggest"'
+                )
+            if self.max_risk(tool, shape.risk) is Risk.CRITICAL and len(approvers) < 2:
+                raise ConfigError(
+                    f"{where}: tool {tool!r} can reach the critical tier, which needs two "
+                    f"approvers other than the requester, but only {len(approvers)} is "
+                    'configured; add Slack user ids, or set its autonomy to "suggest"'
                 )
 
 

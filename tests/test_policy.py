@@ -10,7 +10,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.policy import load_policy, parse_duration, parse_policy
-from tests.conftest import policy_data
+from tests.conftest import APPROVER, APPROVER2, policy_data
 
 
 def error_for(data: dict[str, Any]) -> str:
@@ -254,4 +254,26 @@ def test_valid_tool_alias_with_fixed_args_is_accepted(tmp_path: Path) -> None:
 
     data = policy_data(tmp_path)
     data["aliases"]["tell ops {text}"] = {"tool": "post_message", "args": {"channel": "C0OPS"}}
+    build_registry(parse_policy(data))
+
+
+def test_a_tool_that_can_reach_critical_needs_two_approvers(tmp_path: Path) -> None:
+    from bot.app import build_registry
+
+    # `scale` reaches critical through risk_if (env=prod); one approver could never run it.
+    data = policy_data(tmp_path)
+    data["tools"]["scale"] = {"approvers": [APPROVER]}
+    message = error_for(data)
+    assert "tools.scale.approvers:" in message and "critical" in message
+    # A runbook whose own tier is critical, approvers from [access].
+    data = policy_data(tmp_path)
+    data["access"]["approvers"] = [APPROVER]
+    data["runbooks"]["scale"]["params"]["env"]["risk_if"] = {}
+    data["runbooks"]["flush_cache"]["risk"] = "critical"
+    message = error_for(data)
+    assert "access.approvers:" in message and "'flush_cache'" in message
+    # Two approvers, or autonomy "suggest", are fine; high still needs only one.
+    data["tools"]["flush_cache"] = {"approvers": [APPROVER, APPROVER2]}
+    build_registry(parse_policy(data))
+    data["tools"]["flush_cache"] = {"autonomy": "suggest"}
     build_registry(parse_policy(data))
