@@ -38,6 +38,18 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Warden's own credentials: never handed to a runbook, even when asked for by name.
+SECRET_ENV = frozenset(
+    {
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "SLACK_CLIENT_SECRET",
+        "ANTHROPIC_API_KEY",
+        "DATABASE_URL",
+    }
+)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -219,9 +231,42 @@ class Runbook(_Strict):
     timeout: Duration = timedelta(seconds=60)
     read_only: bool = False
     params: dict[str, Param] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    pass_env: list[str] = Field(default_factory=list)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME.match(name):
+                raise key_error(name, "not an environment variable name (letters, digits, _)")
+            if name.upper().startswith("WARDEN_"):
+                raise key_error(name, "names starting WARDEN_ are set by Warden itself")
+            if "\x00" in text:
+                raise key_error(name, "a value may not contain a NUL character")
+        return value
+
+    @field_validator("pass_env")
+    @classmethod
+    def _pass_env(cls, value: list[str]) -> list[str]:
+        for index, name in enumerate(value):
+            if not ENV_NAME.match(name):
+                raise key_error(f"[{index}]", f"{name!r} is not an environment variable name")
+            if name in SECRET_ENV:
+                raise key_error(
+                    f"[{index}]",
+                    f"{name} is one of Warden's own credentials and is never passed to a "
+                    "runbook; give the runbook its own credential instead",
+                )
+            if name.upper().startswith("WARDEN_"):
+                raise key_error(f"[{index}]", f"{name}: names starting WARDEN_ are set by Warden")
+        return value
 
     @model_validator(mode="after")
     def _placeholders(self) -> Runbook:
+        for name in self.pass_env:
+            if name in self.env:
+                raise key_error(f"env.{name}", "also listed in pass_env; keep one of the two")
         for key, argv in (
             ("command", self.command),
             ("undo", self.undo),
@@ -424,7 +469,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if err["type"] == "policy_key":
             ctx = err.get("ctx") or {}
             key, message = str(ctx["key"]), str(ctx["message"])
-            where = key if where == "(top level)" else f"{where}.{key}"
+            if where == "(top level)":
+                where = key
+            else:
+                where += key if key.startswith("[") else f".{key}"
         if err["type"] == "extra_forbidden":
             message = "unknown key (not part of the policy format; check the spelling)"
         if err["type"] == "missing":

@@ -5,6 +5,10 @@ Commands run as argv lists, never through a shell. Each `{param}` is validated a
 "-" unless it is one of the declared choices, so a loose pattern cannot smuggle in an option.
 Output is captured with a bounded buffer (head and tail kept) and the process group is killed
 on timeout. The action id is passed to the command as `WARDEN_ACTION_ID`, its idempotency key.
+
+A command does not inherit Warden's environment (which holds the Slack, Anthropic and
+database credentials): it gets `BASE_ENV` from it, the variables its `pass_env` names, its
+own `env` table and the `WARDEN_*` values Warden sets, and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import signal
 import subprocess
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -23,6 +28,8 @@ from bot.policy import PLACEHOLDER, Param, Risk, Runbook
 from bot.tools import Tool, ToolContext, ToolResult
 
 OUTPUT_KEEP = 16_000  # characters kept from each end of a command's output
+# The only variables a runbook inherits from Warden's environment unless it names more.
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
 
 
 class RunbookArgs(BaseModel):
@@ -82,9 +89,23 @@ def truncate_middle(text: str, keep: int = OUTPUT_KEEP) -> str:
     return f"{text[:keep]}\n… [{cut} characters cut] …\n{text[-keep:]}"
 
 
-def run_argv(argv: list[str], timeout_s: float, env_extra: dict[str, str]) -> ToolResult:
-    """Run a command (no shell), capture bounded output, kill its process group on timeout."""
-    env = {**os.environ, **env_extra}
+def child_env(
+    warden: Mapping[str, str],
+    own: Mapping[str, str] | None = None,
+    pass_env: Iterable[str] = (),
+) -> dict[str, str]:
+    """The whole environment of a runbook process: `BASE_ENV` and the `pass_env` names taken
+    from Warden's environment (when set), then the runbook's own `env`, then `warden`
+    (the `WARDEN_*` values), which nothing can override."""
+    env = {name: os.environ[name] for name in (*BASE_ENV, *pass_env) if name in os.environ}
+    env.update(own or {})
+    env.update(warden)
+    return env
+
+
+def run_argv(argv: list[str], timeout_s: float, env: Mapping[str, str]) -> ToolResult:
+    """Run a command (no shell) with exactly `env` (see `child_env`), capture bounded output,
+    kill its process group on timeout."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -145,12 +166,14 @@ def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
     def values(args: BaseModel) -> dict[str, str]:
         return {k: str(v) for k, v in args.model_dump().items()}
 
-    def env(ctx: ToolContext) -> dict[str, str]:
-        return {
+    def env(ctx: ToolContext, **extra: str) -> dict[str, str]:
+        warden = {
             "WARDEN_ACTION_ID": ctx.action_id,
             "WARDEN_TRACE_ID": ctx.trace_id,
             "WARDEN_REQUESTER": ctx.requester,
+            **extra,
         }
+        return child_env(warden, runbook.env, runbook.pass_env)
 
     def run(args: BaseModel, ctx: ToolContext) -> ToolResult:
         return run_argv(substitute(runbook.command, values(args)), timeout_s, env(ctx))
@@ -158,7 +181,7 @@ def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
     def undo(args: BaseModel, ctx: ToolContext, _data: dict[str, Any]) -> ToolResult:
         assert runbook.undo is not None
         return run_argv(
-            substitute(runbook.undo, values(args)), timeout_s, {**env(ctx), "WARDEN_UNDO": "1"}
+            substitute(runbook.undo, values(args)), timeout_s, env(ctx, WARDEN_UNDO="1")
         )
 
     def dry_run(args: BaseModel, ctx: ToolContext) -> str:
@@ -166,7 +189,7 @@ def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
         result = run_argv(
             substitute(runbook.dry_run, values(args)),
             min(timeout_s, 30),
-            {**env(ctx), "WARDEN_DRY_RUN": "1"},
+            env(ctx, WARDEN_DRY_RUN="1"),
         )
         return result.output if result.ok else f"(dry run failed) {result.output}"
 

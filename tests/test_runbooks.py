@@ -126,3 +126,100 @@ def test_huge_output_is_bounded() -> None:
         result.ok and result.output.startswith("START") and result.output.rstrip().endswith("END")
     )
     assert len(result.output) < 2 * OUTPUT_KEEP + 200
+
+
+SECRETS = {
+    "SLACK_SIGNING_SECRET": "signing-secret-value",
+    "SLACK_BOT_TOKEN": "xoxb-not-a-real-token",
+    "ANTHROPIC_API_KEY": "sk-ant-not-a-real-key",
+    "DATABASE_URL": "postgresql://warden:hunter2@db/warden",
+}
+
+
+def _env_of(result_output: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in result_output.split("\0") if "=" in line)
+
+
+def test_runbooks_never_see_wardens_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KUBECONFIG", "/etc/kube/config")
+    monkeypatch.setenv("UNRELATED", "x")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    t = runbook_tool(
+        "rb",
+        Runbook.model_validate(
+            {
+                "description": "d",
+                "command": ["env", "-0"],
+                "dry_run": ["env", "-0"],
+                "undo": ["env", "-0"],
+                "env": {"REGION": "eu-west-1", "PATH": "/opt/tools/bin:/usr/bin:/bin"},
+                "pass_env": ["KUBECONFIG", "NOT_SET_ANYWHERE"],
+            }
+        ),
+    )
+    args = t.validate({})
+    result = t.run(args, CTX)
+    assert result.ok
+    env = _env_of(result.output)
+    for name, value in SECRETS.items():
+        assert name not in env
+        assert value not in result.output
+    assert "UNRELATED" not in env and "NOT_SET_ANYWHERE" not in env
+    assert env["KUBECONFIG"] == "/etc/kube/config"
+    assert env["REGION"] == "eu-west-1" and env["PATH"] == "/opt/tools/bin:/usr/bin:/bin"
+    assert env["LANG"] == "C.UTF-8"
+    assert env["WARDEN_ACTION_ID"] == "act123" and env["WARDEN_REQUESTER"] == "U0REQ"
+    assert set(env) <= {*SAFE_NAMES, "KUBECONFIG", "REGION", "WARDEN_TRACE_ID"}
+    assert t.undo is not None and t.dry_run is not None
+    undo_env = _env_of(t.undo(args, CTX, {}).output)
+    assert undo_env["WARDEN_UNDO"] == "1" and "SLACK_SIGNING_SECRET" not in undo_env
+    dry_env = _env_of(t.dry_run(args, CTX))
+    assert dry_env["WARDEN_DRY_RUN"] == "1" and "SLACK_SIGNING_SECRET" not in dry_env
+
+
+SAFE_NAMES = {
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "WARDEN_ACTION_ID",
+    "WARDEN_REQUESTER",
+    "WARDEN_UNDO",
+    "WARDEN_DRY_RUN",
+}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"env": {"BAD-NAME": "x"}}, "runbooks.rb.env.BAD-NAME: not an environment variable"),
+        ({"env": {"WARDEN_ACTION_ID": "x"}}, "runbooks.rb.env.WARDEN_ACTION_ID: names starting"),
+        ({"env": {"N": 3}}, "runbooks.rb.env.N: Input should be a valid string"),
+        ({"pass_env": ["1X"]}, "runbooks.rb.pass_env[0]: '1X' is not an environment variable"),
+        (
+            {"pass_env": ["KUBECONFIG", "SLACK_SIGNING_SECRET"]},
+            "runbooks.rb.pass_env[1]: SLACK_SIGNING_SECRET is one of Warden's own credentials",
+        ),
+        ({"pass_env": ["DATABASE_URL"]}, "DATABASE_URL is one of Warden's own credentials"),
+        ({"pass_env": ["ANTHROPIC_API_KEY"]}, "ANTHROPIC_API_KEY is one of Warden's own"),
+        ({"pass_env": ["WARDEN_CONFIG"]}, "runbooks.rb.pass_env[0]: WARDEN_CONFIG: names"),
+        ({"pass_env": ["K"], "env": {"K": "v"}}, "runbooks.rb.env.K: also listed in pass_env"),
+    ],
+)
+def test_runbook_env_is_validated(extra: dict[str, object], expected: str) -> None:
+    from bot.errors import ConfigError
+    from bot.policy import parse_policy
+
+    data = {
+        "access": {"admin_channel": "C0OPS"},
+        "runbooks": {"rb": {"description": "d", "command": ["true"], **extra}},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data)
+    assert expected in str(info.value)
