@@ -671,16 +671,24 @@ class Lifecycle:
             "re-checked. Look at the updated card and approve again.",
         )
 
+    def may_reject(self, action_id: str, user: str) -> str | None:
+        """Why `user` may not reject this action (checked before the Reject modal opens)."""
+        action = self.store.get_action(action_id)
+        if action is None:
+            return "I can't find that action any more."
+        if user != action.requester and user not in self.policy.approvers_for(action.tool):
+            return "You can't reject this: only approvers or the requester may."
+        return None
+
     def reject(self, action_id: str, revision: int, user: str, reason: str) -> Reply:
         """Reject (approvers) or withdraw (the requester) an action awaiting approval."""
         found = self._clicked(action_id, revision)
         if isinstance(found, Reply):
             return found
         action = found
-        if user != action.requester and user not in self.policy.approvers_for(action.tool):
-            return Reply(
-                ok=False, text="You can't reject this: only approvers or the requester may."
-            )
+        why_not = self.may_reject(action.id, user)
+        if why_not:
+            return Reply(ok=False, text=why_not)
         reason = redact(reason.strip())[:500]
         won = self.store.transition(
             action.id,
@@ -864,6 +872,7 @@ class Lifecycle:
         if claimed is None:
             self._held_by_pause(action_id)
             return
+        self.refresh_card(action_id)  # "running…" while it runs
         result = self._run(claimed)
         undo_until = None
         tool = self.registry.get(claimed.tool) if claimed.tool in self.registry else None
@@ -1022,7 +1031,7 @@ class Lifecycle:
         self._post(
             self.policy.access.admin_channel,
             f":double_vertical_bar: <@{user}> paused Warden"
-            + (f": {self._safe(reason, 300)}" if reason else ".")
+            + (f": {self._safe(reason, 300)}." if reason else ".")
             + " Nothing will run until /resume.",
         )
         self._refresh_open_cards()

@@ -735,13 +735,14 @@ class Workspace:
     ) -> Delivery | None:
         """A message whose text is already in Slack's wire format (`&amp;`, `<@U…>`).
 
-        A message mentioning the bot is delivered as `app_mention`; any other is delivered as
-        a `message` event, as Slack does for the bot's `message.channels` / `message.im`
-        subscriptions (the bot itself ignores what is not addressed to it)."""
-        if f"<@{self.bot_user_id}>" in text:
+        A message mentioning the bot in a channel is delivered as `app_mention`; any other,
+        including every DM (Slack sends no `app_mention` for DMs), is delivered as a `message`
+        event, as Slack does for the bot's `message.channels` / `message.im` subscriptions
+        (the bot itself ignores what is not addressed to it)."""
+        is_dm = channel.startswith("D")
+        if f"<@{self.bot_user_id}>" in text and not is_dm:
             return self._app_mention(user, channel, text, thread_ts)
         msg = self._user_message(user, channel, text, thread_ts)
-        is_dm = channel.startswith("D")
         event = {
             "type": "message",
             "user": user,
@@ -809,10 +810,17 @@ class Workspace:
         return trigger
 
     def click(
-        self, user: str, channel: str, message_ts: str, action_id: str, value: str | None = None
+        self,
+        user: str,
+        channel: str,
+        message_ts: str,
+        action_id: str,
+        value: str | None = None,
+        seen: JSON | None = None,
     ) -> Delivery:
-        """`user` clicks the button `action_id` on a message."""
-        msg = self.message(channel, message_ts)
+        """`user` clicks the button `action_id` on a message: as it is now, or as `seen` (a
+        copy the user's client still shows, like a double click on a card being updated)."""
+        msg = seen if seen is not None else self.message(channel, message_ts)
         if msg is None:
             raise LookupError(f"no message {message_ts} in {channel}")
         button, block_id = None, None

@@ -103,8 +103,12 @@ def shape_problem(body: bytes, content_type: str) -> str | None:
         for key in ("user", "view", "team", "channel", "container", "message"):
             if key in payload and payload[key] is not None and not isinstance(payload[key], dict):
                 return f"payload.{key} is not an object"
-        if "actions" in payload and not isinstance(payload["actions"], list):
-            return "payload.actions is not a list"
+        if "actions" in payload:
+            actions = payload["actions"]
+            if not isinstance(actions, list) or not all(
+                isinstance(a, dict) and isinstance(a.get("action_id", ""), str) for a in actions
+            ):
+                return "payload.actions is not a list of objects"
     return None
 
 

@@ -9,6 +9,7 @@ event (same `event_id`) are absorbed by the database, shared by every replica.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -82,15 +83,18 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             return
         text = str(event.get("text") or "")
         bot_user = context.bot_user_id or ""
-        if bot_user and f"<@{bot_user}>" in text:
-            return  # delivered as app_mention too
+        is_dm = event.get("channel_type") == "im"
+        if bot_user and f"<@{bot_user}>" in text and not is_dm:
+            return  # delivered as app_mention too (Slack sends none for DMs)
         channel, thread_ts = event.get("channel"), event.get("thread_ts")
-        if event.get("channel_type") == "im":
-            pass
-        elif (
-            not thread_ts or lc.store.latest_request_in_thread(str(channel), str(thread_ts)) is None
-        ):
-            return  # only follow-ups in Warden's own threads
+        if not is_dm:
+            if not isinstance(channel, str) or not isinstance(thread_ts, str):
+                return
+            # Follow-ups in Warden's own threads, from the people who asked there; anyone
+            # else joins by mentioning @warden (an app_mention).
+            asked = {r.requester for r in lc.store.thread_requests(channel, thread_ts)}
+            if event.get("user") not in asked:
+                return
         is_retry = thread_ts and text.strip().lower() in {"retry", "try again"}
         if is_retry and lc.retry(str(channel), str(thread_ts), str(event.get("user"))):
             return
@@ -108,8 +112,8 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
 
     def clicked(body: dict[str, Any], action: Any) -> tuple[str, int, str, str] | None:
         parsed = parse_card_value(dig(action, "value") or "")
-        user = dig(body, "user", "id")
-        channel = dig(body, "channel", "id") or dig(body, "container", "channel_id")
+        user = slack_id(dig(body, "user", "id"))
+        channel = slack_id(dig(body, "channel", "id") or dig(body, "container", "channel_id"))
         if parsed is None or user is None:
             log.warning("ignoring a click with a malformed value or user")
             return None
@@ -135,7 +139,11 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         c = clicked(body, action)
         if c is None:
             return
-        action_id, revision, _user, channel = c
+        action_id, revision, user, channel = c
+        why_not = lc.may_reject(action_id, user)
+        if why_not:
+            tell(channel, user, Reply(ok=False, text=why_not))
+            return
         trigger = body.get("trigger_id")
         if isinstance(trigger, str):
             lc.workers.outbox.submit(
@@ -196,7 +204,11 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
 
     @app.command("/pause")
     def on_pause(ack: Ack, command: dict[str, Any]) -> None:
-        ack(text=lc.pause(str(command.get("user_id")), str(command.get("text") or "")).text)
+        ack(
+            text=lc.pause(
+                str(command.get("user_id")), unescape(str(command.get("text") or ""))
+            ).text
+        )
 
     @app.command("/resume")
     def on_resume(ack: Ack, command: dict[str, Any]) -> None:
@@ -235,22 +247,46 @@ def dig(data: Any, *keys: str) -> str | None:
     return data if isinstance(data, str) and data else None
 
 
+_ID = re.compile(r"[A-Z0-9]{2,32}")
+_TS = re.compile(r"\d{1,20}\.\d{1,10}")
+
+
+def slack_id(value: object) -> str | None:
+    """A Slack user/channel/team id, or None for anything else (too long, odd characters)."""
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def unescape(text: str) -> str:
+    """Slack escapes &, < and > in message and command text; Warden works on the plain text.
+
+    (`<@U…>`-style control sequences arrive unescaped and stay as they are.)
+    """
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _incoming(event: dict[str, Any], body: dict[str, Any]) -> Incoming | None:
-    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
-    if not all(isinstance(v, str) and v for v in (user, channel, ts)):
-        log.warning(
-            "ignoring an event without user, channel or ts (event_id %s)", body.get("event_id")
-        )
+    user, channel = slack_id(event.get("user")), slack_id(event.get("channel"))
+    ts, thread_ts = event.get("ts"), event.get("thread_ts")
+    event_id = body.get("event_id")
+    if (
+        user is None
+        or channel is None
+        or not isinstance(ts, str)
+        or not _TS.fullmatch(ts)
+        or (thread_ts is not None and not (isinstance(thread_ts, str) and _TS.fullmatch(thread_ts)))
+        or (event_id is not None and not (isinstance(event_id, str) and len(event_id) <= 64))
+    ):
+        log.warning("ignoring an event with a missing or malformed user, channel, ts or id")
         return None
-    thread_ts = event.get("thread_ts")
+    team = slack_id(body.get("team_id"))
     return Incoming(
-        event_id=str(body.get("event_id") or "") or None,
-        team_id=str(body.get("team_id") or ""),
-        channel=str(channel),
-        user=str(user),
-        text=str(event.get("text") or "")[:8000],
-        ts=str(ts),
-        thread_ts=str(thread_ts) if isinstance(thread_ts, str) else None,
+        event_id=event_id or None,
+        team_id=team or "",
+        channel=channel,
+        user=user,
+        text=unescape(str(event.get("text") or ""))[:8000],
+        ts=ts,
+        thread_ts=thread_ts,
     )
 
 

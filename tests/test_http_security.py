@@ -101,6 +101,10 @@ def test_missing_signature_headers(slack: Slack) -> None:
             {"type": "event_callback", "event_id": "EvBROKEN", "event": {"type": "app_mention"}}
         ).encode(),
         json.dumps({"type": "event_callback", "event": "nope"}).encode(),
+        b"payload="
+        + urllib.parse.quote(
+            json.dumps({"type": "block_actions", "user": {"id": APPROVER}, "actions": ["x"]})
+        ).encode(),
         b"",
     ],
 )
@@ -138,6 +142,40 @@ def test_hostile_text_is_stored_and_never_broadcast(slack: Slack) -> None:
         assert "<!channel>" not in blob and "<!here>" not in blob
         assert "<https://evil.example" not in blob
     assert requests_stored(slack) == 1
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"user": "U" + "X" * 60},
+        {"channel": "C" + "9" * 60},
+        {"ts": "not-a-ts"},
+        {"thread_ts": "1" * 80},
+        {"user": "u0lower"},
+    ],
+)
+def test_odd_ids_are_ignored_harmlessly(slack: Slack, event: dict[str, str]) -> None:
+    """Over-long or odd ids get a logged, harmless ack on both databases, never a 500."""
+    body = {
+        "type": "event_callback",
+        "team_id": "T0TEST",
+        "api_app_id": "A0WARDEN",
+        "event_id": "Ev0ODD" + str(abs(hash(json.dumps(event))) % 10**8),
+        "event_time": 1,
+        "event": {
+            "type": "app_mention",
+            "user": REQUESTER,
+            "channel": CHANNEL,
+            "ts": "1700000000.000100",
+            "text": "<@U0WARDEN> restart web",
+            **event,
+        },
+    }
+    raw = json.dumps(body).encode()
+    delivery = slack.ws.raw_post(raw, {"content-type": "application/json", **slack.ws.sign(raw)})
+    assert delivery.status == 200
+    slack.idle()
+    assert requests_stored(slack) == 0
 
 
 def test_healthz(slack: Slack) -> None:

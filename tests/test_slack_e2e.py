@@ -75,7 +75,11 @@ def test_double_clicks_run_once(slack: Slack) -> None:
             pool.map(
                 lambda i: (
                     slack.ws.click(
-                        APPROVER if i % 2 else APPROVER2, CHANNEL, card["ts"], "warden_approve"
+                        APPROVER if i % 2 else APPROVER2,
+                        CHANNEL,
+                        card["ts"],
+                        "warden_approve",
+                        seen=card,
                     ).status
                 ),
                 range(10),
@@ -222,6 +226,61 @@ def test_dm_starts_a_request(slack: Slack) -> None:
     slack.ws.dm(REQUESTER, "restart web")
     slack.idle()
     assert slack.store.actions_with_status(["awaiting_approval"])
+
+
+def test_a_dm_that_mentions_the_bot_is_a_request(slack: Slack) -> None:
+    # Slack sends DMs only as message events, even when they mention the bot.
+    slack.ws.dm(REQUESTER, "<@U0WARDEN> restart api")
+    slack.idle()
+    (action,) = slack.store.actions_with_status(["awaiting_approval"])
+    assert json.loads(action.args_json) == {"service": "api"}
+
+
+def test_only_the_requester_continues_a_thread_without_a_mention(slack: Slack) -> None:
+    action, _card = slack.mention_and_card("restart web")
+    thread = action.thread_ts
+    slack.ws.say(APPROVER, CHANNEL, "lgtm, approving now", thread_ts=thread)
+    slack.ws.say(REQUESTER, CHANNEL, "flush pages", thread_ts=thread)
+    slack.idle()
+    requests = slack.store.thread_requests(CHANNEL, thread)
+    assert [r.requester for r in requests] == [REQUESTER, REQUESTER]
+    # anyone may still join by mentioning the bot
+    slack.ws.mention(APPROVER, CHANNEL, "flush sessions", thread_ts=thread)
+    slack.idle()
+    assert len(slack.store.thread_requests(CHANNEL, thread)) == 3
+
+
+def test_slack_escaping_is_undone_once(slack: Slack) -> None:
+    slack.ws.type_message(REQUESTER, CHANNEL, "@warden announce fish & chips <today>")
+    slack.idle()
+    posted = [
+        c.params["text"]
+        for c in slack.ws.calls("chat.postMessage")
+        if "fish" in str(c.params.get("text"))
+        and c.params.get("channel") == "C0GENERAL"
+        and not c.params.get("blocks")
+    ]
+    assert posted == ["fish &amp; chips &lt;today&gt;"]  # Slack shows: fish & chips <today>
+
+
+def test_a_reject_click_by_a_stranger_opens_no_modal(slack: Slack) -> None:
+    _action, card = slack.mention_and_card("restart web")
+    slack.ws.click(STRANGER, CHANNEL, card["ts"], "warden_reject")
+    slack.idle()
+    assert slack.ws.open_views(STRANGER) == []
+    assert any("can't reject" in t for t in ephemerals_to(slack, STRANGER))
+
+
+def test_the_card_says_running_while_the_runbook_runs(slack: Slack) -> None:
+    _action, card = slack.mention_and_card("restart web")
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    headers = [
+        json.dumps(c.params.get("blocks"))
+        for c in slack.ws.calls("chat.update")
+        if c.params.get("ts") == card["ts"]
+    ]
+    assert any("Running" in h for h in headers), headers
 
 
 def test_long_output_stays_within_block_kit_limits(slack: Slack, policy: object) -> None:
