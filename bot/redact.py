@@ -1,7 +1,8 @@
 """Redaction of secrets before text reaches the model, the database or the audit log.
 
 Patterns cover the credentials most likely to be pasted into a chat: Slack, Anthropic, AWS,
-GitHub and generic bearer tokens, private keys, and `password=`-style assignments.
+GitHub and generic bearer tokens, private keys, passwords in URLs
+(`scheme://user:password@host`) and `password=`-style assignments.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL
         ),
         "[redacted private key]",
+    ),
+    # scheme://user:password@host → scheme://user:[redacted]@host. The password runs to the
+    # last "@" before the path, so a password containing "@" is redacted whole.
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):[^\s/?#]+@"),
+        r"\1:[redacted]@",
     ),
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[redacted slack token]"),
     (re.compile(r"\bxapp-[A-Za-z0-9-]{10,}"), "[redacted slack token]"),
