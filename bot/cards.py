@@ -197,11 +197,11 @@ def render_card(
                 "confirm": {"type": "plain_text", "text": "Approve"},
                 "deny": {"type": "plain_text", "text": "Cancel"},
             }
-        buttons += [
-            button("Approve", APPROVE, value, "primary", confirm),
-            button("Edit", EDIT, value),
-            button("Reject", REJECT, value, "danger"),
-        ]
+        if risk is Risk.CRITICAL and not action.preview:
+            blocks.append(context(":hourglass: Dry run in progress; Approve appears with it."))
+        else:
+            buttons.append(button("Approve", APPROVE, value, "primary", confirm))
+        buttons += [button("Edit", EDIT, value), button("Reject", REJECT, value, "danger")]
     elif (
         status is ActionStatus.SUCCEEDED
         and action.undo_until is not None

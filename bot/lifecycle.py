@@ -366,16 +366,13 @@ class Lifecycle:
         }[decision.verdict]
         preview = None
         if decision.verdict in (Verdict.AWAIT, Verdict.SUGGEST):
-            preview = self._preview(decision, req.requester, req.trace_id)
-            if decision.needs_preview and preview is None:
+            preview, problem = self._dry_run(
+                decision.tool, decision.args, req.requester, req.trace_id
+            )
+            if decision.needs_preview and problem:
                 status = ActionStatus.REFUSED
                 decision = Decision(
-                    **{
-                        **decision.__dict__,
-                        "reason": (
-                            "critical actions need a dry-run preview, and this tool has none"
-                        ),
-                    }
+                    **{**decision.__dict__, "reason": f"critical actions need a {problem}"}
                 )
         return Action(
             id=new_id(),
@@ -401,17 +398,59 @@ class Lifecycle:
             decided_by="gate" if status == ActionStatus.APPROVED else None,
         )
 
-    def _preview(self, decision: Decision, requester: str, trace_id: str) -> str | None:
-        tool = self.registry.get(decision.tool)
+    def _dry_run(
+        self, tool_name: str, args: Mapping[str, Any], requester: str, trace_id: str
+    ) -> tuple[str | None, str]:
+        """The dry-run preview, and what went wrong ("" if nothing did).
+
+        A preview that fails is shown as such but never counts as the preview a critical
+        action needs, and no dry run runs while Warden is paused (it is still a command).
+        """
+        tool = self.registry.get(tool_name)
         if tool.dry_run is None:
-            return None
+            return None, "dry-run preview, and this tool has none"
+        if self.paused:
+            return None, "dry-run preview, and none runs while Warden is paused"
         ctx = ToolContext(
             action_id=f"dryrun-{new_id()[:12]}", trace_id=trace_id, requester=requester, chat=None
         )
         try:
-            return truncate_middle(tool.dry_run(tool.validate(decision.args), ctx), 3000)
+            text = tool.dry_run(tool.validate(dict(args)), ctx)
         except Exception as exc:
-            return f"(dry run failed: {exc})"
+            return f"(dry run failed: {exc})", "dry-run preview, and the dry run failed"
+        if text.startswith("(dry run failed"):
+            return truncate_middle(text, 3000), "dry-run preview, and the dry run failed"
+        return truncate_middle(text, 3000), ""
+
+    def fill_preview(self, action_id: str, revision: int) -> None:
+        """Run an edited action's dry run (planner worker, off the ack path) and show it."""
+        action = self.store.get_action(action_id)
+        if action is None or action.revision != revision:
+            return
+        if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
+            return
+        preview, problem = self._dry_run(
+            action.tool, json.loads(action.args_json), action.requester, action.trace_id
+        )
+        if problem and Risk(action.risk) is Risk.CRITICAL:
+            self.store.transition(
+                action.id,
+                [action.status],
+                ActionStatus.REFUSED,
+                self._audit("warden", "action.refused", action.trace_id, reason=problem),
+                revision=revision,
+                values={"preview": preview, "status_note": f"Critical actions need a {problem}."},
+            )
+        else:
+            self.store.transition(
+                action.id,
+                [action.status],
+                ActionStatus(action.status),
+                self._audit("warden", "action.previewed", action.trace_id),
+                revision=revision,
+                values={"preview": preview},
+            )
+        self.refresh_card(action.id)
 
     def retry(self, channel: str, thread_ts: str, user: str) -> bool:
         """Re-queue the thread's failed request (the requester replied `retry`)."""
@@ -532,6 +571,11 @@ class Lifecycle:
             return Reply(ok=False, text="This approval request has expired; it can no longer run.")
         if action.policy_version != self.policy.version:
             return self._recheck(action, user)
+        if Risk(action.risk) is Risk.CRITICAL and not action.preview:
+            return Reply(
+                ok=False,
+                text="The dry-run preview is not on the card yet; approve once it shows.",
+            )
         approved_by = [a.approver for a in self.store.approvals(action.id, action.revision)]
         if user in approved_by and len(self._bound_approvers(action)) >= max(
             1, action.required_approvals
@@ -767,9 +811,11 @@ class Lifecycle:
             return {"_": decision.reason}
         if decision.args_json == action.args_json:
             return Reply(ok=True, text="Nothing changed.")
-        preview = self._preview(decision, action.requester, action.trace_id)
-        if decision.needs_preview and preview is None:
-            return {"_": "critical actions need a dry-run preview"}
+        # The dry run is a command: it runs on a worker after the ack (fill_preview); until
+        # its preview is on the card, a critical action cannot be approved.
+        has_dry_run = self.registry.get(action.tool).dry_run is not None
+        if decision.needs_preview and not has_dry_run:
+            return {"_": "critical actions need a dry-run preview, and this tool has none"}
         to_state = (
             ActionStatus.SUGGESTED
             if decision.verdict is Verdict.SUGGEST
@@ -793,7 +839,7 @@ class Lifecycle:
                 "risk": decision.risk.value,
                 "required_approvals": max(1, decision.required_approvals),
                 "policy_version": decision.policy_version,
-                "preview": preview,
+                "preview": None,
                 "expires_at": self.clock() + self.policy.gate.approval_ttl,
                 "status_note": f"Edited by <@{user}>; earlier approvals no longer count.",
             },
@@ -804,6 +850,8 @@ class Lifecycle:
                 text="This action changed before your edit was saved; look at the card again.",
             )
         self.refresh_card(action.id)
+        if has_dry_run:
+            self.workers.planners.submit(self.fill_preview, action.id, revision + 1)
         return Reply(ok=True)
 
     def undo(self, action_id: str, revision: int, user: str) -> Reply:

@@ -171,6 +171,7 @@ def test_edit_voids_earlier_approvals(
         assert not isinstance(
             w.lifecycle.edit(action.id, 1, APPROVER, {"service": "web", "env": "prod"}), dict
         )
+        assert w.workers.wait_idle(30)  # the edited call's dry run, made after the ack
         # The first approval was for revision 1; revision 2 needs two fresh approvals.
         assert "1 of 2" in w.lifecycle.approve(action.id, 2, APPROVER2).text
         assert w.workers.wait_idle(10) and runs(tmp_path, "scale") == []

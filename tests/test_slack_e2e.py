@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+from bot.policy import Policy, parse_policy
 from storage.models import ActionStatus
-from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER
-from tests.slack_fixtures import CHANNEL, OPS, Slack, buttons, card_text
+from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER, policy_data
+from tests.slack_fixtures import CHANNEL, OPS, Slack, SlackFactory, buttons, card_text
 
 
 def ephemerals_to(slack: Slack, user: str) -> list[str]:
@@ -389,3 +391,61 @@ def test_a_card_whose_post_fails_is_posted_by_the_sweep(slack: Slack) -> None:
     slack.idle()
     card = slack.card(action.id)
     assert buttons(card) == ["Approve", "Edit", "Reject"]
+
+
+def _gated_policy(tmp_path: Path, dry_run: list[str]) -> Policy:
+    data = policy_data(tmp_path)
+    data["runbooks"]["scale"]["dry_run"] = dry_run
+    return parse_policy(data)
+
+
+def test_edit_runs_its_dry_run_after_the_ack(slack_factory: SlackFactory, tmp_path: Path) -> None:
+    gate = tmp_path / "go"
+    # The dry run waits for the test to create `go`: if it ran inside the view submission's
+    # ack, submit_view below could not return.
+    slack = slack_factory(
+        policy_=_gated_policy(
+            tmp_path,
+            [
+                "sh",
+                "-c",
+                f'while [ ! -f "{gate}" ]; do sleep 0.02; done; echo "would scale $0"',
+                "{service}",
+            ],
+        )
+    )
+    gate.touch()
+    action, card = slack.mention_and_card("scale api in staging")
+    gate.unlink()
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_edit")
+    slack.idle()
+    view = slack.ws.open_views(APPROVER)[0]
+    done = slack.ws.submit_view(
+        APPROVER,
+        view["id"],
+        {
+            "arg:service": {"value": {"type": "plain_text_input", "value": "web"}},
+            "arg:env": {"value": {"type": "static_select", "selected_option": {"value": "prod"}}},
+        },
+    )
+    assert done.status == 200 and "errors" not in (done.body or "")
+    slack.ws.wait_until(lambda: "Dry run in progress" in card_text(slack.card(action.id)))
+    assert "Approve" not in buttons(slack.card(action.id))  # critical: no preview yet
+    reply = slack.bot.warden.lifecycle.approve(action.id, 2, APPROVER)
+    assert not reply.ok and "preview" in reply.text
+    gate.touch()
+    slack.idle()
+    card = slack.card(action.id)
+    assert "would scale web" in card_text(card) and buttons(card)[0] == "Approve"
+
+
+def test_a_critical_action_whose_dry_run_fails_is_refused(
+    slack_factory: SlackFactory, tmp_path: Path
+) -> None:
+    slack = slack_factory(policy_=_gated_policy(tmp_path, ["sh", "-c", "echo broken; exit 3"]))
+    action, card = slack.mention_and_card("scale api in prod")
+    assert action.status == ActionStatus.REFUSED
+    assert "the dry run failed" in card_text(card) and buttons(card) == []
+    action, card = slack.mention_and_card("scale api in staging")  # medium: preview optional
+    assert action.status == ActionStatus.AWAITING_APPROVAL
+    assert "dry run failed" in card_text(card)
