@@ -211,6 +211,18 @@ class Gate:
             return "you have already approved this; it needs another approver"
         return None
 
+    def may_undo(self, tool: str, risk: Risk, requester: str, user: str) -> str | None:
+        """Undo runs a compensating command: the requester or an approver may undo low and
+        medium actions; high and critical ones need an approver who is not the requester."""
+        approver = user in self.policy.approvers_for(tool)
+        if risk in (Risk.HIGH, Risk.CRITICAL):
+            if approver and user != requester:
+                return None
+            return f"undoing a {risk.value}-risk action needs an approver other than the requester"
+        if approver or user == requester:
+            return None
+        return "only approvers or the requester may undo this"
+
     def may_edit(self, tool: str, requester: str, user: str) -> str | None:
         if user == requester or user in self.policy.approvers_for(tool):
             return None

@@ -859,8 +859,9 @@ class Lifecycle:
         if isinstance(found, Reply):
             return found
         action = found
-        if user not in self.policy.approvers_for(action.tool) and user != action.requester:
-            return Reply(ok=False, text="You can't undo this: only approvers or the requester may.")
+        why_not = self.gate.may_undo(action.tool, Risk(action.risk), action.requester, user)
+        if why_not:
+            return Reply(ok=False, text=f"You can't undo this: {why_not}.")
         if self.paused:
             return Reply(
                 ok=False,

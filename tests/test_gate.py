@@ -142,3 +142,12 @@ def test_canonical_arguments_bind_the_call(gate: Gate) -> None:
     b = decide(gate, "scale", {"service": "api", "env": "staging"})
     assert a.args_json == b.args_json
     assert a.policy_version == gate.policy.version
+
+
+def test_may_undo(gate: Gate) -> None:
+    assert gate.may_undo("restart_service", Risk.HIGH, REQUESTER, APPROVER) is None
+    assert gate.may_undo("restart_service", Risk.HIGH, REQUESTER, REQUESTER) is not None
+    assert gate.may_undo("restart_service", Risk.CRITICAL, REQUESTER, STRANGER) is not None
+    assert gate.may_undo("flush_cache", Risk.MEDIUM, REQUESTER, REQUESTER) is None
+    assert gate.may_undo("flush_cache", Risk.MEDIUM, STRANGER, APPROVER) is None
+    assert gate.may_undo("flush_cache", Risk.MEDIUM, REQUESTER, STRANGER) is not None

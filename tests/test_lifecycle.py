@@ -209,6 +209,9 @@ def test_undo_within_window(
         for act in (a, b):
             assert w.lifecycle.approve(act.id, 1, APPROVER).ok
         assert w.workers.wait_idle(30)
+        # Undo of a high-risk action follows four eyes too: not the requester, not a stranger.
+        assert "other than the requester" in w.lifecycle.undo(a.id, 1, REQUESTER).text
+        assert "other than the requester" in w.lifecycle.undo(a.id, 1, STRANGER).text
         assert w.lifecycle.undo(a.id, 1, APPROVER).ok
         assert w.workers.wait_idle(30)
         assert runs(tmp_path, "undo") == ["undo web"]
