@@ -1,9 +1,17 @@
-"""Environment settings (PRODUCT.md, "Environment"), read by pydantic-settings; `.env` works too."""
+"""Environment settings (PRODUCT.md, "Environment"), read by pydantic-settings; `.env` works too.
+
+`load_settings` turns any bad value into a one-line `ConfigError` naming the variable.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Any, get_args
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+from bot.redact import redact
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
@@ -19,7 +27,59 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
-    warden_model: str = Field(default=DEFAULT_MODEL, alias="WARDEN_MODEL")
+    warden_model: str = Field(default=DEFAULT_MODEL, alias="WARDEN_MODEL", min_length=1)
     database_url: str = Field(default="sqlite:///warden.db", alias="DATABASE_URL")
-    warden_config: str = Field(default="warden.toml", alias="WARDEN_CONFIG")
+    warden_config: str = Field(default="warden.toml", alias="WARDEN_CONFIG", min_length=1)
     port: int = Field(default=3000, alias="PORT", ge=1, le=65535)
+
+    @field_validator("slack_api_url", "anthropic_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise ValueError(
+                "not a database URL SQLAlchemy understands "
+                "(like sqlite:///warden.db or postgresql://user@host/db)"
+            ) from exc
+        return value
+
+
+# Field name or alias → (the variable's name, whether its value is a secret).
+_VARIABLES: dict[str, tuple[str, bool]] = {}
+for _field, _info in Settings.model_fields.items():
+    _secret = _info.annotation is SecretStr or SecretStr in get_args(_info.annotation)
+    _VARIABLES[_field] = _VARIABLES[_info.alias or _field] = (_info.alias or _field, _secret)
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each bad variable, with its value unless it is a secret."""
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = str(err["loc"][0]) if err["loc"] else "environment"
+        name, secret = _VARIABLES.get(loc, (loc, False))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        value: Any = err.get("input")
+        if secret or not isinstance(value, str | int):
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(f"{name}={redact(str(value))[:80]!r}: {message}")
+    return "bad environment: " + "; ".join(problems)
+
+
+def load_settings(**values: Any) -> Settings:
+    """Read the environment (and `.env`); raise a one-line ConfigError naming a bad value."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc)) from None

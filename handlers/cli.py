@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from bot.errors import ConfigError
-from bot.settings import Settings
+from bot.settings import Settings, describe_settings_error, load_settings
 
 log = logging.getLogger("warden")
 
 
 def _settings(config: str | None = None) -> Settings:
-    settings = Settings()
+    settings = load_settings()
     if config:
         settings = settings.model_copy(update={"warden_config": config})
     return settings
@@ -75,7 +76,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from handlers.dev import run_dev
 
-    return run_dev(port=args.port, config=args.config, open_browser=not args.no_browser)
+    port = args.port if args.port is not None else _settings().port
+    return run_dev(port=port, config=args.config, open_browser=not args.no_browser)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -93,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="policy file (default: WARDEN_CONFIG or warden.toml)")
     s.set_defaults(func=cmd_serve)
     d = sub.add_parser("dev", help="the whole bot locally, with a Slack-like page")
-    d.add_argument("--port", type=int, default=int(os.environ.get("PORT", 3000)))
+    d.add_argument("--port", type=int, help="the workspace page's port (default: PORT or 3000)")
     d.add_argument("--config", help="use this policy instead of the bundled demo")
     d.add_argument("--no-browser", action="store_true", help="do not open a browser")
     d.set_defaults(func=cmd_dev)
@@ -120,9 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        _settings()  # every command: a bad environment value is a clear error, not a traceback
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"warden: configuration error:\n{exc}", file=sys.stderr)
+        sep = "\n" if "\n" in str(exc) else " "
+        print(f"warden: configuration error:{sep}{exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        print(f"warden: configuration error: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
