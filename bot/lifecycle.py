@@ -261,6 +261,8 @@ class Lifecycle:
             tool = self.registry.get(tool_name)
             if not tool.read_only:
                 raise WardenError(f"{tool_name} has side effects; it must be proposed")
+            if tool_name in self.policy.runbooks and self.paused:
+                raise WardenError("Warden is paused: lookups that run commands are off")
             parsed = tool.validate(args)
             ctx = ToolContext(
                 action_id=f"lookup-{new_id()[:12]}",

@@ -111,7 +111,9 @@ def slack_factory(database_url: str, policy: Policy, tmp_path: Path) -> Iterator
     """Start Warden + the local workspace; `claude=` a stub turns the Claude planner on."""
     started: list[tuple[Running, Workspace]] = []
 
-    def make(*, policy_: Policy | None = None, claude: AnthropicStub | None = None) -> Slack:
+    def make(
+        *, policy_: Policy | None = None, claude: AnthropicStub | None = None, **build: Any
+    ) -> Slack:
         ws = Workspace(
             signing_secret=SECRET,
             bot_url="",
@@ -138,7 +140,7 @@ def slack_factory(database_url: str, policy: Policy, tmp_path: Path) -> Iterator
             DATABASE_URL=database_url,
             **extra,
         )
-        bot = start(settings, host="127.0.0.1", port=0, policy=policy_ or policy)
+        bot = start(settings, host="127.0.0.1", port=0, policy=policy_ or policy, **build)
         ws.bot_url = bot.url + "/slack/events"
         started.append((bot, ws))
         return Slack(ws=ws, bot=bot, tmp=tmp_path)

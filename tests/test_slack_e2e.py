@@ -309,69 +309,76 @@ def test_server_errors_are_retried(slack: Slack) -> None:
     assert "Succeeded" in card_text(slack.card(action.id))
 
 
-def test_pause_is_acknowledged_while_every_planner_is_busy(
-    database_url: str, policy: object, tmp_path: object
-) -> None:
-    """Planning never occupies the threads that ack: with every planner blocked and a
-    backlog queued, /pause still answers and is in force (the ack path only writes a row)."""
+def test_pause_holds_under_load(slack_factory: SlackFactory, tmp_path: Path) -> None:
+    """/pause is acknowledged and in force while 100 requests wait on a stuck planner and
+    three runbooks are running: planning and execution never occupy the threads that ack."""
     import threading
 
     from bot.app import build_registry
     from bot.planner import AliasPlanner, Plan, PlanRequest
-    from bot.settings import Settings
-    from devslack import Persona, Workspace
-    from handlers.runtime import start
-    from tests.slack_fixtures import SECRET, TOKEN
 
-    release = threading.Event()
-    started = threading.Semaphore(0)
+    gate, log = tmp_path / "go", tmp_path / "runbook.log"
+    data = policy_data(tmp_path)
+    data["runbooks"]["slow"] = {
+        "description": "A runbook that runs until released",
+        "command": [
+            "sh",
+            "-c",
+            'while [ ! -f "$1" ]; do sleep 0.02; done; echo "slow $0" >> "$2"',
+            "{name}",
+            str(gate),
+            str(log),
+        ],
+        "risk": "medium",
+        "params": {"name": {"pattern": "^[a-z0-9]{1,10}$"}},
+    }
+    data["aliases"]["slow {name}"] = {"runbook": "slow"}
+    policy = parse_policy(data)
+    blocked, release = threading.Event(), threading.Event()
+    stuck = threading.Semaphore(0)
 
-    class BlockedPlanner:
-        def __init__(self) -> None:
-            self.inner = AliasPlanner(policy, build_registry(policy))  # type: ignore[arg-type]
+    class StuckPlanner:
+        inner = AliasPlanner(policy, build_registry(policy))
 
         def plan(self, request: PlanRequest) -> Plan:
-            started.release()
-            release.wait(60)
+            if blocked.is_set():
+                stuck.release()
+                release.wait(60)
             return self.inner.plan(request)
 
-    ws = Workspace(
-        signing_secret=SECRET,
-        bot_url="",
-        bot_token=TOKEN,
-        personas=[Persona(id=ADMIN, name="sam", label="Sam")],
-        channels={CHANNEL: "general", OPS: "ops"},
-    )
-    ws.start()
-    bot = start(
-        Settings(
-            SLACK_BOT_TOKEN=TOKEN,
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=ws.api_url,
-            DATABASE_URL=database_url,
-        ),
-        host="127.0.0.1",
-        port=0,
-        policy=policy,
-        planner=BlockedPlanner(),
-    )
-    ws.bot_url = bot.url + "/slack/events"
+    slack = slack_factory(policy_=policy, planner=StuckPlanner())
     try:
-        planners = bot.warden.policy.workers.planners
-        for i in range(planners + 10):
-            assert ws.mention(REQUESTER, CHANNEL, f"restart svc{i}").status == 200
-        for _ in range(planners):
-            assert started.acquire(timeout=10)  # every planner thread is now stuck
-        assert bot.warden.workers.planners.pending == planners + 10
-        reply = ws.slash(ADMIN, CHANNEL, "/pause", "under load")
+        cards = [slack.mention_and_card(f"slow {name}") for name in ("a", "b", "c")]
+        waiting, waiting_card = slack.mention_and_card("restart web")
+        running = [action.id for action, _ in cards]
+        for _, card in cards:
+            slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+        slack.ws.wait_until(
+            lambda: all(slack.store.get_action(i).status == ActionStatus.EXECUTING for i in running)
+        )
+        blocked.set()
+        for i in range(100):
+            assert slack.ws.mention(REQUESTER, CHANNEL, f"restart svc{i}").status == 200
+        for _ in range(policy.workers.planners):
+            assert stuck.acquire(timeout=10)  # every planner thread is stuck
+        assert slack.bot.warden.workers.planners.pending == 100
+
+        reply = slack.ws.slash(ADMIN, CHANNEL, "/pause", "under load")
         assert reply.status == 200 and "Paused" in reply.body
-        assert bot.warden.store.pause_state().paused
-        status = ws.slash(ADMIN, CHANNEL, "/warden", "status")
-        assert "Paused" in status.body
+        assert slack.store.pause_state().paused  # in force when the ack arrives
+        click = slack.ws.click(APPROVER, CHANNEL, waiting_card["ts"], "warden_approve")
+        assert click.status == 200
+        assert "Paused" in slack.ws.slash(ADMIN, CHANNEL, "/warden", "status").body
     finally:
         release.set()
-        bot.stop()
-        ws.stop()
+        gate.touch()
+    slack.idle()
+    assert slack.runs("restart") == []  # approved after /pause: never ran
+    assert slack.store.get_action(waiting.id).status == ActionStatus.AWAITING_APPROVAL
+    assert sorted(slack.runs("slow")) == ["slow a", "slow b", "slow c"]  # already running
+    assert any("paused" in t for t in ephemerals_to(slack, APPROVER))
+    # Nothing was dropped: all 100 requests were planned into cards.
+    assert len(slack.store.actions_with_status([ActionStatus.AWAITING_APPROVAL], 500)) == 101
 
 
 def test_a_card_whose_post_fails_is_posted_by_the_sweep(slack: Slack) -> None:
