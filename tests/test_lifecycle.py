@@ -430,3 +430,37 @@ def test_pause_between_approval_and_start_leaves_the_action_runnable(
         assert again.ok, again.text
         assert w.workers.wait_idle(30)
         assert runs(tmp_path) == [f"restart web {action.id}"]
+
+
+def test_fifty_distinct_approvers_and_executors_race_on_a_critical_action(
+    database_url: str, chat: RecordingChat, tmp_path: Path
+) -> None:
+    from bot.policy import parse_policy
+    from tests.conftest import policy_data
+
+    approvers = [f"U0A{i:03d}" for i in range(50)]
+    data = policy_data(tmp_path)
+    data["access"]["approvers"] = [*approvers, REQUESTER]
+    policy = parse_policy(data)
+    with warden(database_url, policy, chat) as w:
+        action = mention(w, "scale api in prod", REQUESTER)
+        assert action is not None and action.required_approvals == 2
+        barrier = threading.Barrier(100)
+
+        def race(i: int) -> bool:
+            barrier.wait()
+            if i % 2:
+                w.lifecycle.execute(action.id)  # a sweep or replica trying to run it
+                return False
+            return w.lifecycle.approve(action.id, action.revision, approvers[i // 2]).ok
+
+        with ThreadPoolExecutor(100) as pool:
+            list(pool.map(race, range(100)))
+        assert w.workers.wait_idle(30)
+        for _ in range(5):
+            w.lifecycle.execute(action.id)  # late duplicates change nothing
+        assert runs(tmp_path, "scale") == ["scale api prod"]
+        final = w.store.get_action(action.id)
+        assert final is not None and final.status == ActionStatus.SUCCEEDED
+        count, problems = w.store.verify_audit()
+        assert problems == []
