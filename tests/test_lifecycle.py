@@ -462,5 +462,5 @@ def test_fifty_distinct_approvers_and_executors_race_on_a_critical_action(
         assert runs(tmp_path, "scale") == ["scale api prod"]
         final = w.store.get_action(action.id)
         assert final is not None and final.status == ActionStatus.SUCCEEDED
-        count, problems = w.store.verify_audit()
+        _count, problems = w.store.verify_audit()
         assert problems == []
