@@ -109,6 +109,7 @@ class Lifecycle:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:64]
         self._card_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._queued: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -162,8 +163,26 @@ class Lifecycle:
         )
         if accepted:
             self.workers.outbox.submit(self.chat.react, msg.channel, msg.ts, "eyes")
-            self.workers.planners.submit(self.plan, request.id)
+            self._queue_plan(request.id)
         return accepted
+
+    def _queue_plan(self, request_id: str) -> None:
+        """Hand a request to the planners once: the sweep finds a backlog's requests again
+        every minute, and each would otherwise take another place in the queue."""
+        with self._locks_guard:
+            if request_id in self._queued:
+                return
+            self._queued.add(request_id)
+        if self.workers.planners.submit(self._plan_queued, request_id) is None:
+            with self._locks_guard:
+                self._queued.discard(request_id)
+
+    def _plan_queued(self, request_id: str) -> None:
+        try:
+            self.plan(request_id)
+        finally:
+            with self._locks_guard:
+                self._queued.discard(request_id)
 
     def plan(self, request_id: str) -> None:
         """Plan one request (planner worker). Safe to call twice: the lease decides."""
@@ -460,7 +479,7 @@ class Lifecycle:
         if req is None or req.status != RequestStatus.FAILED:
             return False
         if self.store.retry_request(req.id, user):
-            self.workers.planners.submit(self.plan, req.id)
+            self._queue_plan(req.id)
             return True
         return False
 
@@ -1177,7 +1196,7 @@ class Lifecycle:
     def sweep_requests(self) -> int:
         ids = self.store.requests_to_plan()
         for request_id in ids:
-            self.workers.planners.submit(self.plan, request_id)
+            self._queue_plan(request_id)
         return len(ids)
 
     def sweep_cards(self) -> int:

@@ -382,6 +382,8 @@ def test_pause_holds_under_load(slack_factory: SlackFactory, tmp_path: Path) -> 
         for _ in range(policy.workers.planners):
             assert stuck.acquire(timeout=10)  # every planner thread is stuck
         assert slack.bot.warden.workers.planners.pending == 100
+        slack.bot.warden.lifecycle.sweep_requests()  # the minute sweep finds the backlog...
+        assert slack.bot.warden.workers.planners.pending == 100  # ...and queues none twice
 
         reply = slack.ws.slash(ADMIN, CHANNEL, "/pause", "under load")
         assert reply.status == 200 and "Paused" in reply.body
