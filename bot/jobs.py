@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from storage.repo import HEARTBEAT_EVERY
+
 if TYPE_CHECKING:
     from bot.lifecycle import Lifecycle
 
@@ -34,8 +36,15 @@ def close_undo_windows(instance: str) -> int:
     return _INSTANCES[instance].sweep_undo_windows()
 
 
+def heartbeat(instance: str) -> None:
+    """Tell the other replicas this process is alive (its `executing` runs are not orphans)."""
+    lifecycle = _INSTANCES.get(instance)
+    if lifecycle is not None:  # None: stopping
+        lifecycle.store.heartbeat(lifecycle.owner, lifecycle.clock())
+
+
 def flag_interrupted(instance: str) -> int:
-    """Executions whose worker's lease ran out become `needs_review`."""
+    """Executions whose lease ran out or whose owner stopped heartbeating become `needs_review`."""
     return _INSTANCES[instance].sweep_interrupted()
 
 
@@ -62,6 +71,7 @@ class Job:
 
 
 JOBS = [
+    Job(func="bot.jobs:heartbeat", seconds=int(HEARTBEAT_EVERY.total_seconds())),
     Job(func="bot.jobs:expire_approvals", seconds=30),
     Job(func="bot.jobs:close_undo_windows", seconds=30),
     Job(func="bot.jobs:flag_interrupted", seconds=30),

@@ -2,8 +2,9 @@
 
 Each row's hash covers its own fields and the previous row's hash, and `seq` is part of the
 hashed content, so altering, deleting, inserting or reordering rows breaks the chain. The
-chain's tip is kept in `audit_head`, locked for each append (`SELECT … FOR UPDATE`; SQLite
-serialises writers anyway), which also reveals rows removed from the end.
+chain's tip is kept in `audit_head` (one row, seeded by the migrations), locked for each append
+(`SELECT … FOR UPDATE`; SQLite serialises writers anyway), which also reveals rows removed from
+the end.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def append(
     """Append one row inside the caller's transaction (so it commits with the change)."""
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
-        session.flush()
+        # Migration 0002 seeds the tip; recreating it here would restart the chain at row 1.
+        raise RuntimeError(
+            "the audit chain tip (audit_head) is missing: run `warden db upgrade`, "
+            "then `warden audit verify`"
+        )
     at = utcnow()
     row = AuditEvent(
         seq=head.seq + 1,

@@ -2,7 +2,9 @@
 
 Requests are what people asked; actions are the tool calls planned for them and carry the
 lifecycle; approvals bind an approver to one exact revision of an action; `control` is the
-kill switch; audit rows form a hash chain whose head lives in `audit_head`.
+kill switch; audit rows form a hash chain whose head lives in `audit_head`; `instance` lists
+the running Warden processes and their heartbeats. `control` and `audit_head` are single rows
+seeded by the migrations, so no writer ever has to create them.
 """
 
 from __future__ import annotations
@@ -181,3 +183,16 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(default="0" * 64, max_length=64)
+
+
+class Instance(SQLModel, table=True):
+    """A running Warden process (`Lifecycle.owner`) and when it last said it was alive.
+
+    An action `executing` or `undoing` under an owner with no recent heartbeat (or no row at
+    all: it crashed, or stopped cleanly and removed its row) was interrupted.
+    """
+
+    __tablename__ = "instance"
+    owner: str = Field(primary_key=True, max_length=64)
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow, index=True)

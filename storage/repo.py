@@ -1,14 +1,21 @@
 """Every query Warden runs. State changes are conditional updates whose row count decides
-who won a race (never read-then-write), each committed together with its audit row."""
+who won a race (never read-then-write), each committed together with its audit row.
+
+Where a change must also record what it replaced (an action's previous status, a tool's
+previous autonomy), the row is read with `SELECT … FOR UPDATE` inside the same write
+transaction and the update is conditioned on what was read (on SQLite, write transactions
+begin IMMEDIATE, so nobody else can write in between). Singleton rows (`control`,
+`audit_head`) are seeded by the migrations and never created by a racing writer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import and_, delete, exists, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -25,11 +32,18 @@ from storage.models import (
     AuditEvent,
     AutonomySetting,
     Control,
+    Instance,
     Request,
     RequestStatus,
     SlackEvent,
     utcnow,
 )
+
+HEARTBEAT_EVERY = timedelta(seconds=10)
+"""How often a running Warden refreshes its `instance` row (`bot.jobs.heartbeat`)."""
+
+OWNER_DEAD_AFTER = 3 * HEARTBEAT_EVERY
+"""An owner with no heartbeat this recent is presumed dead: its runs were interrupted."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -63,8 +77,9 @@ class Store:
         """Store a request from Slack exactly once per `event_id`; False if already seen."""
         with self.db.write() as s:
             if request.event_id:
-                ins = (sqlite_insert if self.db.is_sqlite else pg_insert)(SlackEvent)
-                stmt = ins.values(event_id=request.event_id, received_at=utcnow())
+                stmt = self._insert(SlackEvent).values(
+                    event_id=request.event_id, received_at=utcnow()
+                )
                 stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
                 if s.execute(stmt.returning(col(SlackEvent.event_id))).first() is None:
                     return False
@@ -272,9 +287,16 @@ class Store:
         """
         froms = list(from_states)
         with self.db.write() as s:
+            # Lock the row and learn its real status, so the audit row records it; the update
+            # below is still conditioned on that status and its row count decides the race.
+            current = s.exec(
+                select(Action.status).where(col(Action.id) == action_id).with_for_update()
+            ).first()
+            if current is None or current not in froms:
+                return None
             stmt = (
                 update(Action)
-                .where(col(Action.id) == action_id, col(Action.status).in_(froms), *where)
+                .where(col(Action.id) == action_id, col(Action.status) == current, *where)
                 .values(status=to_state, updated_at=utcnow(), **(values or {}))
             )
             if revision is not None:
@@ -285,12 +307,11 @@ class Store:
                 return None
             action = s.get(Action, action_id, populate_existing=True)
             assert action is not None
-            before = froms[0] if len(froms) == 1 else None
             self._audit(
                 s,
                 audit_,
                 subject=action_id,
-                before=before,
+                before=current,
                 after=to_state,
                 extra={"revision": action.revision},
             )
@@ -308,6 +329,13 @@ class Store:
         """
         try:
             with self.db.write() as s:
+                # Lock the action first: concurrent approvals of one action then count each
+                # other's rows (READ COMMITTED), and the audit row records its real status.
+                status = s.exec(
+                    select(Action.status).where(col(Action.id) == action.id).with_for_update()
+                ).first()
+                if status is None:
+                    return None
                 s.add(
                     Approval(
                         action_id=action.id,
@@ -322,8 +350,8 @@ class Store:
                     s,
                     audit_,
                     subject=action.id,
-                    before=action.status,
-                    after=action.status,
+                    before=status,
+                    after=status,
                     extra={"revision": action.revision},
                 )
                 count = s.exec(
@@ -375,6 +403,29 @@ class Store:
                 stmt = stmt.where(col(Action.lease_until) < now)
             return list(s.exec(stmt.limit(limit)).all())
 
+    def interrupted(self, now: datetime, me: str, limit: int = 200) -> list[str]:
+        """Executing or undoing actions whose run was interrupted: the worker's lease ran out,
+        or its owner is not alive — no `instance` heartbeat within `OWNER_DEAD_AFTER` of `now`
+        (a crashed process, or one that stopped and removed its row). `me`, the caller's own
+        owner id, is alive by definition; its stuck runs are found by their leases."""
+        live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
+        with self.db.read() as s:
+            return list(
+                s.exec(
+                    select(Action.id)
+                    .where(
+                        col(Action.status).in_([ActionStatus.EXECUTING, ActionStatus.UNDOING]),
+                        or_(
+                            col(Action.lease_until) < now,
+                            col(Action.owner).is_(None),
+                            and_(col(Action.owner) != me, col(Action.owner).not_in(live)),
+                        ),
+                    )
+                    .order_by(col(Action.updated_at))
+                    .limit(limit)
+                ).all()
+            )
+
     def undo_window_closed(self, now: datetime, limit: int = 200) -> list[str]:
         with self.db.read() as s:
             return list(
@@ -416,8 +467,37 @@ class Store:
             )
             return r.rowcount == 1
 
+    def release_card(self, action_id: str, owner: str) -> None:
+        """Give up a card reservation after a failed post, so the card sweep posts it later."""
+        with self.db.write() as s:
+            s.exec(
+                update(Action)
+                .where(col(Action.id) == action_id, col(Action.card_ts) == f"pending:{owner}"[:64])
+                .values(card_ts=None)
+            )
+
     def pending_for(self, statuses: Iterable[str], limit: int = 50) -> list[Action]:
         return self.actions_with_status(statuses, limit)
+
+    # -- running instances -----------------------------------------------------------------
+
+    def heartbeat(self, owner: str, now: datetime) -> None:
+        """Register a running Warden or refresh its heartbeat (one upsert, no read)."""
+        with self.db.write() as s:
+            s.execute(
+                self._insert(Instance)
+                .values(owner=owner, started_at=now, heartbeat_at=now)
+                .on_conflict_do_update(index_elements=["owner"], set_={"heartbeat_at": now})
+            )
+
+    def forget_instance(self, owner: str) -> None:
+        """A Warden that stopped cleanly removes its row: its owner id is no longer alive."""
+        with self.db.write() as s:
+            s.exec(delete(Instance).where(col(Instance.owner) == owner))
+
+    def instances(self) -> list[Instance]:
+        with self.db.read() as s:
+            return list(s.exec(select(Instance).order_by(col(Instance.started_at))).all())
 
     # -- pause -----------------------------------------------------------------------------
 
@@ -436,9 +516,13 @@ class Store:
     def set_paused(self, paused: bool, reason: str, by: str, audit_: Audit) -> bool:
         """Pause or resume; False if it already was in that state. Audited in the same step."""
         with self.db.write() as s:
-            if s.get(Control, 1) is None:
-                s.add(Control(id=1, paused=False))
-                s.flush()
+            # Migration 0002 seeds the row; should it have been removed, the kill switch must
+            # still work, and concurrent writers must not collide creating it.
+            s.execute(
+                self._insert(Control)
+                .values(id=1, paused=False, reason="", changed_by="", changed_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
             r = s.exec(
                 update(Control)
                 .where(col(Control.id) == 1, col(Control.paused) != paused)
@@ -464,14 +548,25 @@ class Store:
 
     def set_autonomy(self, tool: str, autonomy: str, by: str, audit_: Audit) -> None:
         with self.db.write() as s:
-            row = s.get(AutonomySetting, tool, with_for_update=True)
-            before = row.autonomy if row else None
-            if row is None:
-                s.add(AutonomySetting(tool=tool, autonomy=autonomy, changed_by=by))
-            else:
-                row.autonomy, row.changed_by, row.changed_at = autonomy, by, utcnow()
-                s.add(row)
-            s.flush()
+            now = utcnow()
+            created = s.execute(
+                self._insert(AutonomySetting)
+                .values(tool=tool, autonomy=autonomy, changed_by=by, changed_at=now)
+                .on_conflict_do_nothing(index_elements=["tool"])
+                .returning(col(AutonomySetting.tool))
+            ).first()
+            before = None
+            if created is None:  # the row exists: lock it, remember the old stage, change it
+                before = s.exec(
+                    select(AutonomySetting.autonomy)
+                    .where(col(AutonomySetting.tool) == tool)
+                    .with_for_update()
+                ).one()
+                s.exec(
+                    update(AutonomySetting)
+                    .where(col(AutonomySetting.tool) == tool)
+                    .values(autonomy=autonomy, changed_by=by, changed_at=now)
+                )
             self._audit(s, audit_, subject=f"tool:{tool}", before=before, after=autonomy)
 
     # -- audit -----------------------------------------------------------------------------
@@ -494,6 +589,10 @@ class Store:
     def verify_audit(self) -> tuple[int, list[Problem]]:
         with self.db.read() as s:
             return audit.verify(s)
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which has `on_conflict_do_nothing` / `_do_update`."""
+        return (sqlite_insert if self.db.is_sqlite else pg_insert)(table)
 
     @staticmethod
     def _audit(
@@ -545,8 +644,6 @@ class Store:
     # -- housekeeping ----------------------------------------------------------------------
 
     def forget_events_before(self, cutoff: datetime) -> int:
-        from sqlalchemy import delete
-
         with self.db.write() as s:
             r = s.exec(delete(SlackEvent).where(col(SlackEvent.received_at) < cutoff))
             return int(r.rowcount or 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -14,6 +15,11 @@ if engine is None:
 
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite:///warden.db")
 
+# Replicas starting together on a fresh PostgreSQL database would all create the tables at
+# once; a transaction-scoped advisory lock makes them take turns (the later ones find the
+# schema current). SQLite's migrations run under its single-writer lock.
+MIGRATION_LOCK = 0x57A2D3  # any constant shared by every Warden
+
 with engine.connect() as connection:
     context.configure(
         connection=connection,
@@ -21,5 +27,7 @@ with engine.connect() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
     connection.commit()
