@@ -1160,11 +1160,14 @@ class Lifecycle:
                 self.refresh_card(action_id)
         return closed
 
-    def sweep_interrupted(self, at_start: bool = False) -> int:
-        """Executions whose worker vanished become `needs_review` — never silently re-run."""
-        everything = at_start and self.store.db.is_sqlite
+    def sweep_interrupted(self) -> int:
+        """Executions whose worker vanished become `needs_review` — never silently re-run.
+
+        Vanished: its lease ran out, or its owner is dead (no recent heartbeat in `instance`,
+        or no row at all). The same rule holds at start-up and in the periodic sweep.
+        """
         found = 0
-        for action_id in self.store.stale_executing(None if everything else self.clock()):
+        for action_id in self.store.interrupted(self.clock(), self.owner):
             action = self.store.get_action(action_id)
             if action is None:
                 continue
@@ -1209,8 +1212,10 @@ class Lifecycle:
         return len(ids)
 
     def recover(self) -> None:
-        """At start-up: flag interrupted runs and pick up requests accepted before a crash."""
-        self.sweep_interrupted(at_start=True)
+        """At start-up: register this process as alive, flag runs interrupted by dead ones
+        and pick up requests accepted before a crash."""
+        self.store.heartbeat(self.owner, self.clock())
+        self.sweep_interrupted()
         self.sweep_requests()
         self.sweep_cards()
 
