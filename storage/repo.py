@@ -393,16 +393,6 @@ class Store:
                 ).all()
             )
 
-    def stale_executing(self, now: datetime | None, limit: int = 200) -> list[str]:
-        """Executing actions whose worker's lease ran out (all of them when `now` is None)."""
-        with self.db.read() as s:
-            stmt = select(Action.id).where(
-                col(Action.status).in_([ActionStatus.EXECUTING, ActionStatus.UNDOING])
-            )
-            if now is not None:
-                stmt = stmt.where(col(Action.lease_until) < now)
-            return list(s.exec(stmt.limit(limit)).all())
-
     def interrupted(self, now: datetime, me: str, limit: int = 200) -> list[str]:
         """Executing or undoing actions whose run was interrupted: the worker's lease ran out,
         or its owner is not alive — no `instance` heartbeat within `OWNER_DEAD_AFTER` of `now`
