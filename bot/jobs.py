@@ -1,8 +1,9 @@
 """Scheduled jobs (APScheduler 3.x, in-process).
 
-Each job is an importable top-level function taking the `Lifecycle` it serves, referenced by
-its "module:function" name in `JOBS` (the form APScheduler needs to persist and find a job).
-To add one: write `def my_job(lifecycle: Lifecycle) -> object` here and add a `Job` row.
+Each job is an importable top-level function referenced by its "module:function" name in
+`JOBS` (the form APScheduler needs to persist and find a job); it takes the `instance` id of
+the Lifecycle it serves and looks it up. To add one: write `def my_job(instance: str) -> object`
+here and add a `Job` row.
 """
 
 from __future__ import annotations

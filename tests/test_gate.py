@@ -100,6 +100,7 @@ def test_refusals(gate: Gate, tool: str, args: object, confidence: float, reason
 def test_high_risk_refused_when_nobody_else_may_approve(tmp_path: Path) -> None:
     data = policy_data(tmp_path)
     data["access"]["approvers"] = [REQUESTER]
+    data["tools"]["scale"] = {"autonomy": "suggest"}  # it can reach critical: two needed
     policy = parse_policy(data)
     gate = Gate(policy, build_registry(policy))
     d = decide(gate, "restart_service", {"service": "web"})

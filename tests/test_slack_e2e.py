@@ -274,16 +274,25 @@ def test_a_reject_click_by_a_stranger_opens_no_modal(slack: Slack) -> None:
     assert any("can't reject" in t for t in ephemerals_to(slack, STRANGER))
 
 
-def test_the_card_says_running_while_the_runbook_runs(slack: Slack) -> None:
-    _action, card = slack.mention_and_card("restart web")
-    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
-    slack.idle()
-    headers = [
-        json.dumps(c.params.get("blocks"))
-        for c in slack.ws.calls("chat.update")
-        if c.params.get("ts") == card["ts"]
+def test_the_card_says_running_while_the_runbook_runs(
+    slack_factory: SlackFactory, tmp_path: Path
+) -> None:
+    gate = tmp_path / "go"
+    data = policy_data(tmp_path)
+    data["runbooks"]["flush_cache"]["command"] = [
+        "sh",
+        "-c",
+        'while [ ! -f "$1" ]; do sleep 0.02; done',
+        "{name}",
+        str(gate),
     ]
-    assert any("Running" in h for h in headers), headers
+    slack = slack_factory(policy_=parse_policy(data))
+    action, card = slack.mention_and_card("flush pages")
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.ws.wait_until(lambda: "Running" in card_text(slack.card(action.id)))
+    gate.touch()
+    slack.idle()
+    assert "Succeeded" in card_text(slack.card(action.id))
 
 
 def test_long_output_stays_within_block_kit_limits(
