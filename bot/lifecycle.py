@@ -1203,6 +1203,7 @@ class Lifecycle:
         return len(ids)
 
     def sweep_cards(self) -> int:
+        self.store.release_dead_card_reservations(self.clock(), self.owner)
         ids = self.store.cards_missing(self.clock() - timedelta(seconds=30))
         for action_id in ids:
             self.refresh_card(action_id)

@@ -466,6 +466,32 @@ class Store:
                 .values(card_ts=None)
             )
 
+    def release_dead_card_reservations(self, now: datetime, me: str) -> int:
+        """Card reservations held by a process that is no longer alive (it crashed between
+        reserving a card and posting it) are released, so the card sweep posts the card."""
+        with self.db.read() as s:
+            held = s.exec(
+                select(Action.id, Action.card_ts).where(col(Action.card_ts).like("pending:%"))
+            ).all()
+            if not held:
+                return 0
+            live = s.exec(
+                select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
+            ).all()
+        alive = {f"pending:{owner}"[:64] for owner in [*live, me]}
+        released = 0
+        for action_id, marker in held:
+            if marker in alive:
+                continue
+            with self.db.write() as s:
+                r = s.exec(
+                    update(Action)
+                    .where(col(Action.id) == action_id, col(Action.card_ts) == marker)
+                    .values(card_ts=None)
+                )
+                released += r.rowcount
+        return released
+
     def pending_for(self, statuses: Iterable[str], limit: int = 50) -> list[Action]:
         return self.actions_with_status(statuses, limit)
 

@@ -464,3 +464,20 @@ def test_fifty_distinct_approvers_and_executors_race_on_a_critical_action(
         assert final is not None and final.status == ActionStatus.SUCCEEDED
         _count, problems = w.store.verify_audit()
         assert problems == []
+
+
+def test_a_card_reserved_by_a_dead_process_is_posted_again(
+    database_url: str, policy: Policy, chat: RecordingChat
+) -> None:
+    from storage.models import utcnow
+
+    with warden(database_url, policy, chat) as w:
+        w.store.heartbeat(w.lifecycle.owner, utcnow())
+        mine = mention(w, "restart web", REQUESTER)
+        dead = mention(w, "restart api", REQUESTER)
+        assert mine is not None and dead is not None
+        w.store.set_card(mine.id, f"pending:{w.lifecycle.owner}"[:64])  # posting right now
+        w.store.set_card(dead.id, "pending:gone-host:4242:abcdef")  # crashed mid-post
+        assert w.store.release_dead_card_reservations(utcnow(), w.lifecycle.owner) == 1
+        assert w.store.get_action(dead.id).card_ts is None  # type: ignore[union-attr]
+        assert w.store.get_action(mine.id).card_ts.startswith("pending:")  # type: ignore[union-attr]
