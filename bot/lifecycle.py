@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LEASE_GRACE = timedelta(seconds=30)
 RESULT_KEEP = 8000
+DM_QUESTION_OPEN = timedelta(minutes=30)
 
 
 def new_id() -> str:
@@ -183,6 +184,21 @@ class Lifecycle:
         finally:
             with self._locks_guard:
                 self._queued.discard(request_id)
+
+    def open_question(self, channel: str, user: str) -> str | None:
+        """The thread of `user`'s latest request in a DM if Warden asked them a question there
+        (or could not plan it) within the last 30 minutes: a top-level DM reply continues it,
+        since people rarely reply in a DM's thread."""
+        req = self.store.latest_request_by(channel, user)
+        if (
+            req is None
+            or req.status not in (RequestStatus.PLANNED, RequestStatus.FAILED)
+            or not req.answer
+            or req.created_at < self.clock() - DM_QUESTION_OPEN
+            or self.store.actions_for_request(req.id)
+        ):
+            return None
+        return req.thread_ts
 
     def plan(self, request_id: str) -> None:
         """Plan one request (planner worker). Safe to call twice: the lease decides."""

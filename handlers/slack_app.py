@@ -95,6 +95,10 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             asked = {r.requester for r in lc.store.thread_requests(channel, thread_ts)}
             if event.get("user") not in asked:
                 return
+        if is_dm and not thread_ts and isinstance(channel, str):
+            thread_ts = lc.open_question(channel, str(event.get("user")))
+            if thread_ts:
+                event = {**event, "thread_ts": thread_ts}
         is_retry = thread_ts and text.strip().lower() in {"retry", "try again"}
         if is_retry and lc.retry(str(channel), str(thread_ts), str(event.get("user"))):
             return

@@ -221,6 +221,15 @@ class Store:
                 .limit(1)
             ).first()
 
+    def latest_request_by(self, channel: str, requester: str) -> Request | None:
+        with self.db.read() as s:
+            return s.exec(
+                select(Request)
+                .where(Request.channel == channel, Request.requester == requester)
+                .order_by(col(Request.created_at).desc())
+                .limit(1)
+            ).first()
+
     def thread_requests(self, channel: str, thread_ts: str) -> list[Request]:
         with self.db.read() as s:
             return list(

@@ -424,3 +424,24 @@ def test_secrets_are_redacted_before_they_reach_the_model(
     sent = json.dumps(anthropic_stub.seen[0].body)
     assert "hunter22" not in sent and "xoxb-123456789012" not in sent
     assert "[redacted" in sent
+
+
+def test_a_top_level_dm_reply_answers_the_question(
+    slack_factory: SlackFactory, anthropic_stub: AnthropicStub
+) -> None:
+    slack = slack_factory(claude=anthropic_stub)
+    anthropic_stub.enqueue(reply(tool_use(ASK, {"question": "Which service?"})))
+    slack.ws.dm(REQUESTER, "something is wedged, kick it")
+    slack.idle()
+    anthropic_stub.enqueue(restart("payments", 0.9, "You said payments."))
+    slack.ws.dm(REQUESTER, "payments")  # not in the thread: top level, as people do in DMs
+    slack.idle()
+    assert "Which service?" in anthropic_stub.seen[1].first_text()
+    (action,) = slack.store.actions_with_status([ActionStatus.AWAITING_APPROVAL])
+    (first, second) = all_requests(slack)
+    assert action.thread_ts == first.thread_ts == second.thread_ts
+    # Once it has an action, a new top-level DM starts a new request.
+    anthropic_stub.enqueue(reply(tool_use(CANNOT_HELP, {"reason": "No."})))
+    slack.ws.dm(REQUESTER, "also make coffee")
+    slack.idle()
+    assert all_requests(slack)[-1].thread_ts != first.thread_ts
