@@ -65,6 +65,11 @@ def forget_old_events(instance: str) -> int:
     return lifecycle.store.forget_events_before(lifecycle.clock() - timedelta(hours=48))
 
 
+def publish_audit_anchor(instance: str) -> tuple[int, str]:
+    """Each day the audit chain's tip goes to the admin channel, outside the database."""
+    return _INSTANCES[instance].publish_audit_anchor()
+
+
 @dataclass(kw_only=True, frozen=True)
 class Job:
     func: str
@@ -79,6 +84,7 @@ JOBS = [
     Job(func="bot.jobs:requeue_requests", seconds=60),
     Job(func="bot.jobs:repair_cards", seconds=60),
     Job(func="bot.jobs:forget_old_events", seconds=3600),
+    Job(func="bot.jobs:publish_audit_anchor", seconds=86400),
 ]
 
 

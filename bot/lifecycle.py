@@ -1165,6 +1165,19 @@ class Lifecycle:
             self.refresh_card(action_id)
         return won is not None
 
+    def publish_audit_anchor(self) -> tuple[int, str]:
+        """Post the audit chain's tip to the admin channel: a copy outside the database that
+        `warden audit verify --anchor SEQ:HASH` checks, so a rewritten chain is caught."""
+        seq, digest = self.store.audit_tip()
+        if seq:
+            self._post(
+                self.policy.access.admin_channel,
+                f":lock: Audit anchor: row {seq}, hash `{digest}`. "
+                f"`warden audit verify --anchor {seq}:{digest}` proves the trail up to here "
+                "was not rewritten.",
+            )
+        return seq, digest
+
     def sweep_expired(self) -> int:
         return sum(self.expire(i) for i in self.store.expired_awaiting(self.clock()))
 

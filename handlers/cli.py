@@ -43,7 +43,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     db = Database(_settings().database_url)
     try:
-        count, problems = Store(db).verify_audit()
+        store = Store(db)
+        count, problems = store.verify_audit(args.anchor or ())
+        tip = store.audit_tip()
     finally:
         db.dispose()
     if problems:
@@ -51,8 +53,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  {p.message}", file=sys.stderr)
         return 1
-    print(f"audit chain verifies: {count} rows")
+    anchored = f", {len(args.anchor)} anchor(s) match" if args.anchor else ""
+    print(f"audit chain verifies: {count} rows{anchored}; tip: row {tip[0]}, hash {tip[1]}")
     return 0
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (a row number and 64 hex)")
+    return int(seq), digest
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -104,7 +114,15 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
     a = sub.add_parser("audit", help="audit trail tools")
     a_sub = a.add_subparsers(dest="audit_command", required=True)
-    a_sub.add_parser("verify", help="verify the hash chain").set_defaults(func=cmd_audit)
+    v = a_sub.add_parser("verify", help="verify the hash chain")
+    v.add_argument(
+        "--anchor",
+        action="append",
+        type=_anchor,
+        metavar="SEQ:HASH",
+        help="an audit anchor posted to the admin channel; repeatable",
+    )
+    v.set_defaults(func=cmd_audit)
     db = sub.add_parser("db", help="database tools")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

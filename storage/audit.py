@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -112,13 +112,31 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEvent]:
         last = chunk[-1].seq
 
 
-def verify(session: Session) -> tuple[int, list[Problem]]:
-    """Walk the chain; return (rows checked, problems). No problems means it verifies."""
+def verify(session: Session, anchors: Sequence[tuple[int, str]] = ()) -> tuple[int, list[Problem]]:
+    """Walk the chain; return (rows checked, problems). No problems means it verifies.
+
+    The chain alone cannot tell a consistent rewrite (every hash after a change recomputed,
+    the tip updated) from the truth. `anchors` are (seq, hash) pairs published earlier outside
+    the database (Warden posts one to the admin channel each day): a row that no longer has
+    its anchored hash, or is gone, means the chain was rewritten.
+    """
     problems: list[Problem] = []
     expected_seq, prev = 1, GENESIS
     count = 0
+    pinned = dict(anchors)
     for row in _rows(session):
         count += 1
+        anchored = pinned.pop(row.seq, None)
+        if anchored is not None and anchored != row.hash:
+            problems.append(
+                Problem(
+                    seq=row.seq,
+                    message=(
+                        f"row {row.seq}: its hash differs from the published anchor — the "
+                        "chain was rewritten up to here"
+                    ),
+                )
+            )
         if row.seq != expected_seq:
             problems.append(
                 Problem(
@@ -161,4 +179,14 @@ def verify(session: Session) -> tuple[int, list[Problem]]:
         )
     if head is None and count:
         problems.append(Problem(seq=0, message="the chain tip record is missing"))
+    for seq in sorted(pinned):
+        problems.append(
+            Problem(seq=seq, message=f"row {seq}: anchored, but no longer in the chain")
+        )
     return count, problems
+
+
+def tip(session: Session) -> tuple[int, str]:
+    """The chain's newest (seq, hash): what an anchor records."""
+    head = session.get(AuditHead, 1)
+    return (head.seq, head.hash) if head is not None else (0, GENESIS)

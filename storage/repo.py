@@ -611,9 +611,13 @@ class Store:
                 stmt = stmt.where(AuditEvent.trace_id == trace_id)
             return list(s.exec(stmt.order_by(col(AuditEvent.seq)).limit(limit)).all())
 
-    def verify_audit(self) -> tuple[int, list[Problem]]:
+    def verify_audit(self, anchors: Sequence[tuple[int, str]] = ()) -> tuple[int, list[Problem]]:
         with self.db.read() as s:
-            return audit.verify(s)
+            return audit.verify(s, anchors)
+
+    def audit_tip(self) -> tuple[int, str]:
+        with self.db.read() as s:
+            return audit.tip(s)
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has `on_conflict_do_nothing` / `_do_update`."""
