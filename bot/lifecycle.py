@@ -130,7 +130,7 @@ class Lifecycle:
         self.workers.outbox.submit(self.chat.post, channel, text, None, thread_ts)
 
     def _ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
-        self.workers.outbox.submit(self.chat.ephemeral, channel, user, text, thread_ts)
+        self.workers.replies.submit(self.chat.ephemeral, channel, user, text, thread_ts)
 
     @property
     def paused(self) -> bool:

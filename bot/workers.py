@@ -1,7 +1,8 @@
 """Where slow work runs: never on the threads that acknowledge Slack.
 
-Three bounded pools: planners (LLM calls, seconds each), executors (runbooks) and the outbox
-(Slack Web API calls, which may wait on a 429's Retry-After). The HTTP threads that ack
+Four bounded pools: planners (LLM calls, seconds each), executors (runbooks), the outbox
+(Slack posts and card updates, which may wait on a 429's Retry-After) and replies (ephemeral
+answers, modals, App Home: what a person is waiting to see). The HTTP threads that ack
 events, clicks and slash commands only write to the database and hand work to these pools,
 so `/pause` is acknowledged at once however busy they are. Work is always re-derivable from
 the database (a proposal waiting for a click is a row, not a thread), so losing a pool's queue
@@ -71,15 +72,19 @@ class Pool:
 
 
 class Workers:
-    """The planner, executor and outbox pools."""
+    """The planner, executor, outbox and replies pools."""
 
-    def __init__(self, planners: int, executors: int, outbox: int = 4) -> None:
+    def __init__(self, planners: int, executors: int, outbox: int = 4, replies: int = 2) -> None:
         self.planners = Pool("planner", planners)
         self.executors = Pool("executor", executors)
         self.outbox = Pool("outbox", outbox)
+        # Answers to the person who clicked or typed (ephemerals, modals, App Home) have their
+        # own threads: a modal's trigger_id dies after 3 s, so it must never queue behind
+        # posts that are sleeping through a channel's Retry-After.
+        self.replies = Pool("replies", replies)
 
     def all(self) -> tuple[Pool, ...]:
-        return (self.planners, self.executors, self.outbox)
+        return (self.planners, self.executors, self.outbox, self.replies)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every pool is idle at the same moment (work may spawn work)."""

@@ -67,7 +67,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
 
     def tell(channel: str | None, user: str, reply: Reply) -> None:
         if reply.text and channel:
-            lc.workers.outbox.submit(lc.chat.ephemeral, channel, user, reply.text)
+            lc.workers.replies.submit(lc.chat.ephemeral, channel, user, reply.text)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
     def on_home(event: dict[str, Any]) -> None:
         user = event.get("user")
         if isinstance(user, str) and event.get("tab", "home") == "home":
-            lc.workers.outbox.submit(lambda: lc.chat.publish_home(user, home_view(lc, user)))
+            lc.workers.replies.submit(lambda: lc.chat.publish_home(user, home_view(lc, user)))
 
     # -- card buttons ----------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             return
         trigger = body.get("trigger_id")
         if isinstance(trigger, str):
-            lc.workers.outbox.submit(
+            lc.workers.replies.submit(
                 lc.chat.open_view, trigger, reject_modal(action_id, revision, channel)
             )
 
@@ -167,7 +167,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             return
         trigger = body.get("trigger_id")
         if isinstance(trigger, str) and isinstance(form, EditForm):
-            lc.workers.outbox.submit(lc.chat.open_view, trigger, edit_modal(form, channel))
+            lc.workers.replies.submit(lc.chat.open_view, trigger, edit_modal(form, channel))
 
     # -- modals ----------------------------------------------------------------------------
 
