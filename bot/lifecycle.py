@@ -454,9 +454,8 @@ class Lifecycle:
         try:
             text = tool.dry_run(tool.validate(dict(args)), ctx)
         except Exception as exc:
-            return f"(dry run failed: {exc})", "dry-run preview, and the dry run failed"
-        if text.startswith("(dry run failed"):
-            return truncate_middle(text, 3000), "dry-run preview, and the dry run failed"
+            failed = truncate_middle(f"(dry run failed: {exc})", 3000)
+            return failed, "dry-run preview, and the dry run failed"
         return truncate_middle(text, 3000), ""
 
     def fill_preview(self, action_id: str, revision: int) -> None:

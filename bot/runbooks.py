@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from bot.errors import ToolFailed
 from bot.policy import PLACEHOLDER, Param, Risk, Runbook
 from bot.tools import Tool, ToolContext, ToolResult
 
@@ -191,7 +192,9 @@ def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
             min(timeout_s, 30),
             env(ctx, WARDEN_DRY_RUN="1"),
         )
-        return result.output if result.ok else f"(dry run failed) {result.output}"
+        if not result.ok:
+            raise ToolFailed(result.output)
+        return result.output
 
     def raised(args: BaseModel) -> Risk:
         risk = Risk.LOW

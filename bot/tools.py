@@ -51,7 +51,7 @@ class ToolResult:
 
 RunFn = Callable[[A, ToolContext], ToolResult]
 UndoFn = Callable[[A, ToolContext, dict[str, Any]], ToolResult]
-PreviewFn = Callable[[A, ToolContext], str]
+PreviewFn = Callable[[A, ToolContext], str]  # raises ToolFailed when no preview can be made
 Precondition = Callable[[A], str | None]
 
 
