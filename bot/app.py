@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.builtin_tools import BUILTINS
-from bot.chat import Chat, SlackChat, make_web_client
+from bot.chat import Chat
 from bot.errors import ConfigError
 from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
@@ -95,12 +95,13 @@ class Warden:
 
     def start(self) -> None:
         """Recover interrupted work and start the scheduled sweeps."""
-        self.lifecycle.recover()
+        self.lifecycle.sweeps.recover()
         self.jobs.start()
 
     def stop(self) -> None:
         self.jobs.stop()
         self.workers.shutdown(wait=True)
+        self.lifecycle.stop()
         self.store.forget_instance(self.lifecycle.owner)
         close_planner(self.lifecycle.planner)
         self.db.dispose()
@@ -115,15 +116,12 @@ def build(
     upgrade: bool = True,
     **lifecycle_kwargs: Any,
 ) -> Warden:
-    """Wire up Warden. Raises ConfigError (fail closed) on any configuration problem."""
+    """Wire up Warden around a `Chat` (handlers/ builds the Slack one). Raises ConfigError
+    (fail closed) on any configuration problem."""
     if policy is None:
         policy = load_policy(settings.warden_config)
     if chat is None:
-        if settings.slack_bot_token is None:
-            raise ConfigError("SLACK_BOT_TOKEN is not set")
-        chat = SlackChat(
-            make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-        )
+        raise ConfigError("no chat connection given")
     db = Database(settings.database_url)
     if upgrade:
         db.upgrade()

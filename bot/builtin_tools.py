@@ -42,15 +42,19 @@ def _undo_post(args: PostMessageArgs, ctx: ToolContext, data: dict[str, Any]) ->
     undo=_undo_post,
     timeout_s=15,
     examples=[{"channel": "C0GENERAL", "text": "Deploy of checkout-api finished."}],
+    # The gate keeps it to the request's own channel (and `tools.post_message.channels`).
+    target_channel=lambda args: args.channel,
 )
 def post_message(args: PostMessageArgs, ctx: ToolContext) -> ToolResult:
-    """Post `text` (neutralised: no broadcasts, no foreign links) to `channel`."""
+    """Post `text` (neutralised: no broadcasts, no foreign links) to `channel`: in the
+    request's thread when it is the request's own channel."""
     if ctx.chat is None:
         return ToolResult(ok=False, output="no chat connection")
     text = neutralise(args.text, allowed_domains=[], limit=3000)
-    ts = ctx.chat.post(args.channel, text)
+    thread = ctx.thread_ts if args.channel == ctx.channel else None
+    ts = ctx.chat.post(args.channel, text, thread)
     return ToolResult(
         ok=True,
-        output=f"posted to <#{args.channel}>",
+        note=f"posted to <#{args.channel}>",
         undo_data={"channel": args.channel, "ts": ts},
     )

@@ -1,35 +1,40 @@
-"""Block Kit for cards, answers and the App Home, always within Slack's limits.
+"""What a card says, as plain data: the product's description of an action for people.
 
-A card is rendered from the stored action alone, so re-rendering after any transition (or
-after a restart) gives the same card. Model- and command-written text is neutralised
-(`bot/sanitize.py`) and truncated: 50 blocks a message, 3000 characters a section, 2000 a
-button value, 150 a header.
+A card is built from the stored action alone (plus the facts in `CardFacts`), so rebuilding
+it after any transition, or after a restart, gives the same card. `handlers/blocks.py`
+turns it into Slack's Block Kit; nothing here knows Slack's wire format. Text is marked by
+where it came from: `untrusted` fields (the model's rationale, arguments, command output,
+refusal reasons, people's reasons) are neutralised when rendered; Warden's own words and the
+user ids it names are not, so its mentions stay real.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
 
 from bot.policy import Risk
-from bot.sanitize import neutralise
 from storage.models import Action, ActionStatus
 
-SECTION_MAX = 3000
-MAX_BLOCKS = 50
-HEADER_MAX = 150
 
-APPROVE, EDIT, REJECT, UNDO = "warden_approve", "warden_edit", "warden_reject", "warden_undo"
+class Intent(StrEnum):
+    """What a button asks for; `handlers/` maps each to an action id."""
 
-RISK_BADGE = {
-    Risk.LOW: ":large_green_circle: low",
-    Risk.MEDIUM: ":large_yellow_circle: medium",
-    Risk.HIGH: ":large_orange_circle: high",
-    Risk.CRITICAL: ":red_circle: critical",
-}
+    APPROVE = "approve"
+    EDIT = "edit"
+    REJECT = "reject"
+    UNDO = "undo"
+
+
+@dataclass(kw_only=True, frozen=True)
+class Button:
+    intent: Intent
+    label: str
+    style: str | None = None  # "primary" | "danger"
+    confirm: str | None = None  # a question to confirm before the click counts
+
 
 STATUS_LINE = {
     ActionStatus.PROPOSED: ":hourglass: Proposed",
@@ -48,178 +53,138 @@ STATUS_LINE = {
     ActionStatus.UNDO_FAILED: ":x: Undo failed",
 }
 
+SHOWS_RESULT = (
+    ActionStatus.SUCCEEDED,
+    ActionStatus.FAILED,
+    ActionStatus.UNDONE,
+    ActionStatus.UNDO_FAILED,
+    ActionStatus.NEEDS_REVIEW,
+)
+
 
 @dataclass(kw_only=True, frozen=True)
-class CardContext:
-    """Facts a card shows that are not columns of the action."""
+class CardFacts:
+    """What a card shows that is not a column of the action (read when it is built)."""
 
     rule: str
-    approvers: Sequence[str]
-    approved_by: Sequence[str]
-    allowed_domains: Sequence[str] = ()
+    approvers: tuple[str, ...]
+    approved_by: tuple[str, ...]
     paused: bool = False
     command: str | None = None
+    allowed_domains: tuple[str, ...] = ()
 
 
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+@dataclass(kw_only=True, frozen=True)
+class Card:
+    """One action's card."""
+
+    action_id: str
+    revision: int
+    trace_id: str
+    policy_version: str
+    tool: str
+    status: ActionStatus
+    risk: Risk
+    what: str  # untrusted: the command or the arguments
+    why: str  # untrusted: the planner's rationale
+    confidence: float
+    requester: str
+    edited_by: str | None
+    taint: str | None  # untrusted: names what entered the loop
+    rule: str
+    approvers: tuple[str, ...]
+    approved_by: tuple[str, ...]
+    required_approvals: int
+    expires_at: datetime | None
+    preview: str | None  # untrusted: dry-run output
+    status_line: str
+    decided_by: str | None  # who rejected or asked for the undo
+    note: str | None  # untrusted: refusal reasons, a rejecter's reason, Warden's notes
+    result: str | None  # untrusted: tool output
+    result_note: str | None  # trusted: Warden's own words about the result
+    paused: bool
+    waiting_for_preview: bool
+    undo_until: datetime | None
+    buttons: tuple[Button, ...]
+    allowed_domains: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        """The card in one line (notification text)."""
+        return f"{self.tool}: {self.status.value.replace('_', ' ')} ({self.risk.value} risk)"
 
 
-def code(text: str, limit: int = SECTION_MAX - 40) -> str:
-    body = clip(text.replace("```", "`\u200b``"), limit - 8) or " "
-    return f"```{body}```"
-
-
-def safe(text: str, domains: Sequence[str], limit: int) -> str:
-    return neutralise(text, allowed_domains=list(domains), limit=limit)
-
-
-def section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
-
-
-def context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 2000)}]}
-
-
-def header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_MAX)}}
-
-
-def when(at: datetime | None) -> str:
-    if at is None:
-        return "—"
-    ts = int(at.timestamp())
-    return f"<!date^{ts}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
-
-
-def button(
-    text: str,
-    action_id: str,
-    value: str,
-    style: str | None = None,
-    confirm: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    b: dict[str, Any] = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value[:2000],
-    }
-    if style:
-        b["style"] = style
-    if confirm:
-        b["confirm"] = confirm
-    return b
-
-
-def card_value(action: Action) -> str:
-    """What every button carries: the action and the revision the clicker saw."""
-    return f"{action.id}:{action.revision}"
-
-
-def parse_card_value(value: str) -> tuple[str, int] | None:
-    action_id, _, rev = (value or "").partition(":")
-    if not action_id or not rev.isdigit() or len(action_id) > 32:
-        return None
-    return action_id, int(rev)
-
-
-def render_card(
-    action: Action, ctx: CardContext, now: datetime
-) -> tuple[str, list[dict[str, Any]]]:
-    """The card for an action: fallback text and blocks."""
+def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
+    """The card for an action as it is now."""
     status = ActionStatus(action.status)
     risk = Risk(action.risk)
-    domains = ctx.allowed_domains
     args = json.loads(action.args_json) if action.args_json else {}
-    blocks: list[dict[str, Any]] = [header(f"{action.tool} — {status.value.replace('_', ' ')}")]
-    what = ctx.command or ", ".join(f"{k}={v}" for k, v in args.items()) or "(no arguments)"
-    blocks.append(section(f"*What will run*\n{code(safe(what, domains, 1500), 1600)}"))
-    blocks.append(section(f"*Why*\n{safe(action.rationale or '(no reason given)', domains, 1500)}"))
-    who = ", ".join(f"<@{u}>" for u in ctx.approvers[:20]) or "nobody"
-    fields = [
-        f"*Confidence*\n{round(action.confidence * 100)}%",
-        f"*Risk*\n{RISK_BADGE[risk]}",
-        f"*Requested by*\n<@{action.requester}>",
-        f"*Who may approve*\n{clip(ctx.rule, 200)}: {who}",
-    ]
-    if status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED):
-        fields.append(f"*Expires*\n{when(action.expires_at)}")
-    blocks.append(
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields]}
-    )
-    if action.preview:
-        blocks.append(section(f"*Preview (dry run)*\n{code(safe(action.preview, domains, 2500))}"))
-    blocks.append({"type": "divider"})
-    line = STATUS_LINE[status]
-    if ctx.approved_by:
-        line += " · approved by " + ", ".join(f"<@{u}>" for u in ctx.approved_by)
-        if status is ActionStatus.AWAITING_APPROVAL:
-            line += f" ({len(ctx.approved_by)} of {action.required_approvals})"
-    if action.decided_by and status in (
-        ActionStatus.REJECTED,
-        ActionStatus.UNDONE,
-        ActionStatus.UNDOING,
-        ActionStatus.UNDO_FAILED,
-    ):
-        verb = "rejected" if status is ActionStatus.REJECTED else "undo requested"
-        line += f" · {verb} by <@{action.decided_by}>"
-    blocks.append(section(line))
-    if action.status_note:
-        blocks.append(section(safe(action.status_note, domains, 1000)))
-    if action.result is not None and status in (
-        ActionStatus.SUCCEEDED,
-        ActionStatus.FAILED,
-        ActionStatus.UNDONE,
-        ActionStatus.UNDO_FAILED,
-        ActionStatus.NEEDS_REVIEW,
-    ):
-        label = "Output" if status is ActionStatus.SUCCEEDED else "Details"
-        blocks.append(
-            section(f"*{label}*\n{code(safe(action.result or '(no output)', domains, 2800))}")
-        )
-    if ctx.paused and status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED):
-        blocks.append(
-            context(":double_vertical_bar: Warden is paused: nothing runs until /resume.")
-        )
-    value = card_value(action)
-    buttons: list[dict[str, Any]] = []
+    what = facts.command or ", ".join(f"{k}={v}" for k, v in args.items()) or "(no arguments)"
+    buttons: list[Button] = []
+    waiting_for_preview = False
     if status is ActionStatus.AWAITING_APPROVAL:
-        confirm = None
-        if risk in (Risk.HIGH, Risk.CRITICAL):
-            confirm = {
-                "title": {"type": "plain_text", "text": "Run this?"},
-                "text": {
-                    "type": "mrkdwn",
-                    "text": clip(f"Approve *{action.tool}* ({risk.value} risk)?", 300),
-                },
-                "confirm": {"type": "plain_text", "text": "Approve"},
-                "deny": {"type": "plain_text", "text": "Cancel"},
-            }
+        confirm = (
+            f"Approve {action.tool} ({risk.value} risk)?"
+            if risk in (Risk.HIGH, Risk.CRITICAL)
+            else None
+        )
         if risk is Risk.CRITICAL and not action.preview:
-            blocks.append(context(":hourglass: Dry run in progress; Approve appears with it."))
+            waiting_for_preview = True
         else:
-            buttons.append(button("Approve", APPROVE, value, "primary", confirm))
-        buttons += [button("Edit", EDIT, value), button("Reject", REJECT, value, "danger")]
+            buttons.append(
+                Button(intent=Intent.APPROVE, label="Approve", style="primary", confirm=confirm)
+            )
+        buttons += [
+            Button(intent=Intent.EDIT, label="Edit"),
+            Button(intent=Intent.REJECT, label="Reject", style="danger"),
+        ]
     elif (
         status is ActionStatus.SUCCEEDED
         and action.undo_until is not None
         and action.undo_until > now
     ):
-        buttons.append(button("Undo", UNDO, value))
-    if buttons:
-        blocks.append({"type": "actions", "block_id": f"card:{action.id}", "elements": buttons})
-    blocks.append(
-        context(
-            f"trace `{action.trace_id}` · action `{action.id}` · rev {action.revision} · "
-            f"policy `{action.policy_version}`"
-            + (
-                f" · undo until {when(action.undo_until)}"
-                if buttons and status is ActionStatus.SUCCEEDED
-                else ""
-            )
+        buttons.append(Button(intent=Intent.UNDO, label="Undo"))
+    decided = (
+        action.decided_by
+        if status
+        in (
+            ActionStatus.REJECTED,
+            ActionStatus.UNDONE,
+            ActionStatus.UNDOING,
+            ActionStatus.UNDO_FAILED,
         )
+        else None
     )
-    text = f"{action.tool}: {status.value.replace('_', ' ')} ({risk.value} risk)"
-    return text, blocks[:MAX_BLOCKS]
+    return Card(
+        action_id=action.id,
+        revision=action.revision,
+        trace_id=action.trace_id,
+        policy_version=action.policy_version,
+        tool=action.tool,
+        status=status,
+        risk=risk,
+        what=what,
+        why=action.rationale or "(no reason given)",
+        confidence=action.confidence,
+        requester=action.requester,
+        edited_by=action.edited_by,
+        taint=action.taint,
+        rule=facts.rule,
+        approvers=facts.approvers,
+        approved_by=facts.approved_by,
+        required_approvals=action.required_approvals,
+        expires_at=action.expires_at
+        if status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED)
+        else None,
+        preview=action.preview,
+        status_line=STATUS_LINE[status],
+        decided_by=decided,
+        note=action.status_note,
+        result=action.result if status in SHOWS_RESULT and action.result is not None else None,
+        result_note=action.result_note if status in SHOWS_RESULT else None,
+        paused=facts.paused and status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED),
+        waiting_for_preview=waiting_for_preview,
+        undo_until=action.undo_until if Intent.UNDO in {b.intent for b in buttons} else None,
+        buttons=tuple(buttons),
+        allowed_domains=facts.allowed_domains,
+    )

@@ -1,30 +1,42 @@
-"""The gate: the one place that decides what may happen to a proposed tool call.
+"""The gate: the only place that decides what may happen to a proposed tool call.
 
-Every proposal, whoever made it (alias, Claude, an Edit), passes `Gate.decide`; every click
-passes `Gate.may_approve`. The gate fails closed: an unknown tool, invalid arguments, a failed
-precondition or an approval rule nobody can satisfy is a refusal with a reason. The planner's
-confidence can only *add* requirements (below `min_confidence` a low-risk call needs approval;
-below `clarify_below` Warden asks instead); it never lowers what a risk tier demands.
+Every proposal, whoever made it (alias, Claude, an Edit, a re-check after a policy change),
+passes `Gate.decide`; every click passes `Gate.approve`, `may_edit`, `may_reject` or
+`may_undo`, asked again against the state *now* (`Now`: pause, run-time autonomy, the clock);
+the executor asks `Gate.runnable` before it claims a run. Nothing else in `bot/` decides.
 
-| tier     | gate                                                                  |
-|----------|-----------------------------------------------------------------------|
-| low      | runs at once if autonomy is auto, confidence ≥ min, not paused; else 1 |
-| medium   | one approver (the requester may approve if they are an approver)      |
-| high     | one approver who is not the requester                                 |
-| critical | dry-run preview, escalated, two distinct approvers, neither requester |
+The gate fails closed: an unknown tool, invalid arguments, a failed precondition or an
+approval rule nobody can satisfy is a refusal with a reason. The planner's confidence can
+only *add* requirements (below a tool's `min_confidence` a low-risk call needs approval;
+below its `clarify_below` Warden asks instead); it never lowers what a risk tier demands.
+
+| tier     | gate                                                                    |
+|----------|-------------------------------------------------------------------------|
+| low      | runs at once if autonomy is auto, confidence ≥ min, untainted, not paused |
+| medium   | one approver (the requester may approve if they are an approver)        |
+| high     | one approver who is neither the requester nor the arguments' editor     |
+| critical | dry-run preview, escalated, two such approvers                          |
+
+Taint: once text not written by the requester (a lookup's output, thread history, another
+person's message) has entered the loop that proposed a call, it never runs without a click.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from bot.errors import PreconditionFailed, ToolArgumentsError, UnknownTool
 from bot.policy import Autonomy, Policy, Risk
 from bot.tools import Tool, ToolRegistry
+from storage.models import Action, ActionStatus, Approval
+
+GATE = "gate"
+"""`Action.decided_by` for a call the gate let run at once (low risk, autonomy auto)."""
 
 
 class Verdict(StrEnum):
@@ -33,6 +45,36 @@ class Verdict(StrEnum):
     AWAIT = "await"
     SUGGEST = "suggest"
     CLARIFY = "clarify"
+
+
+VERDICT_STATUS = {
+    Verdict.REFUSE: ActionStatus.REFUSED,
+    Verdict.RUN_NOW: ActionStatus.APPROVED,
+    Verdict.AWAIT: ActionStatus.AWAITING_APPROVAL,
+    Verdict.SUGGEST: ActionStatus.SUGGESTED,
+}
+
+
+@dataclass(kw_only=True, frozen=True)
+class Origin:
+    """Where a call comes from: who asked, where, and what entered the loop that made it."""
+
+    requester: str
+    channel: str
+    thread_ts: str | None = None
+    taint: str | None = None
+    edited_by: str | None = None
+    on_card: bool = False  # already shown to people (a re-check): confidence no longer asks
+    same_tool_earlier: int = 0
+
+
+@dataclass(kw_only=True, frozen=True)
+class Now:
+    """The state every rule is checked against: read fresh for each decision and click."""
+
+    paused: bool
+    autonomy: Mapping[str, str] = field(default_factory=dict)
+    at: datetime | None = None
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -46,36 +88,31 @@ class Decision:
     risk: Risk = Risk.LOW
     autonomy: Autonomy = Autonomy.APPROVE
     required_approvals: int = 1
-    approvers: tuple[str, ...] = ()
-    exclude_requester: bool = False
     needs_preview: bool = False
     escalate: bool = False
     reason: str = ""
     policy_version: str = ""
 
     @property
-    def rule(self) -> str:
-        """The approval rule in plain words, for the card."""
-        if self.verdict is Verdict.RUN_NOW:
-            return "runs at once (low risk, autonomy auto)"
-        if self.verdict is Verdict.SUGGEST:
-            return "suggestion only: nobody can approve it from here"
-        who = "approvers other than the requester" if self.exclude_requester else "an approver"
-        if self.required_approvals == 1:
-            return f"one approval from {who}"
-        return f"{self.required_approvals} approvals from distinct {who}"
+    def status(self) -> ActionStatus:
+        return VERDICT_STATUS[self.verdict]
+
+
+class Step(StrEnum):
+    """What an Approve click does, as the gate rules it."""
+
+    DENY = "deny"  # nothing changes; `reason` says why
+    EXPIRE = "expire"  # the card outlived approval_ttl
+    RECHECK = "recheck"  # the rules changed since the card was posted: apply `decision`
+    RECORD = "record"  # record the approval; then start if `Gate.met` and not paused
+    START = "start"  # the approvals on record already meet the rule: start it
 
 
 @dataclass(kw_only=True, frozen=True)
-class ActionView:
-    """What `may_approve` needs to know about an action (independent of storage)."""
-
-    tool: str
-    requester: str
-    risk: Risk
-    status: str
-    exclude_requester: bool
-    already_approved_by: Sequence[str] = ()
+class Ruling:
+    step: Step
+    reason: str = ""
+    decision: Decision | None = None
 
 
 class Gate:
@@ -85,8 +122,7 @@ class Gate:
         self.policy = policy
         self.registry = registry
 
-    def tool(self, name: str) -> Tool[Any]:
-        return self.registry.get(name)
+    # -- autonomy and approvers -----------------------------------------------------------
 
     def autonomy(self, tool: str, overrides: Mapping[str, str]) -> Autonomy:
         raw = overrides.get(tool)
@@ -94,16 +130,74 @@ class Gate:
             return Autonomy(raw)
         return self.policy.override(tool).autonomy
 
+    def autonomy_label(self, tool: str, overrides: Mapping[str, str]) -> str:
+        """A tool's stage as `/warden autonomy` shows it: read-only lookups have none."""
+        if tool in self.registry and self.registry.get(tool).read_only:
+            return "read-only (the agent may run it to look things up)"
+        return self.autonomy(tool, overrides).value
+
+    def may_set_autonomy(self, tool: str, stage: Autonomy) -> str | None:
+        """Why an admin may not set `tool` to `stage` (None: they may)."""
+        if tool not in self.registry:
+            return f"there is no tool called `{tool[:64]}`"
+        t = self.registry.get(tool)
+        if t.read_only:
+            return f"`{tool}` is a read-only lookup; it has no autonomy stage"
+        if stage is Autonomy.AUTO and not (t.risk is Risk.LOW and t.risk_from_args is None):
+            return f"`{tool}` is not low risk, so it can't be `auto`"
+        return None
+
+    def approvers(self, tool: str) -> list[str]:
+        return self.policy.approvers_for(tool)
+
+    def excluded(self, action: Action) -> set[str]:
+        """Who may not approve an action of its tier: for high and critical, the requester
+        and whoever wrote its current arguments (four eyes)."""
+        if Risk(action.risk) in (Risk.HIGH, Risk.CRITICAL):
+            return {u for u in (action.requester, action.edited_by) if u}
+        return set()
+
+    def counted(self, action: Action, approvals: Iterable[Approval]) -> set[str]:
+        """Approvers whose approval counts: bound to this exact call (revision, arguments,
+        policy version), by a current approver, not excluded by four eyes."""
+        allowed = set(self.approvers(action.tool)) - self.excluded(action)
+        return {
+            a.approver
+            for a in approvals
+            if a.revision == action.revision
+            and a.args_json == action.args_json
+            and a.policy_version == action.policy_version
+            and a.approver in allowed
+        }
+
+    def met(self, action: Action, approvals: Iterable[Approval]) -> bool:
+        """Whether the approvals on record meet the action's rule."""
+        return len(self.counted(action, approvals)) >= max(1, action.required_approvals)
+
+    def rule_text(self, action: Action) -> str:
+        """The approval rule in plain words, for the card."""
+        if action.status == ActionStatus.SUGGESTED:
+            return "suggestion only: nobody can approve it from here"
+        if action.decided_by == GATE:
+            return "ran at once (low risk, autonomy auto)"
+        risk = Risk(action.risk)
+        editor = " or the arguments' editor" if action.edited_by else ""
+        if risk is Risk.CRITICAL:
+            return f"two approvers, neither the requester{editor}"
+        if risk is Risk.HIGH:
+            return f"one approver who is not the requester{editor}"
+        return "one approver"
+
+    # -- proposals --------------------------------------------------------------------------
+
     def decide(
         self,
         *,
         tool: str,
         args: Any,
         confidence: float,
-        requester: str,
-        paused: bool,
-        autonomy_overrides: Mapping[str, str] | None = None,
-        human_edited: bool = False,
+        origin: Origin,
+        now: Now,
     ) -> Decision:
         """Decide one proposed call. Never raises for bad input: bad input is a refusal."""
         version = self.policy.version
@@ -112,6 +206,13 @@ class Gate:
         except UnknownTool as exc:
             return Decision(
                 verdict=Verdict.REFUSE, tool=str(tool)[:64], reason=str(exc), policy_version=version
+            )
+        if t.read_only:
+            return Decision(
+                verdict=Verdict.REFUSE,
+                tool=tool,
+                policy_version=version,
+                reason=f"{tool} is a read-only lookup, not an action",
             )
         if (
             not isinstance(confidence, int | float)
@@ -133,97 +234,272 @@ class Gate:
                 policy_version=version,
                 reason=f"invalid arguments — {exc}",
             )
-        try:
-            failed = t.failed_precondition(parsed)
-        except PreconditionFailed as exc:
-            failed = str(exc)
-        canonical = t.canonical(parsed)
-        plain = parsed.model_dump(mode="json")
         risk = t.risk_for(parsed)
-        autonomy = self.autonomy(tool, autonomy_overrides or {})
-        base = {
+        autonomy = self.autonomy(tool, now.autonomy)
+        base: dict[str, Any] = {
             "tool": tool,
-            "args_json": canonical,
-            "args": plain,
+            "args_json": t.canonical(parsed),
+            "args": parsed.model_dump(mode="json"),
             "risk": risk,
             "autonomy": autonomy,
             "policy_version": version,
         }
-        if failed:
-            return Decision(
-                verdict=Verdict.REFUSE, reason=f"precondition failed — {failed}", **base
-            )
-        if not human_edited and confidence < self.policy.gate.clarify_below:
+        problem = self._precondition(t, parsed) or self._scope(t, parsed, origin)
+        if problem:
+            return Decision(verdict=Verdict.REFUSE, reason=problem, **base)
+        override = self.policy.override(tool)
+        human = origin.edited_by is not None or origin.on_card
+        clarify_below = (
+            override.clarify_below
+            if override.clarify_below is not None
+            else self.policy.gate.clarify_below
+        )
+        if not human and confidence < clarify_below:
             return Decision(verdict=Verdict.CLARIFY, reason="confidence too low to propose", **base)
-        approvers = tuple(self.policy.approvers_for(tool))
         if autonomy is Autonomy.SUGGEST:
             return Decision(
-                verdict=Verdict.SUGGEST,
-                approvers=approvers,
-                reason="this tool's autonomy is 'suggest'",
-                **base,
+                verdict=Verdict.SUGGEST, reason="this tool's autonomy is 'suggest'", **base
             )
-        if (
-            risk is Risk.LOW
-            and autonomy is Autonomy.AUTO
-            and confidence >= self.policy.gate.min_confidence
-            and not paused
-            and not human_edited
-        ):
-            return Decision(
-                verdict=Verdict.RUN_NOW, required_approvals=0, approvers=approvers, **base
-            )
+        min_confidence = (
+            override.min_confidence
+            if override.min_confidence is not None
+            else self.policy.gate.min_confidence
+        )
+        hold = self._hold(risk, autonomy, confidence, min_confidence, origin, now, human)
+        if hold is None:
+            return Decision(verdict=Verdict.RUN_NOW, required_approvals=0, **base)
         required = 2 if risk is Risk.CRITICAL else 1
-        exclude = risk in (Risk.HIGH, Risk.CRITICAL)
-        eligible = [a for a in approvers if not (exclude and a == requester)]
-        if len(set(eligible)) < required:
-            who = "approvers other than the requester" if exclude else "approvers"
+        excluded = (
+            {u for u in (origin.requester, origin.edited_by) if u}
+            if risk in (Risk.HIGH, Risk.CRITICAL)
+            else set()
+        )
+        eligible = set(self.approvers(tool)) - excluded
+        if len(eligible) < required:
+            who = "approvers other than the requester" if excluded else "approvers"
             return Decision(
                 verdict=Verdict.REFUSE,
-                approvers=approvers,
                 reason=(
                     f"{risk.value} risk needs {required} {who}, but only "
-                    f"{len(set(eligible))} may approve {tool}; ask an admin to add approvers"
+                    f"{len(eligible)} may approve {tool}; ask an admin to add approvers"
                 ),
                 **base,
             )
         return Decision(
             verdict=Verdict.AWAIT,
             required_approvals=required,
-            approvers=approvers,
-            exclude_requester=exclude,
             needs_preview=risk is Risk.CRITICAL,
             escalate=risk is Risk.CRITICAL,
+            reason=hold,
             **base,
         )
 
-    def may_approve(self, action: ActionView, user: str) -> str | None:
-        """None if `user` may approve this action now; otherwise the reason they may not."""
-        approvers = self.policy.approvers_for(action.tool)
-        if user not in approvers:
-            return "you are not an approver for this action, so your click changed nothing"
-        if action.exclude_requester and user == action.requester:
+    @staticmethod
+    def _hold(
+        risk: Risk,
+        autonomy: Autonomy,
+        confidence: float,
+        min_confidence: float,
+        origin: Origin,
+        now: Now,
+        human: bool,
+    ) -> str | None:
+        """Why a call needs a click (None: it may run at once)."""
+        if risk is not Risk.LOW or autonomy is not Autonomy.AUTO:
+            return ""
+        if human:
+            return "a person has already seen or edited it, so it runs on a click"
+        if origin.taint:
             return (
-                f"this is a {action.risk.value}-risk action you requested; it needs an "
-                "approver other than you (four eyes)"
+                f"the plan read text not written by the requester ({origin.taint}), "
+                "so it never runs unattended"
             )
-        if user in action.already_approved_by:
-            return "you have already approved this; it needs another approver"
+        if confidence < min_confidence:
+            return f"confidence is below {min_confidence:.0%}"
+        if now.paused:
+            return "Warden is paused"
         return None
 
-    def may_undo(self, tool: str, risk: Risk, requester: str, user: str) -> str | None:
-        """Undo runs a compensating command: the requester or an approver may undo low and
-        medium actions; high and critical ones need an approver who is not the requester."""
-        approver = user in self.policy.approvers_for(tool)
-        if risk in (Risk.HIGH, Risk.CRITICAL):
-            if approver and user != requester:
-                return None
-            return f"undoing a {risk.value}-risk action needs an approver other than the requester"
-        if approver or user == requester:
-            return None
-        return "only approvers or the requester may undo this"
+    @staticmethod
+    def _precondition(tool: Tool[Any], parsed: Any) -> str | None:
+        try:
+            failed = tool.failed_precondition(parsed)
+        except PreconditionFailed as exc:
+            failed = str(exc)
+        return f"precondition failed — {failed}" if failed else None
 
-    def may_edit(self, tool: str, requester: str, user: str) -> str | None:
-        if user == requester or user in self.policy.approvers_for(tool):
+    def _scope(self, tool: Tool[Any], parsed: Any, origin: Origin) -> str | None:
+        """Where a call may reach: a tool that posts may post only in the request's own
+        channel or the channels its policy lists, never in the admin channel; and a request
+        may call one tool only `max_per_request` times."""
+        override = self.policy.override(tool.name)
+        if origin.same_tool_earlier >= override.max_per_request:
+            return f"{tool.name} may be called at most {override.max_per_request} times per request"
+        if tool.target_channel is None:
             return None
-        return "only the requester or an approver may edit this action"
+        target = tool.target_channel(parsed)
+        if target == self.policy.access.admin_channel:
+            return "Warden's admin channel is not a place a tool may post"
+        if target != origin.channel and target not in (override.channels or []):
+            return (
+                f"{tool.name} may post only in the channel it was asked in"
+                + (f" or in {', '.join(override.channels)}" if override.channels else "")
+                + f" (tools.{tool.name}.channels lists others)"
+            )
+        return None
+
+    def recheck(self, action: Action, now: Now) -> Decision | None:
+        """The decision a waiting or approved action would get now, if the rules changed
+        under it (a new policy version, its tool set to `suggest`); None if it stands."""
+        if action.policy_version == self.policy.version:
+            if (
+                self.autonomy(action.tool, now.autonomy) is Autonomy.SUGGEST
+                and action.status != ActionStatus.SUGGESTED
+            ):
+                return Decision(
+                    verdict=Verdict.SUGGEST,
+                    tool=action.tool,
+                    args_json=action.args_json,
+                    risk=Risk(action.risk),
+                    autonomy=Autonomy.SUGGEST,
+                    reason="this tool's autonomy was changed to 'suggest'",
+                    policy_version=action.policy_version,
+                )
+            return None
+        import json
+
+        try:
+            args = json.loads(action.args_json)
+        except ValueError:
+            args = None
+        decision = self.decide(
+            tool=action.tool,
+            args=args,
+            confidence=action.confidence,
+            origin=self.origin_of(action),
+            now=now,
+        )
+        if decision.verdict in (Verdict.RUN_NOW, Verdict.CLARIFY):
+            # A call already on a card is never promoted to run unattended by a re-check.
+            decision = replace(decision, verdict=Verdict.AWAIT, required_approvals=1)
+        return decision
+
+    @staticmethod
+    def origin_of(action: Action) -> Origin:
+        return Origin(
+            requester=action.requester,
+            channel=action.channel,
+            thread_ts=action.thread_ts,
+            taint=action.taint,
+            edited_by=action.edited_by,
+            on_card=True,
+        )
+
+    # -- clicks -----------------------------------------------------------------------------
+
+    def approve(self, action: Action, approvals: list[Approval], user: str, now: Now) -> Ruling:
+        """What an Approve click by `user` does to `action` now."""
+        mine = any(a.approver == user and a.revision == action.revision for a in approvals)
+        if action.status != ActionStatus.AWAITING_APPROVAL:
+            if mine:
+                return Ruling(
+                    step=Step.DENY,
+                    reason=f"you already approved this; it is now {_words(action.status)}",
+                )
+            return Ruling(
+                step=Step.DENY,
+                reason=f"this action is {_words(action.status)}; there is nothing to approve",
+            )
+        if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
+            return Ruling(step=Step.EXPIRE, reason="this approval request has expired")
+        changed = self.recheck(action, now)
+        if changed is not None:
+            return Ruling(step=Step.RECHECK, decision=changed, reason=changed.reason)
+        if user not in self.approvers(action.tool):
+            return Ruling(
+                step=Step.DENY,
+                reason="you are not an approver for this action, so your click changed nothing",
+            )
+        if user in self.excluded(action):
+            role = "requested" if user == action.requester else "edited"
+            return Ruling(
+                step=Step.DENY,
+                reason=(
+                    f"this is a {action.risk}-risk action you {role}; it needs an approver "
+                    "other than you (four eyes)"
+                ),
+            )
+        if Risk(action.risk) is Risk.CRITICAL and not action.preview:
+            return Ruling(
+                step=Step.DENY,
+                reason="the dry-run preview is not on the card yet; approve once it shows",
+            )
+        if mine:
+            if self.met(action, approvals):
+                return Ruling(step=Step.START)
+            return Ruling(
+                step=Step.DENY, reason="you already approved this; it needs another approver"
+            )
+        return Ruling(step=Step.RECORD)
+
+    def runnable(self, action: Action, approvals: list[Approval], now: Now) -> str | None:
+        """Why an approved action may not start now (None: it may). The executor asks this
+        right before it claims the run."""
+        if now.paused:
+            return "Warden is paused"
+        if action.policy_version != self.policy.version:
+            return "the policy changed after approval"
+        if self.autonomy(action.tool, now.autonomy) is Autonomy.SUGGEST:
+            return "this tool's autonomy was changed to 'suggest'"
+        if action.decided_by == GATE:
+            if (
+                Risk(action.risk) is Risk.LOW
+                and self.autonomy(action.tool, now.autonomy) is Autonomy.AUTO
+                and not action.taint
+            ):
+                return None
+            return "it no longer qualifies to run without an approval"
+        if not self.met(action, approvals):
+            return "the approvals on record do not cover this exact call"
+        return None
+
+    def may_edit(self, action: Action, user: str) -> str | None:
+        if user != action.requester and user not in self.approvers(action.tool):
+            return "only the requester or an approver may edit this action"
+        if action.status != ActionStatus.AWAITING_APPROVAL:
+            return f"this action is {_words(action.status)}; it can't be edited now"
+        return None
+
+    def may_reject(self, action: Action, user: str) -> str | None:
+        if user != action.requester and user not in self.approvers(action.tool):
+            return "only approvers or the requester may reject this"
+        if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
+            return f"this action is {_words(action.status)}; it can't be rejected now"
+        return None
+
+    def may_undo(self, action: Action, user: str, now: Now) -> str | None:
+        """Undo runs a compensating command: the requester or an approver may undo low and
+        medium actions; high and critical ones need an approver who is neither the
+        requester nor the arguments' editor. Never while paused, only within the window."""
+        risk = Risk(action.risk)
+        approver = user in self.approvers(action.tool)
+        if risk in (Risk.HIGH, Risk.CRITICAL):
+            if not approver or user in self.excluded(action):
+                return (
+                    f"undoing a {risk.value}-risk action needs an approver other than the requester"
+                )
+        elif not (approver or user == action.requester):
+            return "only approvers or the requester may undo this"
+        if now.paused:
+            return "Warden is paused, so nothing runs — not even an undo. Try after /resume"
+        if (
+            action.status != ActionStatus.SUCCEEDED
+            or action.undo_until is None
+            or (now.at is not None and action.undo_until <= now.at)
+        ):
+            return "this can't be undone any more (the undo window closed, or it was undone)"
+        return None
+
+
+def _words(status: str) -> str:
+    return status.replace("_", " ")

@@ -2,16 +2,21 @@
 
 Each job is an importable top-level function referenced by its "module:function" name in
 `JOBS` (the form APScheduler needs to persist and find a job); it takes the `instance` id of
-the Lifecycle it serves and looks it up. To add one: write `def my_job(instance: str) -> object`
-here and add a `Job` row.
+the Lifecycle it serves and looks it up. Sweeps run on every replica (they are idempotent).
+A job that must happen once per deployment (`Job.once`) runs at wall-clock times from a
+cron trigger, and the replica that claims the period in the `job_run` table runs it; a
+replica starting after the time catches up on a missed period.
+
+To add one: write `def my_job(instance: str) -> object` here and add a `Job` row.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,51 +34,61 @@ _GUARD = threading.Lock()
 
 def expire_approvals(instance: str) -> int:
     """Awaiting actions past `approval_ttl` become `expired`; their cards say so."""
-    return _INSTANCES[instance].sweep_expired()
+    return _INSTANCES[instance].sweeps.expired()
 
 
 def close_undo_windows(instance: str) -> int:
     """Succeeded actions past `undo_window` lose their Undo button."""
-    return _INSTANCES[instance].sweep_undo_windows()
+    return _INSTANCES[instance].sweeps.undo_windows()
 
 
 def heartbeat(instance: str) -> None:
     """Tell the other replicas this process is alive (its `executing` runs are not orphans)."""
     lifecycle = _INSTANCES.get(instance)
     if lifecycle is not None:  # None: stopping
-        lifecycle.store.heartbeat(lifecycle.owner, lifecycle.clock())
+        lifecycle.store.heartbeat(lifecycle.owner, lifecycle.core.clock())
 
 
 def flag_interrupted(instance: str) -> int:
     """Executions whose lease ran out or whose owner stopped heartbeating become `needs_review`."""
-    return _INSTANCES[instance].sweep_interrupted()
+    return _INSTANCES[instance].sweeps.interrupted()
 
 
 def requeue_requests(instance: str) -> int:
     """Requests nobody is planning (e.g. their replica died) are planned again."""
-    return _INSTANCES[instance].sweep_requests()
+    return _INSTANCES[instance].sweeps.requests()
+
+
+def deliver_outbox(instance: str) -> int:
+    """Slack messages owed but not delivered (a crash, a failed post) are delivered."""
+    return _INSTANCES[instance].sweeps.outbox()
 
 
 def repair_cards(instance: str) -> int:
-    """Cards that were never posted (a crash between commit and post) are posted."""
-    return _INSTANCES[instance].sweep_cards()
+    """Card reservations of dead processes are released; stranded approved actions start."""
+    return _INSTANCES[instance].sweeps.cards()
 
 
 def forget_old_events(instance: str) -> int:
-    """Slack event ids are kept 48 h for de-duplication (Slack retries within ~5 min)."""
+    """Slack event and trigger ids are kept 48 h for de-duplication (Slack retries within
+    ~5 min); delivered outbox rows are kept 7 days."""
     lifecycle = _INSTANCES[instance]
-    return lifecycle.store.forget_events_before(lifecycle.clock() - timedelta(hours=48))
+    now = lifecycle.core.clock()
+    return lifecycle.store.forget_events_before(
+        now - timedelta(hours=48)
+    ) + lifecycle.store.forget_delivered_before(now - timedelta(days=7))
 
 
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
-    return _INSTANCES[instance].publish_audit_anchor()
+    return _INSTANCES[instance].sweeps.publish_audit_anchor()
 
 
 @dataclass(kw_only=True, frozen=True)
 class Job:
     func: str
-    seconds: int
+    seconds: int = 0  # run every `seconds` on every replica …
+    daily_at: str = ""  # … or once per deployment per day at this UTC time ("HH:MM")
 
 
 JOBS = [
@@ -81,11 +96,39 @@ JOBS = [
     Job(func="bot.jobs:expire_approvals", seconds=30),
     Job(func="bot.jobs:close_undo_windows", seconds=30),
     Job(func="bot.jobs:flag_interrupted", seconds=30),
+    Job(func="bot.jobs:deliver_outbox", seconds=5),
     Job(func="bot.jobs:requeue_requests", seconds=60),
     Job(func="bot.jobs:repair_cards", seconds=60),
     Job(func="bot.jobs:forget_old_events", seconds=3600),
-    Job(func="bot.jobs:publish_audit_anchor", seconds=86400),
+    Job(func="bot.jobs:publish_audit_anchor", daily_at="00:05"),
 ]
+
+
+def _resolve(ref: str) -> Callable[[str], Any]:
+    import importlib
+
+    module, _, name = ref.partition(":")
+    fn: Callable[[str], Any] = getattr(importlib.import_module(module), name)
+    return fn
+
+
+def period_of(job: Job, now: datetime) -> str | None:
+    """The period a once-per-deployment job is due for at `now` (None: not yet today)."""
+    hour, minute = (int(p) for p in job.daily_at.split(":"))
+    due = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return now.strftime("%Y-%m-%d") if now >= due else None
+
+
+def run_once(instance: str, func: str, daily_at: str) -> object:
+    """Run a once-per-deployment job if this replica claims today's period."""
+    lifecycle = _INSTANCES.get(instance)
+    if lifecycle is None:
+        return None
+    job = Job(func=func, daily_at=daily_at)
+    period = period_of(job, lifecycle.core.clock())
+    if period is None or not lifecycle.store.claim_job(func, period, lifecycle.owner):
+        return None
+    return _resolve(func)(instance)
 
 
 class Jobs:
@@ -97,6 +140,20 @@ class Jobs:
             _INSTANCES[self.instance] = lifecycle
         self.scheduler: Any = BackgroundScheduler(timezone="UTC")
         for job in JOBS:
+            if job.daily_at:
+                hour, minute = job.daily_at.split(":")
+                self.scheduler.add_job(
+                    "bot.jobs:run_once",
+                    "cron",
+                    hour=int(hour),
+                    minute=int(minute),
+                    kwargs={"instance": self.instance, "func": job.func, "daily_at": job.daily_at},
+                    id=job.func,
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=3600,
+                )
+                continue
             self.scheduler.add_job(
                 job.func,
                 "interval",
@@ -109,6 +166,14 @@ class Jobs:
 
     def start(self) -> None:
         self.scheduler.start()
+        # A deployment restarted after a daily job's time catches up on today's period.
+        for job in JOBS:
+            if job.daily_at:
+                self.scheduler.add_job(
+                    "bot.jobs:run_once",
+                    kwargs={"instance": self.instance, "func": job.func, "daily_at": job.daily_at},
+                    id=f"{job.func}:catch-up",
+                )
 
     def stop(self) -> None:
         if self.scheduler.running:

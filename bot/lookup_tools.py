@@ -28,16 +28,30 @@ class UserArgs(BaseModel):
     user: str = Field(description="Slack user id, like U012ABCDEF", pattern=SLACK_USER_ID.pattern)
 
 
+def visible(channel: str, requester: str, ctx: ToolContext) -> bool:
+    """Whether a lookup made where `ctx` asked may show an action from `channel`: actions of
+    the channel asked in, and — asked in the requester's own DM — the requester's own
+    actions anywhere. Never another person's DM, never another channel's actions."""
+    if channel == ctx.channel:
+        return True
+    asked_in_dm = (ctx.channel or "").startswith("D")
+    return asked_in_dm and requester == ctx.requester and not channel.startswith("D")
+
+
 def lookup_tools(store: Store | None, chat: Chat | None) -> list[Tool[Any]]:
     """The read-only tools, bound to a store and chat (None while only checking config)."""
 
     def pending(_: NoArgs, ctx: ToolContext) -> ToolResult:
         if store is None:
             return ToolResult(ok=False, output="not connected")
-        rows = store.actions_with_status(
-            [ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED, ActionStatus.EXECUTING],
-            limit=25,
-        )
+        rows = [
+            a
+            for a in store.actions_with_status(
+                [ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED, ActionStatus.EXECUTING],
+                limit=500,
+            )
+            if visible(a.channel, a.requester, ctx)
+        ][:25]
         items = [
             {
                 "tool": a.tool,
@@ -63,7 +77,10 @@ def lookup_tools(store: Store | None, chat: Chat | None) -> list[Tool[Any]]:
             risk=Risk.LOW,
             read_only=True,
             timeout_s=5,
-            description="List Warden's own actions that await approval or are running",
+            description=(
+                "List Warden's actions that await approval or are running, in the channel "
+                "this request was made in"
+            ),
         ),
         Tool(
             name="lookup_user",

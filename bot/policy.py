@@ -165,13 +165,37 @@ class GatePolicy(_Strict):
 
 
 class ToolOverride(_Strict):
+    """`[tools.NAME]`: one tool's autonomy, approvers, confidence floors and reach."""
+
     autonomy: Autonomy = Autonomy.APPROVE
     approvers: list[str] | None = None
+    min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    clarify_below: float | None = Field(default=None, ge=0.0, le=1.0)
+    channels: list[str] | None = None  # for tools that post: where else they may post
+    max_per_request: int = Field(default=3, ge=1, le=10)
 
     @field_validator("approvers")
     @classmethod
     def _ids(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_user_ids(value, "approvers")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str] | None) -> list[str] | None:
+        for channel in value or []:
+            if not SLACK_CHANNEL_ID.match(channel):
+                raise ValueError(f"{channel!r} is not a Slack channel id (like C0123ABCD)")
+        return value
+
+    @model_validator(mode="after")
+    def _floors(self) -> ToolOverride:
+        if (
+            self.min_confidence is not None
+            and self.clarify_below is not None
+            and self.clarify_below > self.min_confidence
+        ):
+            raise ValueError("clarify_below must not be greater than min_confidence")
+        return self
 
 
 class Param(_Strict):
@@ -312,6 +336,7 @@ class AgentLimits(_Strict):
 class Workers(_Strict):
     planners: int = Field(default=16, ge=1, le=256)
     executors: int = Field(default=8, ge=1, le=256)
+    per_requester: int = Field(default=10, ge=1, le=1000)  # requests in flight per person
 
 
 class Policy(_Strict):

@@ -45,7 +45,8 @@ class ToolResult:
     """The outcome of running (or undoing) a tool. `output` is plain text, possibly long."""
 
     ok: bool
-    output: str = ""
+    output: str = ""  # what the tool or command printed: untrusted, redacted before storing
+    note: str = ""  # Warden's own words about the result, e.g. "posted to <#C…>": trusted
     undo_data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +72,9 @@ class Tool(Generic[A]):
     read_only: bool = False
     timeout_s: float = 60.0
     examples: tuple[dict[str, Any], ...] = ()
+    # For tools that post to Slack: the channel a call targets, so the gate can keep it to
+    # the request's own channel (and those `tools.NAME.channels` lists).
+    target_channel: Callable[[A], str] | None = None
 
     def validate(self, raw: dict[str, Any]) -> A:
         """Validate raw arguments; raise ToolArgumentsError with a readable reason."""
@@ -143,6 +147,7 @@ class ToolRegistry:
         read_only: bool = False,
         timeout_s: float = 60.0,
         examples: Iterable[dict[str, Any]] = (),
+        target_channel: Callable[[A], str] | None = None,
     ) -> Callable[[RunFn[A]], RunFn[A]]:
         """Decorator registering a run function together with its contract."""
 
@@ -161,6 +166,7 @@ class ToolRegistry:
                     read_only=read_only,
                     timeout_s=timeout_s,
                     examples=tuple(examples),
+                    target_channel=target_channel,
                 )
             )
             return run
@@ -181,6 +187,3 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._tools)
-
-    def merged(self, other: Iterable[Tool[Any]]) -> ToolRegistry:
-        return ToolRegistry([*self._tools.values(), *other])

@@ -2,7 +2,9 @@
 
 Four bounded pools: planners (LLM calls, seconds each), executors (runbooks), the outbox
 (Slack posts and card updates, which may wait on a 429's Retry-After) and replies (ephemeral
-answers, modals, App Home: what a person is waiting to see). The HTTP threads that ack
+answers, modals, App Home: what a person is waiting to see). The planner pool is fair: work
+is queued per requester and taken round-robin, so one person's flood of requests never
+delays another person's by more than one planning slot. The HTTP threads that ack
 events, clicks and slash commands only write to the database and hand work to these pools,
 so `/pause` is acknowledged at once however busy they are. Work is always re-derivable from
 the database (a proposal waiting for a click is a row, not a thread), so losing a pool's queue
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -71,11 +74,50 @@ class Pool:
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
+class FairPool(Pool):
+    """A pool whose queue is one line per key (the requester), served round-robin."""
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(name, size)
+        self._lines: OrderedDict[str, deque[tuple[Callable[..., Any], tuple[Any, ...]]]] = (
+            OrderedDict()
+        )
+        self._ready = threading.Condition()
+
+    def submit_fair(self, key: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Queue `fn(*args)` in `key`'s line; False if the pool is shut down."""
+        with self._idle:
+            if self._closed:
+                return False
+            self._pending += 1
+        with self._ready:
+            self._lines.setdefault(key, deque()).append((fn, args))
+        try:
+            self._executor.submit(self._next)
+        except RuntimeError:
+            self._done()
+            return False
+        return True
+
+    def _next(self) -> None:
+        # Each submitted slot runs whichever line's turn it is, not necessarily the work
+        # submitted with it: that is what makes the order fair.
+        with self._ready:
+            if not self._lines:
+                return
+            key, line = next(iter(self._lines.items()))
+            fn, args = line.popleft()
+            del self._lines[key]
+            if line:
+                self._lines[key] = line  # to the back of the round
+        self._run(fn, *args)
+
+
 class Workers:
     """The planner, executor, outbox and replies pools."""
 
     def __init__(self, planners: int, executors: int, outbox: int = 4, replies: int = 2) -> None:
-        self.planners = Pool("planner", planners)
+        self.planners = FairPool("planner", planners)
         self.executors = Pool("executor", executors)
         self.outbox = Pool("outbox", outbox)
         # Answers to the person who clicked or typed (ephemerals, modals, App Home) have their

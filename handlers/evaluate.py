@@ -24,7 +24,7 @@ from typing import Any
 
 from bot.app import build_planner, check
 from bot.errors import ConfigError, PlannerUnavailable
-from bot.gate import Gate
+from bot.gate import Gate, Now, Origin
 from bot.planner import Clarify, PlanRequest, Proposals, close_planner
 from bot.settings import Settings
 
@@ -59,8 +59,8 @@ def evaluate_case(case: dict[str, Any], gate: Gate, planner: Any) -> tuple[bool,
             tool=call.tool,
             args=call.args,
             confidence=call.confidence,
-            requester=requester,
-            paused=False,
+            origin=Origin(requester=requester, channel="C0EVAL"),
+            now=Now(paused=False),
         )
         got = decision.verdict.value
         detail = f"{call.tool} {json.dumps(call.args, sort_keys=True)} risk={decision.risk}"

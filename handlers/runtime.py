@@ -12,11 +12,11 @@ from typing import Any
 from slack_bolt import App
 
 from bot.app import Warden, build
-from bot.chat import make_web_client
 from bot.errors import ConfigError
 from bot.settings import Settings
 from handlers.http import WardenWSGI, make_server
 from handlers.slack_app import create_app
+from handlers.slack_client import SlackChat, make_web_client
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ def start(
         raise ConfigError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must be set")
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     if "chat" not in build_kwargs:
-        from bot.chat import SlackChat
-
         build_kwargs["chat"] = SlackChat(client)
     warden = build(settings, **build_kwargs)
     app = create_app(
@@ -71,7 +69,13 @@ def start(
     )
     warden.start()
     server = make_server(
-        WardenWSGI(app, warden.lifecycle), host, settings.port if port is None else port
+        WardenWSGI(
+            app,
+            warden.lifecycle,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+        ),
+        host,
+        settings.port if port is None else port,
     )
     closing = threading.Event()
     thread = threading.Thread(
@@ -106,7 +110,6 @@ def _socket_mode(settings: Settings) -> int:
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN must be set")
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    from bot.chat import SlackChat
 
     warden = build(settings, chat=SlackChat(client))
     app = create_app(warden.lifecycle, signing_secret="socket-mode-unused", client=client)

@@ -12,24 +12,26 @@ import logging
 import re
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 
-from bot.cards import APPROVE, EDIT, REJECT, UNDO, parse_card_value
-from bot.lifecycle import EditForm, Incoming, Lifecycle, Reply
-from bot.views import (
+from bot.core import Reply
+from bot.intake import Incoming
+from bot.lifecycle import Lifecycle
+from bot.reports import HELP, audit_text, autonomy_text, home, pending_text, status_text
+from handlers.blocks import (
+    APPROVE,
+    EDIT,
     EDIT_VIEW,
-    HELP,
+    REJECT,
     REJECT_VIEW,
-    audit_text,
-    autonomy_text,
+    UNDO,
     edit_modal,
     home_view,
+    parse_card_value,
     parse_metadata,
-    pending_text,
     reject_modal,
-    status_text,
 )
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ SCOPES = {
     "channels:history": "thread follow-ups in public channels",
     "groups:history": "thread follow-ups in private channels",
     "im:history": "requests by DM",
-    "chat:write": "cards, answers, ephemeral notes, admin-channel alerts",
+    "chat:write": "cards, answers, ephemeral notes, admin-channel alerts, App Home replies",
     "reactions:write": "the eyes reaction while a request is planned",
     "users:read": "the agent's lookup_user tool (users.info)",
     "assistant:write": "the thinking… status in assistant threads",
@@ -55,7 +57,8 @@ SCOPES = {
 
 
 def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) -> App:
-    """The Bolt app wired to a Lifecycle. Bolt verifies every request's signature."""
+    """The Bolt app wired to a Lifecycle. Signatures are checked before Bolt sees a request
+    (`handlers/http.py`); Bolt checks them again."""
     app = App(
         client=client,
         signing_secret=signing_secret,
@@ -64,58 +67,49 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         url_verification_enabled=True,
     )
     lc = lifecycle
+    replies = lc.workers.replies
 
     def tell(channel: str | None, user: str, reply: Reply) -> None:
-        if reply.text and channel:
-            lc.workers.replies.submit(lc.chat.ephemeral, channel, user, reply.text)
+        if reply.text:
+            replies.submit(lc.core.chat.ephemeral, channel or "", user, reply.text)
+
+    def refresh_home(user: str) -> None:
+        replies.submit(lambda: client.views_publish(user_id=user, view=home_view(home(lc, user))))
+
+    @app.middleware
+    def once_per_trigger(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """A click, modal or command is acted on once: Slack's signature lets a request be
+        replayed for 5 minutes, so each trigger id is remembered (shared by replicas)."""
+        trigger = body.get("trigger_id") if isinstance(body, dict) else None
+        if isinstance(trigger, str) and trigger and not lc.store.first_delivery(f"t:{trigger}"):
+            log.info("ignoring a replayed request (trigger seen before)")
+            return BoltResponse(status=200, body="")
+        return next()  # type: ignore[no-any-return]
 
     # -- requests ------------------------------------------------------------------------
 
     @app.event("app_mention")
-    def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
-        incoming = _incoming(event, body)
+    def on_mention(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
+        incoming = _incoming(event, body, mention=True, bot_user=context.bot_user_id or "")
         if incoming is not None:
-            lc.accept(incoming)
+            lc.intake.receive(incoming)
 
     @app.event("message")
     def on_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
-        if event.get("subtype") or event.get("bot_id"):
-            return
-        text = str(event.get("text") or "")
-        bot_user = context.bot_user_id or ""
-        is_dm = event.get("channel_type") == "im"
-        if bot_user and f"<@{bot_user}>" in text and not is_dm:
-            return  # delivered as app_mention too (Slack sends none for DMs)
-        channel, thread_ts = event.get("channel"), event.get("thread_ts")
-        if not is_dm:
-            if not isinstance(channel, str) or not isinstance(thread_ts, str):
-                return
-            # Follow-ups in Warden's own threads, from the people who asked there; anyone
-            # else joins by mentioning @warden (an app_mention).
-            asked = {r.requester for r in lc.store.thread_requests(channel, thread_ts)}
-            if event.get("user") not in asked:
-                return
-        if is_dm and not thread_ts and isinstance(channel, str):
-            thread_ts = lc.open_question(channel, str(event.get("user")))
-            if thread_ts:
-                event = {**event, "thread_ts": thread_ts}
-        is_retry = thread_ts and text.strip().lower() in {"retry", "try again"}
-        if is_retry and lc.retry(str(channel), str(thread_ts), str(event.get("user"))):
-            return
-        incoming = _incoming(event, body)
+        incoming = _incoming(event, body, mention=False, bot_user=context.bot_user_id or "")
         if incoming is not None:
-            lc.accept(incoming)
+            lc.intake.receive(incoming)
 
     @app.event("app_home_opened")
     def on_home(event: dict[str, Any]) -> None:
-        user = event.get("user")
-        if isinstance(user, str) and event.get("tab", "home") == "home":
-            lc.workers.replies.submit(lambda: lc.chat.publish_home(user, home_view(lc, user)))
+        user = slack_id(event.get("user"))
+        if user is not None and event.get("tab", "home") == "home":
+            refresh_home(user)
 
-    # -- card buttons ----------------------------------------------------------------------
+    # -- card and App Home buttons -----------------------------------------------------------
 
     def clicked(body: dict[str, Any], action: Any) -> tuple[str, int, str, str] | None:
-        parsed = parse_card_value(dig(action, "value") or "")
+        parsed = parse_card_value(action.get("value") if isinstance(action, dict) else None)
         user = slack_id(dig(body, "user", "id"))
         channel = slack_id(dig(body, "channel", "id") or dig(body, "container", "channel_id"))
         if parsed is None or user is None:
@@ -123,19 +117,24 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             return None
         return parsed[0], parsed[1], user, str(channel or "")
 
+    def from_home(body: dict[str, Any]) -> bool:
+        return dig(body, "container", "type") == "view"
+
     @app.action(APPROVE)
     def on_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         c = clicked(body, action)
         if c:
-            tell(c[3], c[2], lc.approve(c[0], c[1], c[2]))
+            tell(c[3], c[2], lc.approvals.approve(c[0], c[1], c[2]))
+            if from_home(body):
+                refresh_home(c[2])
 
     @app.action(UNDO)
     def on_undo(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         c = clicked(body, action)
         if c:
-            tell(c[3], c[2], lc.undo(c[0], c[1], c[2]))
+            tell(c[3], c[2], lc.approvals.undo(c[0], c[1], c[2]))
 
     @app.action(REJECT)
     def on_reject(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -144,15 +143,14 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         if c is None:
             return
         action_id, revision, user, channel = c
-        why_not = lc.may_reject(action_id, user)
+        why_not = lc.approvals.may_reject(action_id, user)
         if why_not:
             tell(channel, user, Reply(ok=False, text=why_not))
             return
         trigger = body.get("trigger_id")
         if isinstance(trigger, str):
-            lc.workers.replies.submit(
-                lc.chat.open_view, trigger, reject_modal(action_id, revision, channel)
-            )
+            view = reject_modal(action_id, revision, channel)
+            replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
 
     @app.action(EDIT)
     def on_edit(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -161,35 +159,36 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         if c is None:
             return
         action_id, revision, user, channel = c
-        form = lc.edit_form(action_id, revision, user)
+        form = lc.approvals.edit_form(action_id, revision, user)
         if isinstance(form, Reply):
             tell(channel, user, form)
             return
         trigger = body.get("trigger_id")
-        if isinstance(trigger, str) and isinstance(form, EditForm):
-            lc.workers.replies.submit(lc.chat.open_view, trigger, edit_modal(form, channel))
+        if isinstance(trigger, str):
+            view = edit_modal(form, channel)
+            replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
 
     # -- modals ----------------------------------------------------------------------------
 
     @app.view(EDIT_VIEW)
     def on_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        meta = parse_metadata(str(view.get("private_metadata") or ""))
-        user = dig(body, "user", "id")
+        meta = parse_metadata(view.get("private_metadata"))
+        user = slack_id(dig(body, "user", "id"))
         if meta is None or user is None:
             ack()
             return
         values = _values(view)
         args = {k.removeprefix("arg:"): v for k, v in values.items() if k.startswith("arg:")}
-        result = lc.edit(meta[0], meta[1], user, args)
+        result = lc.approvals.edit(meta[0], meta[1], user, args)
+        first = next(iter(values), "arg:")
         if isinstance(result, dict):
-            first = next(iter(values), "arg:")
             errors = {
                 (f"arg:{k}" if f"arg:{k}" in values else first): v[:150] for k, v in result.items()
             }
             ack(response_action="errors", errors=errors)
             return
         if not result.ok and result.text:
-            ack(response_action="errors", errors={next(iter(values), "arg:"): result.text[:150]})
+            ack(response_action="errors", errors={first: result.text[:150]})
             return
         ack()
         tell(meta[2], user, result)
@@ -197,31 +196,29 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
     @app.view(REJECT_VIEW)
     def on_reject_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         ack()
-        meta = parse_metadata(str(view.get("private_metadata") or ""))
-        user = dig(body, "user", "id")
+        meta = parse_metadata(view.get("private_metadata"))
+        user = slack_id(dig(body, "user", "id"))
         if meta is None or user is None:
             return
         reason = _values(view).get("reason", "")
-        tell(meta[2], user, lc.reject(meta[0], meta[1], user, reason))
+        tell(meta[2], user, lc.approvals.reject(meta[0], meta[1], user, reason))
+        refresh_home(user)
 
     # -- slash commands --------------------------------------------------------------------
 
     @app.command("/pause")
     def on_pause(ack: Ack, command: dict[str, Any]) -> None:
-        ack(
-            text=lc.pause(
-                str(command.get("user_id")), unescape(str(command.get("text") or ""))
-            ).text
-        )
+        user = str(command.get("user_id"))
+        ack(text=lc.control.pause(user, unescape(str(command.get("text") or ""))).text)
 
     @app.command("/resume")
     def on_resume(ack: Ack, command: dict[str, Any]) -> None:
-        ack(text=lc.resume(str(command.get("user_id"))).text)
+        ack(text=lc.control.resume(str(command.get("user_id"))).text)
 
     @app.command("/warden")
     def on_warden(ack: Ack, command: dict[str, Any]) -> None:
         user = str(command.get("user_id"))
-        words = str(command.get("text") or "").split()
+        words = unescape(str(command.get("text") or "")).split()
         sub, rest = (words[0].lower(), words[1:]) if words else ("help", [])
         if sub == "status":
             text = status_text(lc)
@@ -268,10 +265,14 @@ def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _incoming(event: dict[str, Any], body: dict[str, Any]) -> Incoming | None:
+def _incoming(
+    event: dict[str, Any], body: dict[str, Any], *, mention: bool, bot_user: str
+) -> Incoming | None:
+    """The event as intake sees it, or None if its ids are missing or malformed."""
     user, channel = slack_id(event.get("user")), slack_id(event.get("channel"))
     ts, thread_ts = event.get("ts"), event.get("thread_ts")
     event_id = body.get("event_id")
+    subtype = event.get("subtype")
     if (
         user is None
         or channel is None
@@ -279,18 +280,26 @@ def _incoming(event: dict[str, Any], body: dict[str, Any]) -> Incoming | None:
         or not _TS.fullmatch(ts)
         or (thread_ts is not None and not (isinstance(thread_ts, str) and _TS.fullmatch(thread_ts)))
         or (event_id is not None and not (isinstance(event_id, str) and len(event_id) <= 64))
+        or (subtype is not None and not isinstance(subtype, str))
     ):
-        log.warning("ignoring an event with a missing or malformed user, channel, ts or id")
+        if not event.get("bot_id") and subtype is None:
+            log.warning("ignoring an event with a missing or malformed user, channel, ts or id")
         return None
-    team = slack_id(body.get("team_id"))
+    text = unescape(str(event.get("text") or ""))[:8000]
     return Incoming(
         event_id=event_id or None,
-        team_id=team or "",
+        team_id=slack_id(body.get("team_id")) or "",
         channel=channel,
         user=user,
-        text=unescape(str(event.get("text") or ""))[:8000],
+        text=text,
         ts=ts,
         thread_ts=thread_ts,
+        mention=mention,
+        is_dm=event.get("channel_type") == "im" or channel.startswith("D"),
+        mentions_bot=bool(bot_user) and f"<@{bot_user}>" in text,
+        from_bot=bool(event.get("bot_id") or event.get("bot_profile")),
+        subtype=subtype,
+        edited=isinstance(event.get("edited"), dict),
     )
 
 

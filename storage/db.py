@@ -2,13 +2,17 @@
 
 SQLite (the default) runs in WAL mode with a busy timeout, and write transactions start with
 `BEGIN IMMEDIATE` so two writers queue instead of failing on a lock upgrade; a second,
-read-only engine uses ordinary deferred transactions so reads never wait for writers.
+read-only engine uses ordinary deferred transactions so reads never wait for writers. SQLite
+has one writer at a time whatever we do; within a process, writers take turns on a lock
+before `BEGIN`, because SQLite's own busy handler polls in sleeps of up to 100 ms, which
+under a burst of acks turns a sub-millisecond wait into a convoy.
 PostgreSQL is used as is (READ COMMITTED); conditional updates decide every race.
 The schema is managed by Alembic (`storage/migrations`); `Database.upgrade()` runs it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,14 +72,24 @@ class Database:
                 raise ValueError("use a SQLite file, not an in-memory database")
             self.engine = _sqlite_engine(self.url, immediate=True)
             self.read_engine = _sqlite_engine(self.url, immediate=False)
+            self._writer: threading.Lock | None = threading.Lock()
         else:
+            self._writer = None
             self.engine = create_engine(self.url, pool_size=20, max_overflow=40, pool_pre_ping=True)
             self.read_engine = self.engine
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any exception."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        if self._writer is None:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+            return
+        with (
+            self._writer,
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
 
     @contextmanager

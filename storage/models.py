@@ -1,9 +1,11 @@
-"""Warden's tables, all in one place (sqlmodel).
+"""Warden's tables, all in one place (sqlmodel), and the action lifecycle's state graph.
 
 Requests are what people asked; actions are the tool calls planned for them and carry the
 lifecycle; approvals bind an approver to one exact revision of an action; `control` is the
 kill switch; audit rows form a hash chain whose head lives in `audit_head`; `instance` lists
-the running Warden processes and their heartbeats. `control` and `audit_head` are single rows
+the running Warden processes and their heartbeats; `outbox` holds every Slack message Warden
+owes, written in the same transaction as the change that caused it; `job_run` records which
+once-per-deployment job ran for which period. `control` and `audit_head` are single rows
 seeded by the migrations, so no writer ever has to create them.
 """
 
@@ -45,6 +47,60 @@ class ActionStatus(StrEnum):
     UNDO_FAILED = "undo_failed"
 
 
+# The lifecycle as data: from each status, the statuses an action may move to. The storage
+# transition (`Store.transition`) refuses anything else, and the state-machine test walks it.
+# A status may move to itself where a click re-checks a waiting action (edit, policy change).
+ACTION_GRAPH: dict[ActionStatus, frozenset[ActionStatus]] = {
+    ActionStatus.PROPOSED: frozenset(
+        {
+            ActionStatus.AWAITING_APPROVAL,
+            ActionStatus.APPROVED,
+            ActionStatus.REFUSED,
+            ActionStatus.SUGGESTED,
+        }
+    ),
+    ActionStatus.AWAITING_APPROVAL: frozenset(
+        {
+            ActionStatus.AWAITING_APPROVAL,
+            ActionStatus.APPROVED,
+            ActionStatus.REJECTED,
+            ActionStatus.EXPIRED,
+            ActionStatus.REFUSED,
+            ActionStatus.SUGGESTED,
+        }
+    ),
+    ActionStatus.APPROVED: frozenset(
+        {
+            ActionStatus.EXECUTING,
+            ActionStatus.AWAITING_APPROVAL,
+            ActionStatus.EXPIRED,
+            ActionStatus.REFUSED,
+            ActionStatus.SUGGESTED,
+        }
+    ),
+    ActionStatus.EXECUTING: frozenset(
+        {ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.NEEDS_REVIEW}
+    ),
+    ActionStatus.SUCCEEDED: frozenset({ActionStatus.UNDOING}),
+    ActionStatus.UNDOING: frozenset(
+        {ActionStatus.UNDONE, ActionStatus.UNDO_FAILED, ActionStatus.NEEDS_REVIEW}
+    ),
+    ActionStatus.SUGGESTED: frozenset({ActionStatus.REJECTED}),
+    ActionStatus.FAILED: frozenset(),
+    ActionStatus.REJECTED: frozenset(),
+    ActionStatus.EXPIRED: frozenset(),
+    ActionStatus.REFUSED: frozenset(),
+    ActionStatus.NEEDS_REVIEW: frozenset(),
+    ActionStatus.UNDONE: frozenset(),
+    ActionStatus.UNDO_FAILED: frozenset(),
+}
+
+INITIAL = ACTION_GRAPH[ActionStatus.PROPOSED]
+"""The statuses a new action may be stored with (the gate's verdict on its proposal)."""
+
+IN_FLIGHT = (RequestStatus.RECEIVED, RequestStatus.PLANNING)
+"""Requests waiting for or being planned: what the per-requester cap counts."""
+
 TERMINAL = {
     ActionStatus.FAILED,
     ActionStatus.REJECTED,
@@ -66,7 +122,13 @@ class SlackEvent(SQLModel, table=True):
 
 
 class Request(SQLModel, table=True):
+    # One request per Slack message: an edited message is re-sent with the same ts and a new
+    # event_id, and must never start a second request.
     __tablename__ = "request"
+    __table_args__ = (
+        UniqueConstraint("channel", "message_ts", name="uq_request_message"),
+        Index("ix_request_requester_status", "requester", "status"),
+    )
     id: str = Field(primary_key=True, max_length=32)
     trace_id: str = Field(max_length=32, index=True)
     event_id: str | None = Field(default=None, max_length=64)
@@ -119,6 +181,14 @@ class Action(SQLModel, table=True):
     undo_data: str | None = Field(default=None, sa_column=Column(Text))
     undo_until: datetime | None = None
     decided_by: str | None = Field(default=None, max_length=32)
+    # Who wrote the current revision's arguments (None: the planner, for the requester).
+    # They count as a requester for four eyes.
+    edited_by: str | None = Field(default=None, max_length=32)
+    # Why this call needs a human click although its tool is `auto`: text not written by the
+    # requester entered the loop that proposed it (None: untainted).
+    taint: str | None = Field(default=None, sa_column=Column(Text))
+    # Warden's own words about the result (may hold Slack mentions); `result` is tool output.
+    result_note: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -196,3 +266,37 @@ class Instance(SQLModel, table=True):
     owner: str = Field(primary_key=True, max_length=64)
     started_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Outbox(SQLModel, table=True):
+    """A Slack message Warden owes: a text (`kind` "message") or "bring this action's card to
+    its current state" (`kind` "card"). Written in the same transaction as the change that
+    caused it and delivered by `bot.delivery`, which retries; redelivering a card is harmless.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "delivered_at", "next_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    channel: str = Field(default="", max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    action_id: str | None = Field(default=None, max_length=32, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    next_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=200)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a once-per-deployment job for one period (e.g. the audit anchor of a day):
+    the replica that inserts the row runs the job; the others find it taken."""
+
+    __tablename__ = "job_run"
+    name: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=64)
+    ran_at: datetime = Field(default_factory=utcnow)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, update
@@ -26,6 +27,9 @@ from storage import audit
 from storage.audit import Problem
 from storage.db import Database
 from storage.models import (
+    ACTION_GRAPH,
+    IN_FLIGHT,
+    INITIAL,
     Action,
     ActionStatus,
     Approval,
@@ -33,6 +37,8 @@ from storage.models import (
     AutonomySetting,
     Control,
     Instance,
+    JobRun,
+    Outbox,
     Request,
     RequestStatus,
     SlackEvent,
@@ -58,6 +64,32 @@ class Audit:
 
 
 @dataclass(kw_only=True, frozen=True)
+class Notice:
+    """A Slack message owed because of a change, stored in the change's transaction.
+
+    `action_id` set: bring that action's card to its current state (text unused).
+    Otherwise: post `text` to `channel` (in `thread_ts`'s thread, if given).
+    """
+
+    channel: str = ""
+    text: str = ""
+    thread_ts: str | None = None
+    action_id: str | None = None
+
+
+class IllegalTransition(RuntimeError):
+    """A transition the lifecycle's state graph (`ACTION_GRAPH`) does not allow: a bug."""
+
+
+class Accepted(StrEnum):
+    """What `accept_request` did with a message."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"  # the same event or the same message (an edit) was seen before
+    OVER_CAP = "over_cap"  # the requester has too many requests in flight
+
+
+@dataclass(kw_only=True, frozen=True)
 class PauseState:
     paused: bool
     reason: str
@@ -73,8 +105,15 @@ class Store:
 
     # -- Slack events and requests ---------------------------------------------------------
 
-    def accept_request(self, request: Request, audit_: Audit) -> bool:
-        """Store a request from Slack exactly once per `event_id`; False if already seen."""
+    def accept_request(self, request: Request, in_flight_cap: int) -> Accepted:
+        """Store a request from Slack once per event id and once per message (channel, ts).
+
+        This is the ack path: one short transaction of inserts and one indexed count, with no
+        audit-chain lock (the request's `request.received` audit row is written when a planner
+        claims it, so a burst of mentions never queues on the chain's tip). A requester who
+        already has `in_flight_cap` requests waiting or being planned gets OVER_CAP and
+        nothing is stored.
+        """
         with self.db.write() as s:
             if request.event_id:
                 stmt = self._insert(SlackEvent).values(
@@ -82,14 +121,44 @@ class Store:
                 )
                 stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
                 if s.execute(stmt.returning(col(SlackEvent.event_id))).first() is None:
-                    return False
-            s.add(request)
-            s.flush()
-            self._audit(s, audit_, subject=request.id, before=None, after=RequestStatus.RECEIVED)
-        return True
+                    return Accepted.DUPLICATE
+            waiting = s.exec(
+                select(func.count())
+                .select_from(Request)
+                .where(
+                    col(Request.requester) == request.requester,
+                    col(Request.status).in_(list(IN_FLIGHT)),
+                )
+            ).one()
+            if waiting >= in_flight_cap:
+                return Accepted.OVER_CAP
+            values = request.model_dump()
+            inserted = s.execute(
+                self._insert(Request)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
+                .returning(col(Request.id))
+            ).first()
+            return Accepted.NEW if inserted is not None else Accepted.DUPLICATE
 
-    def claim_request(self, request_id: str, owner: str, lease_until: datetime) -> Request | None:
-        """Take a request for planning: new, failed-for-retry, or with an expired lease."""
+    def first_delivery(self, key: str) -> bool:
+        """True the first time `key` (a click's or command's trigger id) is seen, shared by
+        every replica: Slack's signature allows a replay within 5 minutes, and a replayed
+        `/resume` or Approve must not act twice."""
+        with self.db.write() as s:
+            stmt = (
+                self._insert(SlackEvent)
+                .values(event_id=key[:64], received_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(col(SlackEvent.event_id))
+            )
+            return s.execute(stmt).first() is not None
+
+    def claim_request(
+        self, request_id: str, owner: str, lease_until: datetime, policy_version: str = ""
+    ) -> Request | None:
+        """Take a request for planning: new, or with an expired lease. The first claim also
+        writes the request's `request.received` audit row (see `accept_request`)."""
         now = utcnow()
         with self.db.write() as s:
             result = s.exec(
@@ -114,7 +183,27 @@ class Store:
             )
             if result.rowcount != 1:
                 return None
-            return s.get(Request, request_id)
+            req = s.get(Request, request_id)
+            assert req is not None
+            if req.attempts == 1:
+                self._audit(
+                    s,
+                    Audit(
+                        actor=req.requester,
+                        kind="request.received",
+                        trace_id=req.trace_id,
+                        policy_version=policy_version,
+                        data={
+                            "channel": req.channel,
+                            "text": req.text[:500],
+                            "received_at": req.created_at.isoformat(),
+                        },
+                    ),
+                    subject=req.id,
+                    before=None,
+                    after=RequestStatus.RECEIVED,
+                )
+            return req
 
     def retry_request(self, request_id: str, actor: str) -> bool:
         """Put a failed request back in the queue (the requester asked again)."""
@@ -150,8 +239,10 @@ class Store:
         usage: dict[str, Any] | None = None,
         audit_: Audit,
         action_audits: Sequence[Audit] = (),
+        notices: Sequence[Notice] = (),
     ) -> bool:
-        """Store the plan's outcome, if this worker still holds the request's lease."""
+        """Store the plan's outcome, if this worker still holds the request's lease, with the
+        messages it owes (answers, cards, escalations) in the same transaction."""
         usage = usage or {}
         with self.db.write() as s:
             values: dict[str, Any] = {
@@ -183,21 +274,25 @@ class Store:
                 return False
             self._audit(s, audit_, subject=request_id, before=RequestStatus.PLANNING, after=status)
             for action, a_audit in zip(actions, action_audits, strict=True):
+                if action.status not in INITIAL:
+                    raise IllegalTransition(f"a new action cannot start as {action.status}")
                 s.add(action)
                 s.flush()
                 self._audit(s, a_audit, subject=action.id, before=None, after=action.status)
+            self._enqueue(s, notices)
             return True
 
     def get_request(self, request_id: str) -> Request | None:
         with self.db.read() as s:
             return s.get(Request, request_id)
 
-    def requests_to_plan(self, limit: int = 500) -> list[str]:
-        """Requests nobody is planning: new ones and those whose worker's lease ran out."""
+    def requests_to_plan(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(id, requester) of requests nobody is planning: new ones and those whose worker's
+        lease ran out."""
         now = utcnow()
         with self.db.read() as s:
             rows = s.exec(
-                select(Request.id)
+                select(Request.id, Request.requester)
                 .where(
                     or_(
                         col(Request.status) == RequestStatus.RECEIVED,
@@ -210,7 +305,7 @@ class Store:
                 .order_by(col(Request.created_at))
                 .limit(limit)
             ).all()
-            return list(rows)
+            return [(str(i), str(r)) for i, r in rows]
 
     def latest_request_in_thread(self, channel: str, thread_ts: str) -> Request | None:
         with self.db.read() as s:
@@ -288,11 +383,14 @@ class Store:
         values: dict[str, Any] | None = None,
         unless_paused: bool = False,
         where: Sequence[Any] = (),
+        notices: Sequence[Notice] = (),
     ) -> Action | None:
         """Move an action between states atomically; return it if this caller won, else None.
 
+        Only moves `ACTION_GRAPH` allows are made (anything else raises IllegalTransition).
         `unless_paused` adds "and Warden is not paused" to the same statement, so a pause
-        that committed first always wins over a claim.
+        that committed first always wins over a claim. `notices` are the Slack messages the
+        change owes, stored in the same transaction (the action's own card is always one).
         """
         froms = list(from_states)
         with self.db.write() as s:
@@ -303,6 +401,8 @@ class Store:
             ).first()
             if current is None or current not in froms:
                 return None
+            if ActionStatus(to_state) not in ACTION_GRAPH[ActionStatus(current)]:
+                raise IllegalTransition(f"{current} → {to_state} is not a lifecycle transition")
             stmt = (
                 update(Action)
                 .where(col(Action.id) == action_id, col(Action.status) == current, *where)
@@ -324,13 +424,16 @@ class Store:
                 after=to_state,
                 extra={"revision": action.revision},
             )
+            self._enqueue(s, [Notice(action_id=action_id), *notices])
             return action
 
     def set_card(self, action_id: str, ts: str) -> None:
         with self.db.write() as s:
             s.exec(update(Action).where(col(Action.id) == action_id).values(card_ts=ts))
 
-    def record_approval(self, action: Action, approver: str, audit_: Audit) -> int | None:
+    def record_approval(
+        self, action: Action, approver: str, audit_: Audit, notices: Sequence[Notice] = ()
+    ) -> int | None:
         """Add one approval of the action's current revision; None if already given.
 
         Returns the number of distinct approvals of that revision, counted in the same
@@ -373,6 +476,7 @@ class Store:
                         Approval.args_json == action.args_json,
                     )
                 ).one()
+                self._enqueue(s, [Notice(action_id=action.id), *notices])
                 return int(count)
         except IntegrityError:
             return None
@@ -501,8 +605,50 @@ class Store:
                 released += r.rowcount
         return released
 
-    def pending_for(self, statuses: Iterable[str], limit: int = 50) -> list[Action]:
-        return self.actions_with_status(statuses, limit)
+    def status_counts(self, statuses: Iterable[str]) -> dict[str, int]:
+        """How many actions are in each of `statuses` (one grouped query)."""
+        with self.db.read() as s:
+            rows = s.exec(
+                select(Action.status, func.count())
+                .where(col(Action.status).in_(list(statuses)))
+                .group_by(col(Action.status))
+            ).all()
+            return {str(status): int(n) for status, n in rows}
+
+    def requests_in_flight(self) -> int:
+        with self.db.read() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(Request)
+                    .where(col(Request.status).in_(list(IN_FLIGHT)))
+                ).one()
+            )
+
+    def thread_requesters(self, channel: str, thread_ts: str) -> set[str]:
+        """Who has asked Warden something in this thread."""
+        with self.db.read() as s:
+            return set(
+                s.exec(
+                    select(Request.requester).where(
+                        Request.channel == channel, Request.thread_ts == thread_ts
+                    )
+                ).all()
+            )
+
+    def approvals_for(self, action_ids: Sequence[str]) -> dict[str, list[Approval]]:
+        """Approvals of many actions at once (any revision), by action id."""
+        out: dict[str, list[Approval]] = {a: [] for a in action_ids}
+        if not action_ids:
+            return out
+        with self.db.read() as s:
+            for row in s.exec(
+                select(Approval)
+                .where(col(Approval.action_id).in_(list(action_ids)))
+                .order_by(col(Approval.created_at))
+            ).all():
+                out[row.action_id].append(row)
+        return out
 
     # -- running instances -----------------------------------------------------------------
 
@@ -538,7 +684,9 @@ class Store:
                 changed_at=row.changed_at,
             )
 
-    def set_paused(self, paused: bool, reason: str, by: str, audit_: Audit) -> bool:
+    def set_paused(
+        self, paused: bool, reason: str, by: str, audit_: Audit, notices: Sequence[Notice] = ()
+    ) -> bool:
         """Pause or resume; False if it already was in that state. Audited in the same step."""
         with self.db.write() as s:
             # Migration 0002 seeds the row; should it have been removed, the kill switch must
@@ -563,6 +711,7 @@ class Store:
                 after="paused" if paused else "running",
                 extra={"reason": reason},
             )
+            self._enqueue(s, notices)
             return True
 
     # -- autonomy --------------------------------------------------------------------------
@@ -571,7 +720,9 @@ class Store:
         with self.db.read() as s:
             return {r.tool: r.autonomy for r in s.exec(select(AutonomySetting)).all()}
 
-    def set_autonomy(self, tool: str, autonomy: str, by: str, audit_: Audit) -> None:
+    def set_autonomy(
+        self, tool: str, autonomy: str, by: str, audit_: Audit, notices: Sequence[Notice] = ()
+    ) -> None:
         with self.db.write() as s:
             now = utcnow()
             created = s.execute(
@@ -593,12 +744,20 @@ class Store:
                     .values(autonomy=autonomy, changed_by=by, changed_at=now)
                 )
             self._audit(s, audit_, subject=f"tool:{tool}", before=before, after=autonomy)
+            self._enqueue(s, notices)
 
     # -- audit -----------------------------------------------------------------------------
 
-    def audit(self, audit_: Audit, subject: str = "") -> None:
+    def audit(self, audit_: Audit, subject: str = "", notices: Sequence[Notice] = ()) -> None:
         with self.db.write() as s:
             self._audit(s, audit_, subject=subject, before=None, after=None)
+            self._enqueue(s, notices)
+
+    def notify(self, notices: Sequence[Notice]) -> None:
+        """Owe Slack messages that no state change caused (e.g. refreshing cards after a
+        restart); most notices are written by the change that caused them."""
+        with self.db.write() as s:
+            self._enqueue(s, notices)
 
     def audit_rows(
         self, subject: str | None = None, trace_id: str | None = None, limit: int = 1000
@@ -618,6 +777,124 @@ class Store:
     def audit_tip(self) -> tuple[int, str]:
         with self.db.read() as s:
             return audit.tip(s)
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _enqueue(s: Session, notices: Sequence[Notice]) -> None:
+        now = utcnow()
+        seen: set[str] = set()
+        for n in notices:
+            if n.action_id is not None:
+                if n.action_id in seen:
+                    continue
+                seen.add(n.action_id)
+            s.add(
+                Outbox(
+                    kind="card" if n.action_id else "message",
+                    channel=n.channel,
+                    thread_ts=n.thread_ts,
+                    text=n.text,
+                    action_id=n.action_id,
+                    created_at=now,
+                    next_at=now,
+                )
+            )
+
+    def claim_outbox(
+        self, owner: str, now: datetime, lease: timedelta, limit: int = 20
+    ) -> list[Outbox]:
+        """Take up to `limit` due, undelivered rows (oldest first) for delivery. A row whose
+        deliverer died is due again when its lease runs out."""
+        with self.db.write() as s:
+            ids = list(
+                s.exec(
+                    select(Outbox.id)
+                    .where(
+                        col(Outbox.delivered_at).is_(None),
+                        col(Outbox.next_at) <= now,
+                        or_(col(Outbox.lease_until).is_(None), col(Outbox.lease_until) < now),
+                    )
+                    .order_by(col(Outbox.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
+            )
+            if not ids:
+                return []
+            s.exec(
+                update(Outbox)
+                .where(col(Outbox.id).in_(ids))
+                .values(owner=owner, lease_until=now + lease, attempts=Outbox.attempts + 1)
+            )
+            return list(
+                s.exec(select(Outbox).where(col(Outbox.id).in_(ids)).order_by(col(Outbox.id)))
+            )
+
+    def outbox_delivered(self, row: Outbox, now: datetime) -> None:
+        """Mark a row delivered; a card row also settles every older card row of its action
+        (delivering a card brings it to the current state, so they are done too)."""
+        with self.db.write() as s:
+            cond = [col(Outbox.id) == row.id]
+            if row.kind == "card" and row.action_id:
+                cond = [
+                    or_(
+                        col(Outbox.id) == row.id,
+                        and_(
+                            col(Outbox.kind) == "card",
+                            col(Outbox.action_id) == row.action_id,
+                            col(Outbox.id) < row.id,
+                            col(Outbox.delivered_at).is_(None),
+                        ),
+                    )
+                ]
+            s.exec(update(Outbox).where(*cond).values(delivered_at=now, lease_until=None))
+
+    def outbox_failed(self, row: Outbox, retry_at: datetime | None, error: str) -> None:
+        """A delivery failed: try again at `retry_at`, or give up (None) keeping the error."""
+        with self.db.write() as s:
+            values: dict[str, Any] = {"lease_until": None, "last_error": error[:200]}
+            if retry_at is None:
+                values["delivered_at"] = utcnow()
+            else:
+                values["next_at"] = retry_at
+            s.exec(update(Outbox).where(col(Outbox.id) == row.id).values(**values))
+
+    def outbox_pending(self) -> int:
+        with self.db.read() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(col(Outbox.delivered_at).is_(None))
+                ).one()
+            )
+
+    def outbox_rows(self, limit: int = 1000) -> list[Outbox]:
+        with self.db.read() as s:
+            return list(s.exec(select(Outbox).order_by(col(Outbox.id)).limit(limit)).all())
+
+    def forget_delivered_before(self, cutoff: datetime) -> int:
+        with self.db.write() as s:
+            r = s.exec(
+                delete(Outbox).where(
+                    col(Outbox.delivered_at).is_not(None), col(Outbox.delivered_at) < cutoff
+                )
+            )
+            return int(r.rowcount or 0)
+
+    # -- once-per-deployment jobs ------------------------------------------------------------
+
+    def claim_job(self, name: str, period: str, owner: str) -> bool:
+        """True for the one replica that gets to run job `name` for `period`."""
+        with self.db.write() as s:
+            stmt = (
+                self._insert(JobRun)
+                .values(name=name, period=period, owner=owner, ran_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["name", "period"])
+                .returning(col(JobRun.name))
+            )
+            return s.execute(stmt).first() is not None
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has `on_conflict_do_nothing` / `_do_update`."""

@@ -138,34 +138,30 @@ class RecordingChat:
         self._ts += 1
         return f"1700000000.{self._ts:06d}"
 
-    def post(
-        self, channel: str, text: str, blocks: Any = None, thread_ts: str | None = None
-    ) -> str:
+    def post(self, channel: str, text: str, thread_ts: str | None = None) -> str:
+        return self._post(channel, text, None, thread_ts)
+
+    def post_card(self, channel: str, card: Any, thread_ts: str | None = None) -> str:
+        return self._post(channel, card.summary, card, thread_ts)
+
+    def _post(self, channel: str, text: str, card: Any, thread_ts: str | None) -> str:
         with self.lock:
             ts = self._next()
             self.posts.append(
-                {
-                    "channel": channel,
-                    "text": text,
-                    "blocks": blocks,
-                    "thread_ts": thread_ts,
-                    "ts": ts,
-                }
+                {"channel": channel, "text": text, "card": card, "thread_ts": thread_ts, "ts": ts}
             )
             self.lock.notify_all()
             return ts
 
-    def update(self, channel: str, ts: str, text: str, blocks: Any = None) -> None:
+    def update_card(self, channel: str, ts: str, card: Any) -> None:
         with self.lock:
-            self.updates.append({"channel": channel, "ts": ts, "text": text, "blocks": blocks})
+            self.updates.append({"channel": channel, "ts": ts, "text": card.summary, "card": card})
             self.lock.notify_all()
 
     def delete(self, channel: str, ts: str) -> None:
         pass
 
-    def ephemeral(
-        self, channel: str, user: str, text: str, thread_ts: str | None = None, blocks: Any = None
-    ) -> None:
+    def ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
         with self.lock:
             self.ephemerals.append({"channel": channel, "user": user, "text": text})
             self.lock.notify_all()
@@ -174,12 +170,6 @@ class RecordingChat:
         pass
 
     def unreact(self, channel: str, ts: str, name: str) -> None:
-        pass
-
-    def publish_home(self, user: str, view: dict[str, Any]) -> None:
-        pass
-
-    def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         pass
 
     def user_info(self, user: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bot.app import Warden, build
-from bot.lifecycle import Incoming
+from bot.intake import Incoming
 from bot.policy import Policy
 from bot.settings import Settings
 from storage.models import Action
@@ -33,7 +33,7 @@ def mention(
     global _counter
     _counter += 1
     ts = f"1700000000.{_counter:06d}"
-    w.lifecycle.accept(
+    w.lifecycle.intake.accept(
         Incoming(
             event_id=event_id or f"Ev{_counter:08d}",
             channel=channel,

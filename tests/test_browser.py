@@ -200,7 +200,7 @@ def test_app_home_lists_what_awaits_the_viewer(dev: DevPage) -> None:
 
 
 def _bot_client(ws: Any) -> Any:
-    from bot.chat import make_web_client
+    from handlers.slack_client import make_web_client
 
     return make_web_client(ws.bot_token, ws.api_url)
 

@@ -77,8 +77,8 @@ def test_audit_verify_and_db_upgrade(
     with warden(database_url, policy, RecordingChat()) as w:  # type: ignore[arg-type]
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        w.lifecycle.approve(action.id, action.revision, APPROVER)
-        w.lifecycle.pause(ADMIN, "drill")
+        w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
+        w.lifecycle.control.pause(ADMIN, "drill")
         assert w.workers.wait_idle(30)
         rows = w.store.audit_rows()
         assert main(["audit", "verify"]) == 0
@@ -123,9 +123,9 @@ def test_a_consistently_rewritten_chain_is_caught_by_a_published_anchor(
     with warden(database_url, policy, chat) as w:  # type: ignore[arg-type]
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        w.lifecycle.approve(action.id, action.revision, APPROVER)
+        w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
         assert w.workers.wait_idle(30)
-        seq, digest = w.lifecycle.publish_audit_anchor()
+        seq, digest = w.lifecycle.sweeps.publish_audit_anchor()
         assert w.workers.wait_idle(30)
         posted = [
             p["text"] for p in chat.posts if p["channel"] == "C0OPS" and "anchor" in p["text"]

@@ -30,7 +30,7 @@ def test_fifty_concurrent_approvals_run_once(
 
         def click(i: int) -> bool:
             barrier.wait()
-            return w.lifecycle.approve(
+            return w.lifecycle.approvals.approve(
                 action.id, action.revision, APPROVER if i % 2 else APPROVER2
             ).ok
 
@@ -52,13 +52,13 @@ def test_four_eyes_and_wrong_user(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        own = w.lifecycle.approve(action.id, 1, REQUESTER)
+        own = w.lifecycle.approvals.approve(action.id, 1, REQUESTER)
         assert not own.ok and "four eyes" in own.text
-        stranger = w.lifecycle.approve(action.id, 1, STRANGER)
+        stranger = w.lifecycle.approvals.approve(action.id, 1, STRANGER)
         assert not stranger.ok and "not an approver" in stranger.text
         assert w.workers.wait_idle(10)
         assert runs(tmp_path) == []
-        assert w.lifecycle.approve(action.id, 1, APPROVER).ok
+        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
         assert w.workers.wait_idle(30)
         assert len(runs(tmp_path)) == 1
 
@@ -71,12 +71,12 @@ def test_critical_needs_two_distinct_approvers(
         assert action is not None and action.required_approvals == 2
         assert action.preview and "would scale api in prod" in action.preview
         assert any(p["channel"] == "C0OPS" and "Critical" in p["text"] for p in chat.posts)
-        first = w.lifecycle.approve(action.id, 1, APPROVER)
+        first = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
         assert first.ok and "1 of 2" in first.text
-        again = w.lifecycle.approve(action.id, 1, APPROVER)
+        again = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
         assert not again.ok
         assert w.workers.wait_idle(10) and runs(tmp_path, "scale") == []
-        assert w.lifecycle.approve(action.id, 1, APPROVER2).ok
+        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER2).ok
         assert w.workers.wait_idle(30)
         assert runs(tmp_path, "scale") == ["scale api prod"]
 
@@ -87,15 +87,15 @@ def test_pause_blocks_execution_and_card_stays_approvable(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        assert not w.lifecycle.pause(APPROVER, "nope").ok  # not an admin
-        assert w.lifecycle.pause(ADMIN, "incident 42").ok
-        reply = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert not w.lifecycle.control.pause(APPROVER, "nope").ok  # not an admin
+        assert w.lifecycle.control.pause(ADMIN, "incident 42").ok
+        reply = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
         assert not reply.ok and "paused" in reply.text and "incident 42" in reply.text
         assert w.workers.wait_idle(10) and runs(tmp_path) == []
         row = w.store.get_action(action.id)
         assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
-        assert w.lifecycle.resume(ADMIN).ok
-        assert w.lifecycle.approve(action.id, 1, APPROVER).ok
+        assert w.lifecycle.control.resume(ADMIN).ok
+        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
         assert w.workers.wait_idle(30) and len(runs(tmp_path)) == 1
         kinds = [r.kind for r in w.store.audit_rows(subject="control")]
         assert kinds == ["control.paused", "control.resumed"]
@@ -112,12 +112,12 @@ def test_pause_committed_before_claim_wins(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],
             ActionStatus.APPROVED,
-            w.lifecycle._audit(APPROVER, "action.approved"),
+            w.lifecycle.core.audit(APPROVER, "action.approved"),
             values={"decided_by": APPROVER},
         )
         assert won is not None
-        w.lifecycle.pause(ADMIN, "")
-        w.lifecycle.execute(action.id)
+        w.lifecycle.control.pause(ADMIN, "")
+        w.lifecycle.execution.execute(action.id)
         assert w.workers.wait_idle(10)
         row = w.store.get_action(action.id)
         assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
@@ -143,18 +143,18 @@ def test_reject_edit_and_stale_clicks(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        errors = w.lifecycle.edit(action.id, 1, APPROVER, {"service": "Bad Name!"})
+        errors = w.lifecycle.approvals.edit(action.id, 1, APPROVER, {"service": "Bad Name!"})
         assert isinstance(errors, dict) and "service" in errors
-        assert w.lifecycle.edit(action.id, 1, STRANGER, {"service": "api"}).ok is False  # type: ignore[union-attr]
-        result = w.lifecycle.edit(action.id, 1, APPROVER, {"service": "api"})
+        assert w.lifecycle.approvals.edit(action.id, 1, STRANGER, {"service": "api"}).ok is False  # type: ignore[union-attr]
+        result = w.lifecycle.approvals.edit(action.id, 1, APPROVER, {"service": "api"})
         assert not isinstance(result, dict) and result.ok
-        stale = w.lifecycle.approve(action.id, 1, APPROVER)
+        stale = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
         assert not stale.ok and "changed" in stale.text
         row = w.store.get_action(action.id)
         assert row is not None and row.revision == 2 and '"api"' in row.args_json
-        assert w.lifecycle.reject(action.id, 2, STRANGER, "no").ok is False
-        assert w.lifecycle.reject(action.id, 2, APPROVER, "not today").ok
-        assert not w.lifecycle.approve(action.id, 2, APPROVER2).ok
+        assert w.lifecycle.approvals.reject(action.id, 2, STRANGER, "no").ok is False
+        assert w.lifecycle.approvals.reject(action.id, 2, APPROVER, "not today").ok
+        assert not w.lifecycle.approvals.approve(action.id, 2, APPROVER2).ok
         assert w.workers.wait_idle(10) and runs(tmp_path) == []
         row = w.store.get_action(action.id)
         assert row is not None and row.status == ActionStatus.REJECTED
@@ -167,15 +167,15 @@ def test_edit_voids_earlier_approvals(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "scale api in prod", REQUESTER)
         assert action is not None
-        assert w.lifecycle.approve(action.id, 1, APPROVER).ok
+        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
         assert not isinstance(
-            w.lifecycle.edit(action.id, 1, APPROVER, {"service": "web", "env": "prod"}), dict
+            w.lifecycle.approvals.edit(action.id, 1, APPROVER, {"service": "web", "env": "prod"}), dict
         )
         assert w.workers.wait_idle(30)  # the edited call's dry run, made after the ack
         # The first approval was for revision 1; revision 2 needs two fresh approvals.
-        assert "1 of 2" in w.lifecycle.approve(action.id, 2, APPROVER2).text
+        assert "1 of 2" in w.lifecycle.approvals.approve(action.id, 2, APPROVER2).text
         assert w.workers.wait_idle(10) and runs(tmp_path, "scale") == []
-        assert w.lifecycle.approve(action.id, 2, APPROVER).ok
+        assert w.lifecycle.approvals.approve(action.id, 2, APPROVER).ok
         assert w.workers.wait_idle(30)
         assert runs(tmp_path, "scale") == ["scale web prod"]
 
@@ -188,8 +188,8 @@ def test_expiry(database_url: str, policy: Policy, chat: RecordingChat, tmp_path
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
         clock_offset[0] = timedelta(hours=2)
-        assert w.lifecycle.sweep_expired() == 1
-        reply = w.lifecycle.approve(action.id, 1, APPROVER)
+        assert w.lifecycle.sweeps.expired() == 1
+        reply = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
         assert not reply.ok
         assert w.workers.wait_idle(10) and runs(tmp_path) == []
         row = w.store.get_action(action.id)
@@ -207,18 +207,18 @@ def test_undo_within_window(
         b = mention(w, "restart api", REQUESTER)
         assert a is not None and b is not None
         for act in (a, b):
-            assert w.lifecycle.approve(act.id, 1, APPROVER).ok
+            assert w.lifecycle.approvals.approve(act.id, 1, APPROVER).ok
         assert w.workers.wait_idle(30)
         # Undo of a high-risk action follows four eyes too: not the requester, not a stranger.
-        assert "other than the requester" in w.lifecycle.undo(a.id, 1, REQUESTER).text
-        assert "other than the requester" in w.lifecycle.undo(a.id, 1, STRANGER).text
-        assert w.lifecycle.undo(a.id, 1, APPROVER).ok
+        assert "other than the requester" in w.lifecycle.approvals.undo(a.id, 1, REQUESTER).text
+        assert "other than the requester" in w.lifecycle.approvals.undo(a.id, 1, STRANGER).text
+        assert w.lifecycle.approvals.undo(a.id, 1, APPROVER).ok
         assert w.workers.wait_idle(30)
         assert runs(tmp_path, "undo") == ["undo web"]
-        assert not w.lifecycle.undo(a.id, 1, APPROVER).ok  # only once
+        assert not w.lifecycle.approvals.undo(a.id, 1, APPROVER).ok  # only once
         clock_offset[0] = timedelta(hours=2)
-        assert w.lifecycle.sweep_undo_windows() == 1
-        assert not w.lifecycle.undo(b.id, 1, APPROVER).ok
+        assert w.lifecycle.sweeps.undo_windows() == 1
+        assert not w.lifecycle.approvals.undo(b.id, 1, APPROVER).ok
         row = w.store.get_action(a.id)
         assert row is not None and row.status == ActionStatus.UNDONE
 
@@ -235,7 +235,7 @@ def test_interrupted_execution_becomes_needs_review(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],
             ActionStatus.EXECUTING,
-            w.lifecycle._audit("warden", "action.executing"),
+            w.lifecycle.core.audit("warden", "action.executing"),
             values={"owner": "dead-replica", "lease_until": utcnow() - timedelta(seconds=1)},
         )
     # A new process starts on the same database.
@@ -254,11 +254,11 @@ def test_interrupted_execution_becomes_needs_review(
 def test_request_accepted_before_crash_is_planned_after_restart(
     database_url: str, policy: Policy, chat: RecordingChat
 ) -> None:
-    from bot.lifecycle import Incoming
+    from bot.intake import Incoming
 
     with warden(database_url, policy, chat) as w:
         w.workers.planners.shutdown(wait=True)  # the crash: nothing will plan it here
-        assert w.lifecycle.accept(
+        assert w.lifecycle.intake.accept(
             Incoming(
                 event_id="EvCRASH",
                 channel="C0GENERAL",
@@ -268,7 +268,7 @@ def test_request_accepted_before_crash_is_planned_after_restart(
             )
         )
     with warden(database_url, policy, chat) as w2:
-        w2.lifecycle.recover()
+        w2.lifecycle.sweeps.recover()
         assert w2.workers.wait_idle(30)
         req = w2.store.latest_request_in_thread("C0GENERAL", "1.000001")
         assert req is not None and req.status == "planned"
@@ -279,7 +279,7 @@ def test_request_accepted_before_crash_is_planned_after_restart(
 def test_duplicate_event_id_is_one_request(
     database_url: str, policy: Policy, chat: RecordingChat
 ) -> None:
-    from bot.lifecycle import Incoming
+    from bot.intake import Incoming
 
     with warden(database_url, policy, chat) as w:
         msg = Incoming(
@@ -290,7 +290,7 @@ def test_duplicate_event_id_is_one_request(
             ts="1.000002",
         )
         with ThreadPoolExecutor(10) as pool:
-            accepted = list(pool.map(lambda _: w.lifecycle.accept(msg), range(10)))
+            accepted = list(pool.map(lambda _: w.lifecycle.intake.accept(msg), range(10)))
         assert accepted.count(True) == 1
         assert w.workers.wait_idle(30)
         assert len([p for p in chat.posts if p["blocks"]]) == 1
@@ -359,7 +359,7 @@ def test_every_transition_is_audited(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        w.lifecycle.approve(action.id, 1, APPROVER)
+        w.lifecycle.approvals.approve(action.id, 1, APPROVER)
         assert w.workers.wait_idle(30)
         rows: list[AuditEvent] = w.store.audit_rows(subject=action.id)
         path = [(r.before, r.after) for r in rows if r.kind.startswith("action.")]
@@ -395,7 +395,7 @@ def test_secrets_in_command_output_never_reach_the_audit_log(
     with warden(database_url, parse_policy(data), chat) as w:
         action = mention(w, "leak", REQUESTER)
         assert action is not None
-        assert w.lifecycle.approve(action.id, action.revision, APPROVER).ok
+        assert w.lifecycle.approvals.approve(action.id, action.revision, APPROVER).ok
         assert w.workers.wait_idle(30)
         done = w.store.get_action(action.id)
         assert done is not None and done.status == ActionStatus.SUCCEEDED
@@ -416,17 +416,17 @@ def test_pause_between_approval_and_start_leaves_the_action_runnable(
 
         def record_then_pause(*args: object, **kwargs: object) -> int | None:
             count = record(*args, **kwargs)  # type: ignore[arg-type]
-            w.lifecycle.pause(ADMIN, "racing")  # commits between approval and transition
+            w.lifecycle.control.pause(ADMIN, "racing")  # commits between approval and transition
             return count
 
         w.store.record_approval = record_then_pause  # type: ignore[method-assign]
-        reply = w.lifecycle.approve(action.id, action.revision, APPROVER)
+        reply = w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
         w.store.record_approval = record  # type: ignore[method-assign]
         assert not reply.ok and "paused" in reply.text
         assert w.workers.wait_idle(30)
         assert runs(tmp_path) == []
-        w.lifecycle.resume(ADMIN)
-        again = w.lifecycle.approve(action.id, action.revision, APPROVER)
+        w.lifecycle.control.resume(ADMIN)
+        again = w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
         assert again.ok, again.text
         assert w.workers.wait_idle(30)
         assert runs(tmp_path) == [f"restart web {action.id}"]
@@ -450,15 +450,15 @@ def test_fifty_distinct_approvers_and_executors_race_on_a_critical_action(
         def race(i: int) -> bool:
             barrier.wait()
             if i % 2:
-                w.lifecycle.execute(action.id)  # a sweep or replica trying to run it
+                w.lifecycle.execution.execute(action.id)  # a sweep or replica trying to run it
                 return False
-            return w.lifecycle.approve(action.id, action.revision, approvers[i // 2]).ok
+            return w.lifecycle.approvals.approve(action.id, action.revision, approvers[i // 2]).ok
 
         with ThreadPoolExecutor(100) as pool:
             list(pool.map(race, range(100)))
         assert w.workers.wait_idle(30)
         for _ in range(5):
-            w.lifecycle.execute(action.id)  # late duplicates change nothing
+            w.lifecycle.execution.execute(action.id)  # late duplicates change nothing
         assert runs(tmp_path, "scale") == ["scale api prod"]
         final = w.store.get_action(action.id)
         assert final is not None and final.status == ActionStatus.SUCCEEDED

@@ -98,13 +98,13 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 20), user=st.sampled_from(USERS), stale=st.booleans())
     def approve(self, i: int, user: str, stale: bool) -> None:
         a = self._pick(i)
-        self.w.lifecycle.approve(a.id, a.revision - 1 if stale else a.revision, user)
+        self.w.lifecycle.approvals.approve(a.id, a.revision - 1 if stale else a.revision, user)
         assert self.w.workers.wait_idle(30)
 
     @rule(i=st.integers(0, 20), user=st.sampled_from(USERS))
     def reject(self, i: int, user: str) -> None:
         a = self._pick(i)
-        self.w.lifecycle.reject(a.id, a.revision, user, "because")
+        self.w.lifecycle.approvals.reject(a.id, a.revision, user, "because")
 
     @rule(
         i=st.integers(0, 20),
@@ -114,27 +114,27 @@ class LifecycleMachine(RuleBasedStateMachine):
     def edit(self, i: int, user: str, service: str) -> None:
         a = self._pick(i)
         if a.tool in ("restart_service",):
-            self.w.lifecycle.edit(a.id, a.revision, user, {"service": service})
+            self.w.lifecycle.approvals.edit(a.id, a.revision, user, {"service": service})
 
     @rule(i=st.integers(0, 20), user=st.sampled_from(USERS))
     def undo(self, i: int, user: str) -> None:
         a = self._pick(i)
-        self.w.lifecycle.undo(a.id, a.revision, user)
+        self.w.lifecycle.approvals.undo(a.id, a.revision, user)
         assert self.w.workers.wait_idle(30)
 
     @rule(user=st.sampled_from([ADMIN, APPROVER]))
     def pause(self, user: str) -> None:
-        self.w.lifecycle.pause(user, "machine")
+        self.w.lifecycle.control.pause(user, "machine")
 
     @rule(user=st.sampled_from([ADMIN, APPROVER]))
     def resume(self, user: str) -> None:
-        self.w.lifecycle.resume(user)
+        self.w.lifecycle.control.resume(user)
 
     @rule(hours=st.sampled_from([0.5, 2]))
     def time_passes(self, hours: float) -> None:
         self.offset += timedelta(hours=hours)
-        self.w.lifecycle.sweep_expired()
-        self.w.lifecycle.sweep_undo_windows()
+        self.w.lifecycle.sweeps.expired()
+        self.w.lifecycle.sweeps.undo_windows()
         assert self.w.workers.wait_idle(30)
 
     @invariant()

@@ -391,7 +391,7 @@ def test_pause_holds_under_load(slack_factory: SlackFactory, tmp_path: Path) -> 
         for _ in range(policy.workers.planners):
             assert stuck.acquire(timeout=10)  # every planner thread is stuck
         assert slack.bot.warden.workers.planners.pending == 100
-        slack.bot.warden.lifecycle.sweep_requests()  # the minute sweep finds the backlog...
+        slack.bot.warden.lifecycle.sweeps.requests()  # the minute sweep finds the backlog...
         assert slack.bot.warden.workers.planners.pending == 100  # ...and queues none twice
 
         reply = slack.ws.slash(ADMIN, CHANNEL, "/pause", "under load")
@@ -424,8 +424,20 @@ def test_a_card_whose_post_fails_is_posted_by_the_sweep(slack: Slack) -> None:
     assert slack.store.get_action(action.id).card_ts is None  # reservation released
     missing = slack.store.cards_missing(utcnow() + timedelta(minutes=1))
     assert missing == [action.id]
-    for action_id in missing:
-        slack.bot.warden.lifecycle.refresh_card(action_id)
+    # The card is still owed: its outbox row waits for its retry, which the sweep delivers.
+    owed = [r for r in slack.store.outbox_rows() if r.delivered_at is None]
+    assert [(r.kind, r.action_id) for r in owed] == [("card", action.id)]
+    assert owed[0].attempts == 1 and owed[0].next_at > utcnow()
+    assert slack.bot.warden.lifecycle.sweeps.outbox() == 0  # not due yet
+    assert slack.bot.warden.lifecycle.delivery.drain() == 0
+    slack.store.db.engine.dispose()
+    from sqlalchemy import update
+
+    from storage.models import Outbox
+
+    with slack.store.db.write() as s:  # time passes
+        s.exec(update(Outbox).values(next_at=utcnow() - timedelta(seconds=1)))
+    assert slack.bot.warden.lifecycle.sweeps.outbox() == 1
     slack.idle()
     card = slack.card(action.id)
     assert buttons(card) == ["Approve", "Edit", "Reject"]
@@ -469,7 +481,7 @@ def test_edit_runs_its_dry_run_after_the_ack(slack_factory: SlackFactory, tmp_pa
     assert done.status == 200 and "errors" not in (done.body or "")
     slack.ws.wait_until(lambda: "Dry run in progress" in card_text(slack.card(action.id)))
     assert "Approve" not in buttons(slack.card(action.id))  # critical: no preview yet
-    reply = slack.bot.warden.lifecycle.approve(action.id, 2, APPROVER)
+    reply = slack.bot.warden.lifecycle.approvals.approve(action.id, 2, APPROVER)
     assert not reply.ok and "preview" in reply.text
     gate.touch()
     slack.idle()

@@ -22,7 +22,7 @@ def _executing(w: Warden, owner: str, lease_until: datetime) -> Action:
         action.id,
         [ActionStatus.AWAITING_APPROVAL],
         ActionStatus.EXECUTING,
-        w.lifecycle._audit("warden", "action.executing"),
+        w.lifecycle.core.audit("warden", "action.executing"),
         values={"owner": owner, "lease_until": lease_until},
     )
     assert claimed is not None
@@ -77,26 +77,26 @@ def test_periodic_sweep_flags_an_owner_whose_heartbeat_stopped(
 ) -> None:
     offset = [timedelta(0)]
     with warden(database_url, policy, chat, clock=lambda: utcnow() + offset[0]) as w:
-        w.lifecycle.recover()
+        w.lifecycle.sweeps.recover()
         lease = utcnow() + timedelta(hours=1)
         w.store.heartbeat("other-replica", utcnow())
         other = _executing(w, "other-replica", lease)
         mine = _executing(w, w.lifecycle.owner, lease)
-        assert w.lifecycle.sweep_interrupted() == 0
+        assert w.lifecycle.sweeps.interrupted() == 0
 
         # This process keeps beating; the other one died just now.
         offset[0] = OWNER_DEAD_AFTER - timedelta(seconds=1)
         jobs.heartbeat(w.jobs.instance)
-        assert w.lifecycle.sweep_interrupted() == 0
+        assert w.lifecycle.sweeps.interrupted() == 0
         offset[0] = OWNER_DEAD_AFTER + timedelta(seconds=1)
-        assert w.lifecycle.sweep_interrupted() == 1
+        assert w.lifecycle.sweeps.interrupted() == 1
         assert w.workers.wait_idle(30)
         assert _status(w, other) == ActionStatus.NEEDS_REVIEW
         assert len(_review_alerts(chat, other)) == 1
         # Its own run is never judged by its own heartbeat, only by its lease.
         offset[0] = timedelta(hours=2)
         assert _status(w, mine) == ActionStatus.EXECUTING
-        assert w.lifecycle.sweep_interrupted() == 1
+        assert w.lifecycle.sweeps.interrupted() == 1
         assert _status(w, mine) == ActionStatus.NEEDS_REVIEW
         w.jobs.stop()
 
@@ -106,7 +106,7 @@ def test_heartbeat_job_refreshes_and_clean_stop_removes_the_instance(
 ) -> None:
     offset = [timedelta(0)]
     with warden(database_url, policy, chat, clock=lambda: utcnow() + offset[0]) as w:
-        w.lifecycle.recover()
+        w.lifecycle.sweeps.recover()
         (row,) = w.store.instances()
         assert row.owner == w.lifecycle.owner
         assert any(j.func == "bot.jobs:heartbeat" and j.seconds <= 10 for j in jobs.JOBS)

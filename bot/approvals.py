@@ -1,0 +1,385 @@
+"""Approvals: what people's clicks on a card do — Approve, Edit, Reject, Undo.
+
+Every click asks the gate again against the state now (`Core.now`): who may, four eyes,
+two-of-N, previews, autonomy, pause, expiry, a changed policy. This module only carries out
+what the gate rules, each change a conditional transition that writes its audit row and
+the card update it owes in one transaction. Called on Slack's ack path: database work only;
+runs and dry runs are handed to worker pools.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col
+
+from bot.core import Core, Reply
+from bot.errors import ToolArgumentsError
+from bot.execution import Execution
+from bot.gate import Decision, Origin, Ruling, Step, Verdict
+from bot.planning import critical_notice
+from bot.policy import Risk
+from bot.redact import redact
+from storage.models import Action, ActionStatus
+from storage.repo import Notice
+
+STALE = (
+    "This card changed since you looked at it (it was edited or re-checked). "
+    "Look at the updated card and click again."
+)
+
+
+@dataclass(kw_only=True, frozen=True)
+class EditForm:
+    """What the Edit modal shows: the tool, its current arguments and their allowed values."""
+
+    action_id: str
+    revision: int
+    tool: str
+    args: dict[str, str]
+    choices: dict[str, list[str]]
+    hints: dict[str, str]
+
+
+class Approvals:
+    def __init__(
+        self, core: Core, execution: Execution, fill_preview: Callable[[str, int], None]
+    ) -> None:
+        self.core = core
+        self.execution = execution
+        self.fill_preview = fill_preview
+
+    def _clicked(self, action_id: str, revision: int) -> Action | Reply:
+        action = self.core.store.get_action(action_id)
+        if action is None:
+            return Reply(ok=False, text="I can't find that action any more.")
+        if action.revision != revision:
+            return Reply(ok=False, text=STALE)
+        return action
+
+    # -- Approve ----------------------------------------------------------------------------
+
+    def approve(self, action_id: str, revision: int, user: str) -> Reply:
+        """An Approve click: the gate rules; record the approval; start if the rule is met."""
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        now = core.now()
+        ruling: Ruling = core.gate.approve(
+            action, core.store.approvals(action.id, action.revision), user, now
+        )
+        if ruling.step is Step.DENY:
+            core.store.audit(
+                core.audit(user, "approval.denied", action.trace_id, reason=ruling.reason),
+                subject=action.id,
+            )
+            return Reply(ok=False, text=f"You can't approve this: {ruling.reason}.")
+        if ruling.step is Step.EXPIRE:
+            self.expire(action.id)
+            return Reply(ok=False, text="This approval request has expired; it can no longer run.")
+        if ruling.step is Step.RECHECK:
+            assert ruling.decision is not None
+            self.apply_recheck(action, ruling.decision, user)
+            return Reply(
+                ok=False,
+                text=(
+                    f"The rules changed since this card was posted ({ruling.reason}), so it was "
+                    "re-checked and your click changed nothing. Look at the updated card."
+                ),
+            )
+        if ruling.step is Step.RECORD:
+            count = core.store.record_approval(
+                action,
+                user,
+                core.audit(user, "approval.given", action.trace_id, revision=action.revision),
+            )
+            core.kick()
+            if count is None:
+                return Reply(ok=False, text="You already approved this.")
+        approvals = core.store.approvals(action.id, action.revision)
+        if not core.gate.met(action, approvals):
+            have = len(core.gate.counted(action, approvals))
+            paused = " Warden is paused, so nothing runs until /resume." if now.paused else ""
+            return Reply(
+                ok=True,
+                text=(
+                    f"Approval recorded ({have} of {action.required_approvals}); it needs "
+                    f"another approver.{paused}"
+                ),
+            )
+        if now.paused:
+            return Reply(
+                ok=True,
+                text=(
+                    ":double_vertical_bar: Your approval is recorded. Warden is paused, so "
+                    "nothing runs now; it starts after /resume if it is still valid then."
+                ),
+            )
+        return self.start(action, user)
+
+    def start(self, action: Action, user: str) -> Reply:
+        """The approval rule is met: approve (unless paused) and hand the run to an executor."""
+        core = self.core
+        won = core.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.APPROVED,
+            core.audit(user, "action.approved", action.trace_id),
+            revision=action.revision,
+            values={"decided_by": user},
+            unless_paused=True,
+        )
+        core.kick()
+        if won is not None:
+            self.execution.submit(action.id)
+            return Reply(ok=True)
+        if core.paused:
+            return Reply(
+                ok=True,
+                text=(
+                    ":double_vertical_bar: Your approval is recorded. Warden was paused just "
+                    "now; it starts after /resume if it is still valid then."
+                ),
+            )
+        return Reply(ok=True, text="Your approval is recorded; the action has already started.")
+
+    def apply_recheck(self, action: Action, decision: Decision, actor: str) -> None:
+        """Apply a re-check's decision to a waiting action: refused, suggestion only, or
+        waiting again under the new rules (a new revision, so earlier approvals no longer
+        count)."""
+        core = self.core
+        if decision.verdict in (Verdict.REFUSE, Verdict.SUGGEST):
+            core.store.transition(
+                action.id,
+                [ActionStatus.AWAITING_APPROVAL],
+                decision.status,
+                core.audit(
+                    actor,
+                    f"action.{decision.status.value}",
+                    action.trace_id,
+                    reason=decision.reason,
+                ),
+                revision=action.revision,
+                values={
+                    "status_note": f"The rules changed: {decision.reason}.",
+                    "policy_version": decision.policy_version,
+                },
+            )
+            core.kick()
+            return
+        core.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.AWAITING_APPROVAL,
+            core.audit(actor, "action.rechecked", action.trace_id),
+            revision=action.revision,
+            values={
+                "revision": action.revision + 1,
+                "policy_version": decision.policy_version,
+                "risk": decision.risk.value,
+                "required_approvals": decision.required_approvals,
+                "status_note": "The policy changed since this was proposed; earlier approvals "
+                "no longer count.",
+            },
+        )
+        core.kick()
+        if decision.needs_preview and not action.preview:
+            core.workers.planners.submit(self.fill_preview, action.id, action.revision + 1)
+
+    def expire(self, action_id: str) -> bool:
+        core = self.core
+        action = core.store.get_action(action_id)
+        if action is None:
+            return False
+        won = core.store.transition(
+            action_id,
+            [ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED],
+            ActionStatus.EXPIRED,
+            core.audit("warden", "action.expired", action.trace_id),
+            where=[col(Action.expires_at) <= core.clock()],
+        )
+        core.kick()
+        return won is not None
+
+    # -- Reject -----------------------------------------------------------------------------
+
+    def may_reject(self, action_id: str, user: str) -> str | None:
+        """Why `user` may not reject this action (checked before the Reject modal opens)."""
+        action = self.core.store.get_action(action_id)
+        if action is None:
+            return "I can't find that action any more."
+        why_not = self.core.gate.may_reject(action, user)
+        return f"You can't reject this: {why_not}." if why_not else None
+
+    def reject(self, action_id: str, revision: int, user: str, reason: str) -> Reply:
+        """Reject (approvers) or withdraw (the requester) an action awaiting approval."""
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        why_not = core.gate.may_reject(action, user)
+        if why_not:
+            return Reply(ok=False, text=f"You can't reject this: {why_not}.")
+        reason = redact(reason.strip())[:500]
+        won = core.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED],
+            ActionStatus.REJECTED,
+            core.audit(user, "action.rejected", action.trace_id, reason=reason),
+            revision=revision,
+            values={"decided_by": user, "status_note": f"Reason: {reason}" if reason else None},
+        )
+        core.kick()
+        if won is None:
+            return Reply(ok=False, text="This action changed before your click; look again.")
+        return Reply(ok=True)
+
+    # -- Edit -------------------------------------------------------------------------------
+
+    def edit_form(self, action_id: str, revision: int, user: str) -> EditForm | Reply:
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        why_not = core.gate.may_edit(action, user)
+        if why_not:
+            return Reply(ok=False, text=f"You can't edit this: {why_not}.")
+        args = {k: str(v) for k, v in json.loads(action.args_json).items()}
+        choices: dict[str, list[str]] = {}
+        hints: dict[str, str] = {}
+        runbook = core.policy.runbooks.get(action.tool)
+        if runbook is not None:
+            for name, spec in runbook.params.items():
+                if spec.choices:
+                    choices[name] = list(spec.choices)
+                hints[name] = spec.description or (
+                    f"must match {spec.pattern}" if spec.pattern else ""
+                )
+                args.setdefault(name, "")
+        return EditForm(
+            action_id=action.id,
+            revision=action.revision,
+            tool=action.tool,
+            args=args,
+            choices=choices,
+            hints=hints,
+        )
+
+    def edit(
+        self, action_id: str, revision: int, user: str, raw_args: Mapping[str, Any]
+    ) -> dict[str, str] | Reply:
+        """Apply an Edit: validate, re-gate with `user` as the arguments' author (four eyes),
+        void approvals. Returns field errors for the modal, or a reply."""
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        why_not = core.gate.may_edit(action, user)
+        if why_not:
+            return Reply(ok=False, text=f"You can't edit this: {why_not}.")
+        tool = core.registry.get(action.tool)
+        try:
+            tool.validate(dict(raw_args))
+        except ToolArgumentsError as exc:
+            return _field_errors(str(exc), action.tool, list(raw_args))
+        decision = core.gate.decide(
+            tool=action.tool,
+            args=dict(raw_args),
+            confidence=action.confidence,
+            origin=Origin(
+                requester=action.requester,
+                channel=action.channel,
+                thread_ts=action.thread_ts,
+                taint=action.taint,
+                edited_by=user,
+            ),
+            now=core.now(),
+        )
+        if decision.verdict is Verdict.REFUSE:
+            return {"_": decision.reason}
+        if decision.args_json == action.args_json:
+            return Reply(ok=True, text="Nothing changed.")
+        has_dry_run = tool.dry_run is not None
+        if decision.needs_preview and not has_dry_run:
+            return {"_": "critical actions need a dry-run preview, and this tool has none"}
+        to_state = (
+            ActionStatus.SUGGESTED
+            if decision.verdict is Verdict.SUGGEST
+            else ActionStatus.AWAITING_APPROVAL
+        )
+        notices: list[Notice] = []
+        if decision.escalate and Risk(action.risk) is not Risk.CRITICAL:
+            # Raised to critical by this edit: escalated, in the same transaction.
+            notices.append(critical_notice(core, action, f"raised by an edit by <@{user}>"))
+        won = core.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            to_state,
+            core.audit(
+                user,
+                "action.edited",
+                action.trace_id,
+                before=action.args_json,
+                after=decision.args_json,
+                risk=decision.risk.value,
+            ),
+            revision=revision,
+            values={
+                "revision": revision + 1,
+                "args_json": decision.args_json,
+                "risk": decision.risk.value,
+                "required_approvals": max(1, decision.required_approvals),
+                "policy_version": decision.policy_version,
+                "preview": None,
+                "edited_by": user,
+                "expires_at": core.clock() + core.policy.gate.approval_ttl,
+                "status_note": None,
+            },
+            notices=notices,
+        )
+        if won is None:
+            return Reply(
+                ok=False,
+                text="This action changed before your edit was saved; look at the card again.",
+            )
+        core.kick()
+        if has_dry_run:
+            core.workers.planners.submit(self.fill_preview, action.id, revision + 1)
+        return Reply(ok=True)
+
+    # -- Undo -------------------------------------------------------------------------------
+
+    def undo(self, action_id: str, revision: int, user: str) -> Reply:
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        why_not = core.gate.may_undo(action, user, core.now())
+        if why_not:
+            return Reply(ok=False, text=f"You can't undo this: {why_not}.")
+        if not self.execution.start_undo(action, user):
+            return Reply(
+                ok=False,
+                text="This can't be undone any more (the undo window closed, or it was "
+                "already undone).",
+            )
+        return Reply(ok=True)
+
+
+def _field_errors(message: str, tool: str, fields: list[str]) -> dict[str, str]:
+    """Map "tool: field: problem; field2: problem" onto the modal's fields."""
+    errors: dict[str, str] = {}
+    body = message.removeprefix(f"{tool}: ")
+    for part in body.split("; "):
+        name, _, problem = part.partition(": ")
+        errors[name if name in fields else "_"] = problem or part
+    return errors

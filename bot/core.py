@@ -1,0 +1,94 @@
+"""What every step of a request's path shares: policy, tools, the gate, the store, the
+worker pools, the clock, this process's owner id, and how a change owes Slack a message.
+
+The steps themselves live in modules named after the path a request takes:
+`intake` → `planning` → `approvals` → `execution`, with `control` (pause, autonomy),
+`sweeps` (scheduled repairs) and `delivery` (the outbox worker) beside them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.chat import Chat
+from bot.gate import Gate, Now
+from bot.policy import Policy
+from bot.sanitize import neutralise
+from bot.tools import ToolRegistry
+from bot.workers import Workers
+from storage.models import utcnow
+from storage.repo import Audit, Notice, Store
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_trace() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:64]
+
+
+@dataclass(kw_only=True, frozen=True)
+class Reply:
+    """What to tell the person who clicked or typed (privately). Empty text: say nothing."""
+
+    ok: bool
+    text: str = ""
+
+
+@dataclass(kw_only=True)
+class Core:
+    policy: Policy
+    registry: ToolRegistry
+    store: Store
+    chat: Chat
+    workers: Workers
+    clock: Callable[[], datetime] = utcnow
+    owner: str = field(default_factory=new_owner)
+    gate: Gate = field(init=False)
+    # Set by `bot.delivery.Delivery`: start delivering owed messages now.
+    kick: Callable[[], None] = field(default=lambda: None)
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.policy, self.registry)
+
+    def audit(self, actor: str, kind: str, trace_id: str = "", **data: Any) -> Audit:
+        return Audit(
+            actor=actor,
+            kind=kind,
+            trace_id=trace_id,
+            policy_version=self.policy.version,
+            data=data or None,
+        )
+
+    def now(self) -> Now:
+        """The state rules are checked against, read fresh."""
+        return Now(
+            paused=self.store.pause_state().paused,
+            autonomy=self.store.autonomy_overrides(),
+            at=self.clock(),
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self.store.pause_state().paused
+
+    def safe(self, text: str, limit: int = 3000) -> str:
+        """Untrusted text made safe to post (no pings, no foreign links, bounded)."""
+        return neutralise(text, allowed_domains=list(self.policy.agent.link_domains), limit=limit)
+
+    def to_admins(self, text: str) -> Notice:
+        return Notice(channel=self.policy.access.admin_channel, text=text)
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.policy.access.admins

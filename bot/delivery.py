@@ -1,0 +1,145 @@
+"""Delivery: the outbox worker that brings Slack up to date with the database.
+
+Every message Warden owes — answers, questions, admin notices, card posts and updates — is an
+`outbox` row written in the same transaction as the change that caused it (`storage/repo.py`
+`Notice`). After a commit the caller kicks delivery; a sweep every few seconds also picks up
+rows nobody delivered (a crash between commit and post, a failed post). Rows are claimed with
+a lease, so replicas share the work and a dead deliverer's rows come back.
+
+Delivering a card row means "bring this card to the action's current state": it is rebuilt
+from the row, so redelivery is harmless and older card rows of the same action are settled by
+the newest. A card's first post is reserved first (`claim_card`), so two workers never both
+post it. Slack's 429s are honoured by slack-sdk's retry handler (it sleeps `Retry-After`);
+other failures are retried with backoff and given up after `MAX_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+
+from bot.cards import CardFacts, build_card
+from bot.core import Core
+from bot.runbooks import command_preview
+from storage.models import Action, Outbox
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 8
+
+
+class Delivery:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._card_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._draining = 0
+        core.kick = self.kick
+
+    def kick(self) -> None:
+        """Deliver what is owed, soon, on an outbox worker (a few drains at most at once)."""
+        with self._guard:
+            if self._draining >= 2:
+                return
+            self._draining += 1
+        if self.core.workers.outbox.submit(self._drain_once) is None:
+            with self._guard:
+                self._draining -= 1
+
+    def _drain_once(self) -> None:
+        try:
+            self.drain()
+        finally:
+            with self._guard:
+                self._draining -= 1
+
+    def drain(self, rounds: int = 50) -> int:
+        """Deliver due rows until none are left (or `rounds` batches); return how many."""
+        core = self.core
+        done = 0
+        for _ in range(rounds):
+            rows = core.store.claim_outbox(core.owner, core.clock(), LEASE)
+            if not rows:
+                break
+            for row in rows:
+                self.deliver(row)
+                done += 1
+        return done
+
+    def deliver(self, row: Outbox) -> None:
+        core = self.core
+        try:
+            if row.kind == "card" and row.action_id:
+                self._card(row.action_id)
+            else:
+                core.chat.post(row.channel, row.text, row.thread_ts)
+        except Exception as exc:
+            attempt = row.attempts
+            retry_at = (
+                None
+                if attempt >= MAX_ATTEMPTS
+                else core.clock() + timedelta(seconds=min(300, 2**attempt))
+            )
+            log.warning("outbox row %s (%s) failed, attempt %s: %s", row.id, row.kind, attempt, exc)
+            core.store.outbox_failed(row, retry_at, f"{type(exc).__name__}: {exc}")
+            return
+        core.store.outbox_delivered(row, core.clock())
+
+    def _lock(self, action_id: str) -> threading.Lock:
+        with self._guard:
+            lock = self._card_locks.get(action_id)
+            if lock is None:
+                if len(self._card_locks) > 10_000:
+                    self._card_locks.clear()
+                lock = self._card_locks[action_id] = threading.Lock()
+            return lock
+
+    def facts(self, action: Action) -> CardFacts:
+        core = self.core
+        command = None
+        runbook = core.policy.runbooks.get(action.tool)
+        if runbook is not None:
+            try:
+                command = command_preview(runbook, json.loads(action.args_json))
+            except (KeyError, ValueError):
+                command = None
+        approvals = core.store.approvals(action.id, action.revision)
+        return CardFacts(
+            rule=core.gate.rule_text(action),
+            approvers=tuple(core.gate.approvers(action.tool)),
+            approved_by=tuple(sorted(core.gate.counted(action, approvals))),
+            paused=core.paused,
+            command=command,
+            allowed_domains=tuple(core.policy.agent.link_domains),
+        )
+
+    def _card(self, action_id: str) -> None:
+        core = self.core
+        with self._lock(action_id):
+            action = core.store.get_action(action_id)
+            if action is None:
+                return
+            card = build_card(action, self.facts(action), core.clock())
+            if action.card_ts is None or action.card_ts.startswith("pending:"):
+                if action.card_ts is None:
+                    if not core.store.claim_card(action_id, core.owner):
+                        raise RuntimeError("another worker is posting this card")
+                elif action.card_ts != f"pending:{core.owner}"[:64]:
+                    raise RuntimeError("another worker is posting this card")
+                try:
+                    ts = core.chat.post_card(action.channel, card, action.thread_ts)
+                except Exception:
+                    core.store.release_card(action_id, core.owner)
+                    raise
+                core.store.set_card(action_id, ts)
+                # The state may have moved on while the first post was in flight.
+                latest = core.store.get_action(action_id)
+                if latest is not None and latest.updated_at != action.updated_at:
+                    core.chat.update_card(
+                        action.channel, ts, build_card(latest, self.facts(latest), core.clock())
+                    )
+            else:
+                core.chat.update_card(action.channel, action.card_ts, card)

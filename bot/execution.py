@@ -1,0 +1,355 @@
+"""Execution: the one executor that calls tool code, and the run of an approved action.
+
+`Executor` is the only code in Warden that calls a tool's functions — run, undo, dry run and
+the agent loop's read-only lookups are four faces of it — so timeouts, redaction, truncation
+and auditing happen once, here. `Execution` claims an approved action (asking the gate
+again first), runs it through the executor and records how it ended, exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import col
+
+from bot.core import Core, new_id
+from bot.errors import WardenError
+from bot.gate import Verdict
+from bot.redact import redact
+from bot.runbooks import truncate_middle
+from bot.tools import Tool, ToolContext, ToolResult
+from storage.models import Action, ActionStatus
+from storage.repo import Notice
+
+log = logging.getLogger(__name__)
+
+LEASE_GRACE = timedelta(seconds=30)
+RESULT_KEEP = 4000  # characters kept from each end of a stored result
+PREVIEW_KEEP = 1500
+LOOKUP_KEEP = 2000
+
+
+@dataclass(kw_only=True, frozen=True)
+class Preview:
+    """A dry run's output; `ok` False: it failed (shown, but never counts as a preview)."""
+
+    text: str | None
+    ok: bool
+    problem: str = ""
+
+
+class Executor:
+    """The only caller of tool code."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        # Python tools run here so a hung one can be timed out (runbooks kill their own
+        # process group on timeout).
+        self._threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="warden-tool")
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def _context(self, action_id: str, trace_id: str, requester: str, **where: Any) -> ToolContext:
+        return ToolContext(
+            action_id=action_id,
+            trace_id=trace_id,
+            requester=requester,
+            channel=where.get("channel"),
+            thread_ts=where.get("thread_ts"),
+            chat=self.core.chat,
+        )
+
+    def _call(self, tool: Tool[Any], fn: Callable[[], ToolResult]) -> ToolResult:
+        """Call tool code with its timeout; exceptions and timeouts become failed results and
+        output is redacted and bounded."""
+        try:
+            future = self._threads.submit(fn)
+            result = future.result(timeout=tool.timeout_s + 5)
+        except FutureTimeout:
+            return ToolResult(
+                ok=False,
+                output=f"{tool.name} did not finish within {tool.timeout_s:g}s; "
+                "its outcome is unknown",
+            )
+        except Exception as exc:
+            log.warning("tool %s raised %s", tool.name, type(exc).__name__)
+            result = ToolResult(ok=False, output=f"{type(exc).__name__}: {exc}")
+        return ToolResult(
+            ok=result.ok,
+            output=truncate_middle(redact(result.output), RESULT_KEEP),
+            note=result.note,
+            undo_data=result.undo_data,
+        )
+
+    def run(self, action: Action) -> ToolResult:
+        """Run an action's call: its arguments re-validated and checked canonical first."""
+        try:
+            tool = self.core.registry.get(action.tool)
+            args = tool.validate(json.loads(action.args_json))
+        except (WardenError, ValueError) as exc:
+            return ToolResult(ok=False, output=f"not run: {exc}")
+        if tool.canonical(args) != action.args_json:
+            return ToolResult(ok=False, output="not run: arguments are not canonical")
+        ctx = self._context(
+            action.id,
+            action.trace_id,
+            action.requester,
+            channel=action.channel,
+            thread_ts=action.thread_ts,
+        )
+        return self._call(tool, lambda: tool.run(args, ctx))
+
+    def undo(self, action: Action) -> ToolResult:
+        try:
+            tool = self.core.registry.get(action.tool)
+            args = tool.validate(json.loads(action.args_json))
+            data = json.loads(action.undo_data) if action.undo_data else {}
+        except (WardenError, ValueError) as exc:
+            return ToolResult(ok=False, output=f"not undone: {exc}")
+        undo = tool.undo
+        if undo is None:
+            return ToolResult(ok=False, output="this tool has no undo")
+        ctx = self._context(
+            action.id,
+            action.trace_id,
+            action.requester,
+            channel=action.channel,
+            thread_ts=action.thread_ts,
+        )
+        return self._call(tool, lambda: undo(args, ctx, data))
+
+    def dry_run(
+        self, tool_name: str, args: dict[str, Any], requester: str, trace_id: str
+    ) -> Preview:
+        """A call's dry-run preview. None runs while Warden is paused (it is still a command)."""
+        tool = self.core.registry.get(tool_name)
+        preview = tool.dry_run
+        if preview is None:
+            return Preview(text=None, ok=False, problem="dry-run preview, and this tool has none")
+        if self.core.paused:
+            return Preview(
+                text=None, ok=False, problem="dry-run preview, and none runs while paused"
+            )
+        ctx = self._context(f"dryrun-{new_id()[:12]}", trace_id, requester)
+
+        def call() -> ToolResult:
+            return ToolResult(ok=True, output=preview(tool.validate(dict(args)), ctx))
+
+        result = self._call(tool, call)
+        self.core.store.audit(
+            self.core.audit("warden", "tool.dry_run", trace_id, tool=tool_name, ok=result.ok)
+        )
+        if not result.ok:
+            text = truncate_middle(f"(dry run failed: {result.output})", PREVIEW_KEEP)
+            return Preview(text=text, ok=False, problem="dry-run preview, and the dry run failed")
+        return Preview(text=truncate_middle(result.output, PREVIEW_KEEP), ok=True)
+
+    def lookup(
+        self,
+        tool_name: str,
+        args: dict[str, Any],
+        *,
+        request_id: str,
+        trace_id: str,
+        requester: str,
+        channel: str,
+        thread_ts: str | None,
+    ) -> str:
+        """Run a read-only tool for the agent loop; its output goes back to the model."""
+        tool = self.core.registry.get(tool_name)
+        if not tool.read_only:
+            raise WardenError(f"{tool_name} has side effects; it must be proposed")
+        if tool_name in self.core.policy.runbooks and self.core.paused:
+            raise WardenError("Warden is paused: lookups that run commands are off")
+        parsed = tool.validate(args)
+        ctx = self._context(
+            f"lookup-{new_id()[:12]}", trace_id, requester, channel=channel, thread_ts=thread_ts
+        )
+        result = self._call(tool, lambda: tool.run(parsed, ctx))
+        self.core.store.audit(
+            self.core.audit(
+                "warden",
+                "lookup",
+                trace_id,
+                tool=tool_name,
+                args=tool.canonical(parsed),
+                ok=result.ok,
+            ),
+            subject=request_id,
+        )
+        return truncate_middle(result.output, LOOKUP_KEEP)
+
+
+class Execution:
+    """Claiming and running approved actions, and undoing them, exactly once."""
+
+    def __init__(self, core: Core, executor: Executor) -> None:
+        self.core = core
+        self.executor = executor
+
+    def submit(self, action_id: str) -> None:
+        self.core.workers.executors.submit(self.execute, action_id)
+
+    def _lease(self, action: Action) -> Any:
+        try:
+            timeout = self.core.registry.get(action.tool).timeout_s
+        except WardenError:
+            timeout = 60.0
+        return self.core.clock() + timedelta(seconds=timeout) + LEASE_GRACE
+
+    def execute(self, action_id: str) -> None:
+        """Claim an approved action and run it once (executor worker). The gate is asked
+        again first; while paused the action stays approved and runs after /resume."""
+        core = self.core
+        action = core.store.get_action(action_id)
+        if action is None or action.status != ActionStatus.APPROVED:
+            return
+        now = core.now()
+        why_not = core.gate.runnable(action, core.store.approvals(action.id, action.revision), now)
+        if why_not and not now.paused:
+            self._not_runnable(action, why_not)
+            return
+        if why_not:
+            return  # paused: `Sweeps.after_resume` starts it again
+        claimed = core.store.transition(
+            action_id,
+            [ActionStatus.APPROVED],
+            ActionStatus.EXECUTING,
+            core.audit("warden", "action.executing", action.trace_id),
+            unless_paused=True,
+            revision=action.revision,
+            values={"owner": core.owner, "lease_until": self._lease(action)},
+        )
+        core.kick()
+        if claimed is None:
+            return
+        result = self.executor.run(claimed)
+        undo_until = None
+        tool = core.registry.get(claimed.tool) if claimed.tool in core.registry else None
+        if result.ok and tool is not None and tool.reversible:
+            undo_until = core.clock() + core.policy.gate.undo_window
+        self._outcome(
+            claimed,
+            ActionStatus.EXECUTING,
+            result,
+            undo_until=undo_until,
+            undo_data=json.dumps(result.undo_data) if result.undo_data else None,
+        )
+
+    def _not_runnable(self, action: Action, why_not: str) -> None:
+        """The rules changed between approval and start: the action goes back to people."""
+        core = self.core
+        decision = core.gate.recheck(action, core.now())
+        if decision is not None and decision.verdict in (Verdict.REFUSE, Verdict.SUGGEST):
+            core.store.transition(
+                action.id,
+                [ActionStatus.APPROVED],
+                decision.status,
+                core.audit(
+                    "warden", f"action.{decision.status.value}", action.trace_id, reason=why_not
+                ),
+                revision=action.revision,
+                values={
+                    "status_note": f"Not run: {why_not}.",
+                    "policy_version": decision.policy_version,
+                },
+            )
+        else:
+            values: dict[str, Any] = {
+                "revision": action.revision + 1,
+                "decided_by": None,
+                "expires_at": core.clock() + core.policy.gate.approval_ttl,
+                "status_note": f"Not run: {why_not}. It needs an approval again.",
+            }
+            if decision is not None:
+                values.update(
+                    policy_version=decision.policy_version,
+                    risk=decision.risk.value,
+                    required_approvals=decision.required_approvals,
+                )
+            core.store.transition(
+                action.id,
+                [ActionStatus.APPROVED],
+                ActionStatus.AWAITING_APPROVAL,
+                core.audit("warden", "action.held", action.trace_id, reason=why_not),
+                revision=action.revision,
+                values=values,
+            )
+        core.kick()
+
+    def _outcome(
+        self, action: Action, before: ActionStatus, result: ToolResult, **values: Any
+    ) -> ActionStatus:
+        """Record how a run (`executing`) or an undo (`undoing`) ended, and say so."""
+        core = self.core
+        ok_state, bad_state = (
+            (ActionStatus.SUCCEEDED, ActionStatus.FAILED)
+            if before == ActionStatus.EXECUTING
+            else (ActionStatus.UNDONE, ActionStatus.UNDO_FAILED)
+        )
+        final = ok_state if result.ok else bad_state
+        notices = []
+        if before == ActionStatus.EXECUTING:
+            icon = ":white_check_mark:" if result.ok else ":x:"
+            notices.append(
+                Notice(
+                    channel=action.channel,
+                    thread_ts=action.thread_ts,
+                    text=f"{icon} *{action.tool}* {final.value} (action `{action.id[:8]}`).",
+                )
+            )
+        row = core.store.transition(
+            action.id,
+            [before],
+            final,
+            core.audit(
+                "warden", f"action.{final.value}", action.trace_id, output=result.output[:500]
+            ),
+            values={
+                "result": result.output,
+                "result_note": result.note or None,
+                "lease_until": None,
+                **values,
+            },
+            where=[col(Action.owner) == core.owner],
+            notices=notices,
+        )
+        if row is None:
+            log.error("action %s finished but its row was no longer ours", action.id)
+        core.kick()
+        return final
+
+    def start_undo(self, action: Action, user: str) -> bool:
+        """Move a succeeded action to `undoing` (the gate has allowed it) and run the undo."""
+        core = self.core
+        now = core.clock()
+        won = core.store.transition(
+            action.id,
+            [ActionStatus.SUCCEEDED],
+            ActionStatus.UNDOING,
+            core.audit(user, "action.undo_requested", action.trace_id),
+            revision=action.revision,
+            unless_paused=True,
+            values={"decided_by": user, "owner": core.owner, "lease_until": self._lease(action)},
+            where=[col(Action.undo_until).is_not(None), col(Action.undo_until) > now],
+        )
+        core.kick()
+        if won is None:
+            return False
+        core.workers.executors.submit(self._undo, action.id)
+        return True
+
+    def _undo(self, action_id: str) -> None:
+        action = self.core.store.get_action(action_id)
+        if action is None or action.status != ActionStatus.UNDOING:
+            return
+        result = self.executor.undo(action)
+        self._outcome(action, ActionStatus.UNDOING, result, undo_until=None)

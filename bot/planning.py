@@ -1,0 +1,325 @@
+"""Planning: a stored request becomes proposals, a question, or an answer.
+
+The planner (aliases, then Claude) only proposes. Each proposed call goes to the gate with
+its `Origin` — who asked, where, and whether anything not written by the requester (thread
+history, a lookup's output) entered the loop (taint) — and becomes an action row whose
+status is the gate's verdict. The answer, the cards and any escalation are owed to Slack in
+the same transaction (the outbox), so a crash after planning loses no message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from bot.core import Core, new_id
+from bot.errors import PlannerUnavailable
+from bot.execution import LEASE_GRACE, Execution, Executor
+from bot.gate import Decision, Origin, Verdict
+from bot.planner import Clarify, Plan, Planner, PlanRequest, Proposals, Turn, Usage
+from bot.policy import Risk
+from bot.redact import redact
+from storage.models import Action, ActionStatus, Request, RequestStatus
+from storage.repo import Audit, Notice
+
+log = logging.getLogger(__name__)
+
+MAX_CALLS = 10
+
+
+def critical_notice(core: Core, action: Action, what: str) -> Notice:
+    return core.to_admins(
+        f":rotating_light: Critical action {what}: *{action.tool}* requested by "
+        f"<@{action.requester}> in <#{action.channel}> (trace `{action.trace_id}`). "
+        "It needs two approvals."
+    )
+
+
+class Planning:
+    def __init__(
+        self, core: Core, planner: Planner, executor: Executor, execution: Execution
+    ) -> None:
+        self.core = core
+        self.planner = planner
+        self.executor = executor
+        self.execution = execution
+
+    def plan(self, request_id: str) -> None:
+        """Plan one request (planner worker). Safe to call twice: the lease decides."""
+        core = self.core
+        agent = core.policy.agent
+        # A planner may overrun max_seconds by one model call (see bot/claude.py).
+        lease = core.clock() + agent.max_seconds + agent.call_timeout + LEASE_GRACE
+        req = core.store.claim_request(request_id, core.owner, lease, core.policy.version)
+        if req is None:
+            return
+        history = self._history(req)
+        lookups: list[str] = []
+
+        def run_read_only(tool: str, args: dict[str, Any]) -> str:
+            lookups.append(tool)
+            return self.executor.lookup(
+                tool,
+                args,
+                request_id=req.id,
+                trace_id=req.trace_id,
+                requester=req.requester,
+                channel=req.channel,
+                thread_ts=req.thread_ts,
+            )
+
+        plan_request = PlanRequest(
+            request_id=req.id,
+            trace_id=req.trace_id,
+            text=req.text,
+            requester=req.requester,
+            channel=req.channel,
+            thread_ts=req.thread_ts,
+            history=history,
+            run_read_only=run_read_only,
+        )
+        core.workers.outbox.submit(core.chat.set_status, req.channel, req.thread_ts, "is thinking…")
+        try:
+            plan: Plan = self.planner.plan(plan_request)
+        except PlannerUnavailable as exc:
+            spent = exc.usage if isinstance(exc.usage, Usage) else Usage()
+            self._finish(req, RequestStatus.FAILED, unavailable_text(str(exc)), spent)
+            return
+        except Exception as exc:  # a planner bug must not lose the request
+            log.exception("planner crashed on request %s", req.id)
+            why = f"the planner failed ({type(exc).__name__})"
+            self._finish(req, RequestStatus.FAILED, unavailable_text(why), Usage())
+            return
+        if isinstance(plan, Proposals):
+            self._propose(req, plan, taint_of(history, lookups))
+        elif isinstance(plan, Clarify):
+            question = f":thinking_face: {core.safe(plan.question)}"
+            self._finish(req, RequestStatus.PLANNED, question, plan.usage)
+        else:
+            status = RequestStatus.FAILED if plan.retryable else RequestStatus.DONE
+            text = unavailable_text(plan.message) if plan.retryable else core.safe(plan.message)
+            self._finish(req, status, text, plan.usage)
+
+    def _finish(self, req: Request, status: RequestStatus, answer: str, usage: Usage) -> None:
+        core = self.core
+        if core.store.finish_planning(
+            req.id,
+            core.owner,
+            status,
+            answer=answer,
+            usage=usage_dict(usage),
+            audit_=core.audit("warden", f"request.{status.value}", req.trace_id),
+            notices=[Notice(channel=req.channel, thread_ts=req.thread_ts, text=answer)],
+        ):
+            core.kick()
+            core.workers.outbox.submit(core.chat.unreact, req.channel, req.message_ts, "eyes")
+
+    def _history(self, req: Request) -> tuple[Turn, ...]:
+        turns: list[Turn] = []
+        for earlier in self.core.store.thread_requests(req.channel, req.thread_ts):
+            if earlier.id == req.id:
+                break
+            role = "requester" if earlier.requester == req.requester else "other"
+            turns.append(Turn(role=role, author=earlier.requester, text=earlier.text))
+            if earlier.answer:
+                turns.append(Turn(role="warden", author="warden", text=earlier.answer))
+            for a in self.core.store.actions_for_request(earlier.id):
+                turns.append(
+                    Turn(
+                        role="warden",
+                        author="warden",
+                        text=(
+                            f"proposed {a.tool} {a.args_json} — now {a.status}"
+                            + (f"; result: {a.result[:500]}" if a.result else "")
+                        ),
+                    )
+                )
+        return tuple(turns)
+
+    def _propose(self, req: Request, plan: Proposals, taint: str | None) -> None:
+        core = self.core
+        now = core.now()
+        actions: list[Action] = []
+        audits: list[Audit] = []
+        notices: list[Notice] = []
+        questions = 0
+        per_tool: dict[str, int] = {}
+        at = core.clock()
+        for call in plan.calls[:MAX_CALLS]:
+            name = str(call.tool)
+            origin = Origin(
+                requester=req.requester,
+                channel=req.channel,
+                thread_ts=req.thread_ts,
+                taint=taint,
+                same_tool_earlier=per_tool.get(name, 0),
+            )
+            decision = core.gate.decide(
+                tool=call.tool, args=call.args, confidence=call.confidence, origin=origin, now=now
+            )
+            per_tool[name] = per_tool.get(name, 0) + 1
+            if decision.verdict is Verdict.CLARIFY:
+                questions += 1
+                continue
+            action = self._action(req, call.rationale, call.confidence, decision, taint, at)
+            actions.append(action)
+            audits.append(
+                core.audit(
+                    "planner",
+                    "action.proposed",
+                    req.trace_id,
+                    tool=action.tool,
+                    args=action.args_json,
+                    risk=action.risk,
+                    verdict=decision.verdict.value,
+                    reason=decision.reason,
+                    confidence=call.confidence,
+                    taint=taint,
+                )
+            )
+            notices.append(Notice(action_id=action.id))
+            if decision.escalate and action.status == ActionStatus.AWAITING_APPROVAL:
+                notices.append(critical_notice(core, action, "awaiting two approvals"))
+        answer = core.safe(plan.message, 1500) if plan.message else None
+        if questions and not actions:
+            answer = (
+                "I'm not confident enough to propose anything yet. Could you say more "
+                "precisely what you want done?"
+            )
+        if answer:
+            notices.insert(0, Notice(channel=req.channel, thread_ts=req.thread_ts, text=answer))
+        status = RequestStatus.PLANNED if actions or answer else RequestStatus.DONE
+        if not core.store.finish_planning(
+            req.id,
+            core.owner,
+            status,
+            answer=answer,
+            actions=actions,
+            usage=usage_dict(plan.usage),
+            action_audits=audits,
+            audit_=core.audit("warden", "request.planned", req.trace_id, actions=len(actions)),
+            notices=notices,
+        ):
+            return
+        core.kick()
+        core.workers.outbox.submit(core.chat.unreact, req.channel, req.message_ts, "eyes")
+        for action in actions:
+            if action.status == ActionStatus.APPROVED:
+                self.execution.submit(action.id)
+
+    def _action(
+        self,
+        req: Request,
+        rationale: str,
+        confidence: float,
+        decision: Decision,
+        taint: str | None,
+        now: datetime,
+    ) -> Action:
+        core = self.core
+        status = decision.status
+        preview, note = None, decision.reason if status == ActionStatus.REFUSED else None
+        if decision.verdict in (Verdict.AWAIT, Verdict.SUGGEST):
+            if decision.needs_preview and core.paused:
+                note = (
+                    "Held: Warden is paused. The dry-run preview runs after /resume; "
+                    "then this can be approved."
+                )
+            else:
+                shown = self.executor.dry_run(
+                    decision.tool, decision.args, req.requester, req.trace_id
+                )
+                preview = shown.text
+                if decision.needs_preview and not shown.ok:
+                    status = ActionStatus.REFUSED
+                    note = f"Critical actions need a {shown.problem}."
+        return Action(
+            id=new_id(),
+            request_id=req.id,
+            trace_id=req.trace_id,
+            tool=decision.tool,
+            args_json=decision.args_json or "{}",
+            policy_version=decision.policy_version,
+            risk=decision.risk.value,
+            autonomy=decision.autonomy.value,
+            confidence=float(confidence) if isinstance(confidence, int | float) else 0.0,
+            rationale=redact(str(rationale))[:4000],
+            preview=preview,
+            required_approvals=decision.required_approvals,
+            requester=req.requester,
+            channel=req.channel,
+            thread_ts=req.thread_ts,
+            status=status,
+            status_note=note,
+            taint=taint if status != ActionStatus.REFUSED else None,
+            expires_at=now + core.policy.gate.approval_ttl
+            if status == ActionStatus.AWAITING_APPROVAL
+            else None,
+            decided_by="gate" if status == ActionStatus.APPROVED else None,
+        )
+
+    def fill_preview(self, action_id: str, revision: int) -> None:
+        """Run a waiting action's dry run (after an Edit, or after /resume for a critical
+        action held while paused) off the ack path, and show it on the card."""
+        core = self.core
+        action = core.store.get_action(action_id)
+        if action is None or action.revision != revision:
+            return
+        if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
+            return
+        shown = self.executor.dry_run(
+            action.tool, json.loads(action.args_json), action.requester, action.trace_id
+        )
+        if not shown.ok and Risk(action.risk) is Risk.CRITICAL:
+            if core.paused:
+                return  # held until /resume
+            core.store.transition(
+                action.id,
+                [action.status],
+                ActionStatus.REFUSED,
+                core.audit("warden", "action.refused", action.trace_id, reason=shown.problem),
+                revision=revision,
+                values={
+                    "preview": shown.text,
+                    "status_note": f"Critical actions need a {shown.problem}.",
+                },
+            )
+        else:
+            core.store.transition(
+                action.id,
+                [action.status],
+                ActionStatus(action.status),
+                core.audit("warden", "action.previewed", action.trace_id),
+                revision=revision,
+                values={"preview": shown.text, "status_note": None},
+            )
+        core.kick()
+
+
+def taint_of(history: tuple[Turn, ...], lookups: list[str]) -> str | None:
+    """What, not written by the requester, entered a request's loop (None: nothing)."""
+    sources = []
+    if lookups:
+        sources.append("output of " + ", ".join(sorted(set(lookups))))
+    if any(t.role != "requester" for t in history):
+        sources.append("earlier messages in the thread")
+    return "; ".join(sources) or None
+
+
+def unavailable_text(why: str) -> str:
+    return (
+        f":warning: I couldn't plan this right now: {why}. Your request is saved — "
+        "reply `retry` in this thread to try again."
+    )
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cost_usd": usage.cost_usd,
+    }

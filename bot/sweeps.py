@@ -1,0 +1,161 @@
+"""Sweeps: scheduled repairs that make the database's truth happen, whatever crashed.
+
+Each is idempotent and safe on every replica at once (conditional transitions and leases
+decide): approvals that outlived `approval_ttl` expire; closed undo windows lose their
+button; runs whose process died become `needs_review` (never re-run silently); requests
+nobody is planning are queued again; undelivered outbox rows are delivered; approved actions
+nobody started are started; after `/resume`, what waited on the pause continues.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.approvals import Approvals
+from bot.core import Core
+from bot.delivery import Delivery
+from bot.execution import Execution
+from bot.intake import Intake
+from bot.planning import Planning
+from bot.policy import Risk
+from storage.models import ActionStatus
+from storage.repo import Notice
+
+STALE = timedelta(seconds=30)
+
+
+class Sweeps:
+    def __init__(
+        self,
+        core: Core,
+        intake: Intake,
+        planning: Planning,
+        approvals: Approvals,
+        execution: Execution,
+        delivery: Delivery,
+    ) -> None:
+        self.core = core
+        self.intake = intake
+        self.planning = planning
+        self.approvals = approvals
+        self.execution = execution
+        self.delivery = delivery
+
+    def expired(self) -> int:
+        core = self.core
+        return sum(self.approvals.expire(i) for i in core.store.expired_awaiting(core.clock()))
+
+    def undo_windows(self) -> int:
+        core = self.core
+        closed = 0
+        for action_id in core.store.undo_window_closed(core.clock()):
+            if core.store.close_undo_window(action_id):
+                closed += 1
+                core.store.notify([Notice(action_id=action_id)])
+        core.kick()
+        return closed
+
+    def interrupted(self) -> int:
+        """Executions whose worker vanished become `needs_review` — never silently re-run.
+
+        Vanished: its lease ran out, or its owner is dead (no recent heartbeat in `instance`,
+        or no row at all). The same rule holds at start-up and in the periodic sweep.
+        """
+        core = self.core
+        found = 0
+        for action_id in core.store.interrupted(core.clock(), core.owner):
+            action = core.store.get_action(action_id)
+            if action is None:
+                continue
+            won = core.store.transition(
+                action_id,
+                [ActionStatus.EXECUTING, ActionStatus.UNDOING],
+                ActionStatus.NEEDS_REVIEW,
+                core.audit("warden", "action.needs_review", action.trace_id, was=action.status),
+                values={
+                    "status_note": "Warden stopped while this was running, so whether it "
+                    "finished is unknown. Check by hand; it will not be re-run automatically.",
+                    "lease_until": None,
+                },
+                notices=[
+                    core.to_admins(
+                        f":warning: *{action.tool}* (action `{action.id}`, trace "
+                        f"`{action.trace_id}`) was interrupted while "
+                        f"{action.status.replace('_', ' ')}; its outcome is unknown and it "
+                        "needs review."
+                    )
+                ],
+            )
+            if won is not None:
+                found += 1
+        core.kick()
+        return found
+
+    def requests(self) -> int:
+        return self.intake.requeue_waiting()
+
+    def outbox(self) -> int:
+        return self.delivery.drain()
+
+    def cards(self) -> int:
+        """Card reservations of dead processes are released (the outbox then posts them);
+        approved actions nobody started (their executor's queue was lost) are started."""
+        core = self.core
+        released = core.store.release_dead_card_reservations(core.clock(), core.owner)
+        if not core.paused:
+            for action in core.store.actions_with_status([ActionStatus.APPROVED]):
+                if action.updated_at < core.clock() - STALE:
+                    self.execution.submit(action.id)
+        return released
+
+    def after_resume(self) -> int:
+        """What waited on the pause continues, each asked of the gate again: approved actions
+        start; waiting ones whose approvals on record meet their rule start; critical ones
+        held for their dry run get it."""
+        core = self.core
+        if core.paused:
+            return 0
+        started = 0
+        for action in core.store.actions_with_status([ActionStatus.APPROVED], 500):
+            self.execution.submit(action.id)
+            started += 1
+        waiting = core.store.actions_with_status([ActionStatus.AWAITING_APPROVAL], 500)
+        approvals = core.store.approvals_for([a.id for a in waiting])
+        for action in waiting:
+            if Risk(action.risk) is Risk.CRITICAL and not action.preview:
+                core.workers.planners.submit_fair(
+                    action.requester, self.planning.fill_preview, action.id, action.revision
+                )
+                continue
+            if core.gate.met(action, approvals[action.id]):
+                self.approvals.start(action, "warden")
+                started += 1
+        return started
+
+    def publish_audit_anchor(self) -> tuple[int, str]:
+        """Post the audit chain's tip to the admin channel: a copy outside the database that
+        `warden audit verify --anchor SEQ:HASH` checks, so a rewritten chain is caught."""
+        core = self.core
+        seq, digest = core.store.audit_tip()
+        if seq:
+            core.store.notify(
+                [
+                    core.to_admins(
+                        f":lock: Audit anchor: row {seq}, hash `{digest}`. "
+                        f"`warden audit verify --anchor {seq}:{digest}` proves the trail up to "
+                        "here was not rewritten."
+                    )
+                ]
+            )
+            core.kick()
+        return seq, digest
+
+    def recover(self) -> None:
+        """At start-up: register this process as alive, flag runs interrupted by dead ones,
+        pick up requests accepted before a crash and deliver what is owed."""
+        core = self.core
+        core.store.heartbeat(core.owner, core.clock())
+        self.interrupted()
+        self.requests()
+        self.cards()
+        core.kick()

@@ -1,0 +1,311 @@
+"""Block Kit: Slack's wire format for cards, the App Home and the Edit / Reject modals.
+
+The product describes a card (`bot.cards.Card`), a home (`bot.reports.Home`) and an edit
+form (`bot.approvals.EditForm`); this module renders them within Slack's limits — 50 blocks a
+message (100 in views), 3000 characters a section, 2000 a button value, 150 a header — and
+neutralises every untrusted field (`bot.sanitize`). Warden's own words and the user ids it
+names are rendered as they are, so its mentions stay real. It also parses what comes back:
+button values and modal metadata, strictly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.approvals import EditForm
+from bot.cards import Button, Card, Intent
+from bot.policy import Risk
+from bot.reports import Home
+from bot.sanitize import neutralise
+
+SECTION_MAX = 3000
+MAX_BLOCKS = 50
+HEADER_MAX = 150
+
+APPROVE, EDIT, REJECT, UNDO = "warden_approve", "warden_edit", "warden_reject", "warden_undo"
+ACTION_IDS = {Intent.APPROVE: APPROVE, Intent.EDIT: EDIT, Intent.REJECT: REJECT, Intent.UNDO: UNDO}
+EDIT_VIEW, REJECT_VIEW = "warden_edit", "warden_reject"
+
+RISK_BADGE = {
+    Risk.LOW: ":large_green_circle: low",
+    Risk.MEDIUM: ":large_yellow_circle: medium",
+    Risk.HIGH: ":large_orange_circle: high",
+    Risk.CRITICAL: ":red_circle: critical",
+}
+
+_ACTION_ID = re.compile(r"[0-9a-f]{1,32}")
+_REVISION = re.compile(r"[0-9]{1,9}")
+_CHANNEL = re.compile(r"[A-Z0-9]{0,32}")
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def code(text: str, limit: int = SECTION_MAX - 40) -> str:
+    body = clip(text.replace("```", "`\u200b``"), limit - 8) or " "
+    return f"```{body}```"
+
+
+def safe(text: str, domains: Sequence[str], limit: int) -> str:
+    return neutralise(text, allowed_domains=list(domains), limit=limit)
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 2000)}]}
+
+
+def header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_MAX)}}
+
+
+def when(at: datetime | None) -> str:
+    if at is None:
+        return "—"
+    ts = int(at.timestamp())
+    return f"<!date^{ts}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+
+
+def mention(user: str) -> str:
+    return f"<@{user}>"
+
+
+def card_value(action_id: str, revision: int) -> str:
+    """What every button carries: the action and the revision the clicker saw."""
+    return f"{action_id}:{revision}"
+
+
+def parse_card_value(value: object) -> tuple[str, int] | None:
+    """(action id, revision) from a button's value, or None for anything malformed."""
+    if not isinstance(value, str):
+        return None
+    action_id, _, rev = value.partition(":")
+    if not _ACTION_ID.fullmatch(action_id) or not _REVISION.fullmatch(rev):
+        return None
+    return action_id, int(rev)
+
+
+def button(b: Button, value: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": b.label},
+        "action_id": ACTION_IDS[b.intent],
+        "value": value[:2000],
+    }
+    if b.style:
+        out["style"] = b.style
+    if b.confirm:
+        out["confirm"] = {
+            "title": {"type": "plain_text", "text": "Run this?"},
+            "text": {"type": "mrkdwn", "text": clip(b.confirm, 300)},
+            "confirm": {"type": "plain_text", "text": b.label},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        }
+    return out
+
+
+def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
+    """A card's fallback text and blocks."""
+    d = card.allowed_domains
+    blocks: list[dict[str, Any]] = [header(f"{card.tool} — {card.status.value.replace('_', ' ')}")]
+    blocks.append(section(f"*What will run*\n{code(safe(card.what, d, 1500), 1600)}"))
+    why = safe(card.why, d, 1500)
+    if card.edited_by:
+        why += (
+            f"\n:pencil2: Edited by {mention(card.edited_by)}: the arguments changed, so the "
+            "confidence below was the planner's, for the original arguments."
+        )
+    blocks.append(section(f"*Why*\n{why}"))
+    who = ", ".join(mention(u) for u in card.approvers[:20]) or "nobody"
+    confidence = f"{round(card.confidence * 100)}%"
+    if card.edited_by:
+        confidence += f" (before the edit by {mention(card.edited_by)})"
+    fields = [
+        f"*Confidence*\n{confidence}",
+        f"*Risk*\n{RISK_BADGE[card.risk]}",
+        f"*Requested by*\n{mention(card.requester)}",
+        f"*Who may approve*\n{clip(card.rule, 200)}: {who}",
+    ]
+    if card.expires_at is not None:
+        fields.append(f"*Expires*\n{when(card.expires_at)}")
+    blocks.append(
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields]}
+    )
+    if card.taint:
+        blocks.append(
+            context(
+                ":shield: Needs a person's click: the plan read text not written by the "
+                f"requester ({safe(card.taint, d, 300)})."
+            )
+        )
+    if card.preview:
+        blocks.append(section(f"*Preview (dry run)*\n{code(safe(card.preview, d, 2500))}"))
+    blocks.append({"type": "divider"})
+    line = card.status_line
+    if card.approved_by:
+        line += " · approved by " + ", ".join(mention(u) for u in card.approved_by)
+        if card.buttons and card.buttons[0].intent is Intent.APPROVE:
+            line += f" ({len(card.approved_by)} of {card.required_approvals})"
+    if card.decided_by:
+        verb = "rejected" if card.status.value == "rejected" else "undo requested"
+        line += f" · {verb} by {mention(card.decided_by)}"
+    blocks.append(section(line))
+    if card.note:
+        blocks.append(section(safe(card.note, d, 1000)))
+    if card.result is not None or card.result_note:
+        label = "Output" if card.status.value == "succeeded" else "Details"
+        body = card.result_note or ""
+        if card.result:
+            body += ("\n" if body else "") + code(safe(card.result, d, 2600))
+        blocks.append(section(f"*{label}*\n{body or code('(no output)')}"))
+    if card.paused:
+        blocks.append(
+            context(":double_vertical_bar: Warden is paused: nothing runs until /resume.")
+        )
+    if card.waiting_for_preview:
+        blocks.append(context(":hourglass: Dry run pending; Approve appears with its preview."))
+    value = card_value(card.action_id, card.revision)
+    if card.buttons:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"card:{card.action_id}",
+                "elements": [button(b, value) for b in card.buttons],
+            }
+        )
+    blocks.append(
+        context(
+            f"trace `{card.trace_id}` · action `{card.action_id}` · rev {card.revision} · "
+            f"policy `{card.policy_version}`"
+            + (f" · undo until {when(card.undo_until)}" if card.undo_until else "")
+        )
+    )
+    return card.summary, blocks[:MAX_BLOCKS]
+
+
+def home_view(home: Home) -> dict[str, Any]:
+    """The App Home: what waits for this person, with Approve / Reject that behave exactly
+    like the card's (same action ids and values, so the same listeners and gate)."""
+    blocks: list[dict[str, Any]] = [header("Warden")]
+    if home.paused_by:
+        blocks.append(
+            section(
+                f":double_vertical_bar: *Paused* by {mention(home.paused_by)}. "
+                "Nothing runs until /resume."
+            )
+        )
+    blocks.append(
+        section(
+            f"*Waiting for you* ({len(home.waiting)})"
+            if home.waiting
+            else "*Waiting for you*\nNothing needs your approval right now."
+        )
+    )
+    for item in home.waiting:
+        a = item.action
+        blocks.append(
+            section(
+                f"*{clip(a.tool, 64)}* · {a.risk} risk · requested by {mention(a.requester)} in "
+                f"{item.where}\n{item.why}"
+            )
+        )
+        value = card_value(a.id, a.revision)
+        elements = []
+        if not (Risk(a.risk) is Risk.CRITICAL and not a.preview):
+            elements.append(
+                button(Button(intent=Intent.APPROVE, label="Approve", style="primary"), value)
+            )
+        elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
+        blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
+        blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+def edit_modal(form: EditForm, channel: str) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = []
+    for name, value in form.args.items():
+        element: dict[str, Any]
+        if name in form.choices:
+            options = [
+                {"text": {"type": "plain_text", "text": clip(c, 75)}, "value": c[:150]}
+                for c in form.choices[name][:100]
+            ]
+            element = {"type": "static_select", "action_id": "value", "options": options}
+            initial = next((o for o in options if o["value"] == value), None)
+            if initial:
+                element["initial_option"] = initial
+        else:
+            element = {
+                "type": "plain_text_input",
+                "action_id": "value",
+                "initial_value": clip(value, 3000),
+                "multiline": len(value) > 80,
+            }
+        block: dict[str, Any] = {
+            "type": "input",
+            "block_id": f"arg:{name}"[:255],
+            "label": {"type": "plain_text", "text": clip(name, 2000)},
+            "element": element,
+        }
+        if form.hints.get(name):
+            block["hint"] = {"type": "plain_text", "text": clip(form.hints[name], 2000)}
+        blocks.append(block)
+    if not blocks:
+        blocks.append(section("This tool takes no arguments."))
+    blocks.insert(
+        0, context("Saving re-checks the call with the gate; earlier approvals no longer count.")
+    )
+    return {
+        "type": "modal",
+        "callback_id": EDIT_VIEW,
+        "private_metadata": f"{form.action_id}:{form.revision}:{channel}",
+        "title": {"type": "plain_text", "text": clip(f"Edit {form.tool}", 24)},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks[:100],
+    }
+
+
+def reject_modal(action_id: str, revision: int, channel: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": REJECT_VIEW,
+        "private_metadata": f"{action_id}:{revision}:{channel}",
+        "title": {"type": "plain_text", "text": "Reject action"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "reason",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Reason (optional)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            }
+        ],
+    }
+
+
+def parse_metadata(value: object) -> tuple[str, int, str] | None:
+    """(action id, revision, channel) from a modal's private_metadata, or None."""
+    if not isinstance(value, str):
+        return None
+    parts = value.split(":")
+    if len(parts) != 3:
+        return None
+    parsed = parse_card_value(f"{parts[0]}:{parts[1]}")
+    if parsed is None or not _CHANNEL.fullmatch(parts[2]):
+        return None
+    return parsed[0], parsed[1], parts[2]
