@@ -170,7 +170,7 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
             context(":double_vertical_bar: Warden is paused: nothing runs until /resume.")
         )
     if card.waiting_for_preview:
-        blocks.append(context(":hourglass: Dry run pending; Approve appears with its preview."))
+        blocks.append(context(":hourglass: Dry run in progress; Approve appears with it."))
     value = card_value(card.action_id, card.revision)
     if card.buttons:
         blocks.append(

@@ -25,6 +25,7 @@ REQUESTER, APPROVER, APPROVER2, ADMIN, STRANGER = (
     "U0ADMIN",
     "U0STRANGER",
 )
+APPROVER3 = "U0APPR3"  # a third approver, so a critical call edited by an approver can pass
 
 
 def reset_postgres() -> None:
@@ -56,7 +57,7 @@ def policy_data(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "access": {
             "admins": [ADMIN],
-            "approvers": [APPROVER, APPROVER2, REQUESTER],
+            "approvers": [APPROVER, APPROVER2, REQUESTER, APPROVER3],
             "admin_channel": "C0OPS",
         },
         "gate": {
@@ -112,7 +113,7 @@ def policy_data(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
             "flush {name}": {"runbook": "flush_cache"},
             "announce {text}": {"tool": "post_message", "args": {"channel": "C0GENERAL"}},
         },
-        "workers": {"planners": 4, "executors": 4},
+        "workers": {"planners": 4, "executors": 4, "per_requester": 500},
     }
     for key, value in overrides.items():
         data[key] = value

@@ -481,7 +481,7 @@ def test_edit_runs_its_dry_run_after_the_ack(slack_factory: SlackFactory, tmp_pa
     assert done.status == 200 and "errors" not in (done.body or "")
     slack.ws.wait_until(lambda: "Dry run in progress" in card_text(slack.card(action.id)))
     assert "Approve" not in buttons(slack.card(action.id))  # critical: no preview yet
-    reply = slack.bot.warden.lifecycle.approvals.approve(action.id, 2, APPROVER)
+    reply = slack.bot.warden.lifecycle.approvals.approve(action.id, 2, APPROVER2)
     assert not reply.ok and "preview" in reply.text
     gate.touch()
     slack.idle()
