@@ -8,9 +8,8 @@
     ├── PreconditionFailed           a tool's precondition said no; the gate refuses
     ├── UnknownTool                  the planner named a tool that is not registered
     ├── ToolFailed                   the tool ran and failed (non-zero exit, timeout, API error)
-    ├── PlannerUnavailable           the planner is unreachable (rate limit, overload,
-    │                                outage); the request is kept and can be retried
-    └── AuditChainBroken             `warden audit verify` found a row altered, removed or moved
+    └── PlannerUnavailable           the planner is unreachable (rate limit, overload,
+                                     outage); the request is kept and can be retried
 
 A user-facing message says what was wrong and what to do next.
 """
@@ -53,6 +52,3 @@ class PlannerUnavailable(WardenError):
         super().__init__(message)
         self.usage = usage
 
-
-class AuditChainBroken(WardenError):
-    """The audit hash chain does not verify."""

@@ -805,7 +805,8 @@ class Store:
         self, owner: str, now: datetime, lease: timedelta, limit: int = 20
     ) -> list[Outbox]:
         """Take up to `limit` due, undelivered rows (oldest first) for delivery. A row whose
-        deliverer died is due again when its lease runs out."""
+        deliverer died (its lease ran out, or its owner has no recent heartbeat) is due again."""
+        live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
         with self.db.write() as s:
             ids = list(
                 s.exec(
@@ -813,7 +814,11 @@ class Store:
                     .where(
                         col(Outbox.delivered_at).is_(None),
                         col(Outbox.next_at) <= now,
-                        or_(col(Outbox.lease_until).is_(None), col(Outbox.lease_until) < now),
+                        or_(
+                            col(Outbox.lease_until).is_(None),
+                            col(Outbox.lease_until) < now,
+                            and_(col(Outbox.owner) != owner, col(Outbox.owner).not_in(live)),
+                        ),
                     )
                     .order_by(col(Outbox.id))
                     .limit(limit)
