@@ -1,0 +1,205 @@
+"""A crash between a commit and its Slack post loses nothing: `warden serve` is killed with
+SIGKILL while the card updates it owes are stuck in flight, and the restarted process brings
+the card to the truth from the outbox — the action ran once and the card says so."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from devslack import Persona, Workspace
+from storage.db import Database
+from storage.models import Instance, utcnow
+from storage.repo import Store
+from tests.conftest import ADMIN, APPROVER, REQUESTER
+from tests.slack_fixtures import CHANNEL, OPS, SECRET, TOKEN, card_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _policy(tmp: Path) -> Path:
+    log = tmp / "ran.log"
+    path = tmp / "warden.toml"
+    path.write_text(
+        f"""
+[access]
+admins = ["{ADMIN}"]
+approvers = ["{APPROVER}"]
+admin_channel = "{OPS}"
+
+[runbooks.touch]
+description = "Write a line"
+command = ["sh", "-c", "echo ran $WARDEN_ACTION_ID >> {log}"]
+risk = "medium"
+
+[aliases]
+"touch it" = {{ runbook = "touch" }}
+"""
+    )
+    return path
+
+
+def until(fn: Any, timeout: float = 30.0) -> Any:
+    """Poll a condition held in another process (its database rows) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+class Bot:
+    """`warden serve` in its own process."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.env, self.port = env, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from handlers.cli import main; raise SystemExit(main())",
+                "serve",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                    return
+            except OSError:
+                assert self.proc.poll() is None, "warden serve exited"
+                time.sleep(0.05)  # polling a process coming up, not synchronising work
+        raise AssertionError("warden serve did not answer /healthz")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def workspace() -> Iterator[Workspace]:
+    ws = Workspace(
+        signing_secret=SECRET,
+        bot_url="",
+        bot_token=TOKEN,
+        team_id="T0TEST",
+        bot_user_id="U0WARDEN",
+        personas=[
+            Persona(id=REQUESTER, name="riley", label="Riley"),
+            Persona(id=APPROVER, name="avery", label="Avery"),
+            Persona(id=ADMIN, name="sam", label="Sam"),
+        ],
+        channels={CHANNEL: "general", OPS: "ops"},
+    )
+    ws.start()
+    yield ws
+    ws.stop()
+
+
+def test_a_card_update_lost_in_a_crash_is_made_after_restart(
+    workspace: Workspace, database_url: str, tmp_path: Path
+) -> None:
+    ws = workspace
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))},
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": ws.api_url,
+        "DATABASE_URL": database_url,
+        "WARDEN_CONFIG": str(_policy(tmp_path)),
+        "PORT": str(port),
+    }
+    ws.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    bot = Bot(env, port)
+    bot.start()
+    try:
+        assert ws.mention(REQUESTER, CHANNEL, "touch it").status == 200
+        card_call = ws.wait_for(lambda c: c.method == "chat.postMessage" and "blocks" in c.params)
+        card_ts = str(card_call.response["ts"])
+
+        # From now on every chat.update hangs in flight: the bot commits, then cannot post.
+        held = threading.Event()
+        release = threading.Event()
+        real_api = ws.api
+
+        def api(method: str, params: Any, token: str | None) -> Any:
+            if method == "chat.update" and not release.is_set():
+                held.set()
+                release.wait(timeout=60)
+                return 500, {"ok": False, "error": "internal_error"}, {}
+            return real_api(method, params, token)
+
+        ws.api = api  # type: ignore[method-assign]
+        assert ws.click(APPROVER, CHANNEL, card_ts, "warden_approve").status == 200
+
+        db = Database(database_url)
+        store = Store(db)
+        try:
+            until(lambda: store.actions_with_status(["succeeded"]))
+            assert held.wait(timeout=30)
+            (action,) = store.actions_with_status(["succeeded"])
+            assert "Succeeded" not in card_text(ws.message(CHANNEL, card_ts) or {})
+            bot.kill()  # between the commit and the post
+            release.set()
+            ws.api = real_api  # type: ignore[method-assign]
+            owed = [r for r in store.outbox_rows() if r.delivered_at is None]
+            assert any(r.kind == "card" and r.action_id == action.id for r in owed)
+            # The dead process's heartbeat ages out (30 s in real life).
+            with db.write() as s:
+                s.exec(update(Instance).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+
+            bot.start()  # the restart delivers what the dead process owed
+            ws.wait_until(
+                lambda: "Succeeded" in card_text(ws.message(CHANNEL, card_ts) or {}), timeout=30
+            )
+            until(lambda: all(r.delivered_at is not None for r in store.outbox_rows()))
+        finally:
+            db.dispose()
+        ran = (tmp_path / "ran.log").read_text().splitlines()
+        assert ran == [f"ran {action.id}"]
+        done = [
+            c
+            for c in ws.calls("chat.postMessage")
+            if "succeeded" in str(c.params.get("text")) and not c.params.get("blocks")
+        ]
+        assert len(done) == 1
+    finally:
+        bot.stop()
