@@ -51,4 +51,3 @@ class PlannerUnavailable(WardenError):
     def __init__(self, message: str, *, usage: object = None) -> None:
         super().__init__(message)
         self.usage = usage
-
