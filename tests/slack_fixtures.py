@@ -66,6 +66,27 @@ class Slack:
         action = max(actions, key=lambda a: a.created_at)
         return action, self.card(action.id)
 
+    def approved_run(self, text: str, *approvers: str, user: str = REQUESTER) -> Any:
+        """The product's happy path as one step: `user` mentions @warden with `text` → a card
+        is posted → each approver clicks Approve → the runbook ran exactly once → the card
+        says Succeeded and who approved → the audit chain verifies. Returns the action."""
+        before = len(self.runs(""))
+        action, card = self.mention_and_card(text, user)
+        for approver in approvers or (APPROVER,):
+            assert (
+                self.ws.click(approver, action.channel, card["ts"], "warden_approve").status == 200
+            )
+            self.idle()
+        action = self.store.get_action(action.id)
+        assert action.status == "succeeded", action.status_note
+        assert len(self.runs("")) == before + 1  # the runbook ran exactly once
+        final = card_text(self.card(action.id))
+        assert "Succeeded" in final
+        assert all(f"<@{a}>" in final for a in approvers or (APPROVER,))
+        _count, problems = self.store.verify_audit()
+        assert problems == []
+        return action
+
 
 def card_text(msg: dict[str, Any]) -> str:
     """All visible text of a message's blocks, flattened."""

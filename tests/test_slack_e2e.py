@@ -197,10 +197,8 @@ def test_pause_survives_restart(slack_factory: SlackFactory) -> None:
 
 
 def test_undo_after_success(slack: Slack) -> None:
-    action, card = slack.mention_and_card("restart web")
-    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
-    slack.idle()
-    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_undo")
+    action = slack.approved_run("restart web", APPROVER)
+    slack.ws.click(APPROVER, CHANNEL, action.card_ts, "warden_undo")
     slack.idle()
     assert slack.runs("undo") == ["undo web"]
     card = slack.card(action.id)
@@ -337,10 +335,8 @@ def test_rate_limited_card_post_is_retried(slack: Slack) -> None:
 
 def test_server_errors_are_retried(slack: Slack) -> None:
     slack.ws.fail_next("chat.update", status=503, times=1)
-    action, card = slack.mention_and_card("restart web")
-    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
-    slack.idle()
-    assert "Succeeded" in card_text(slack.card(action.id))
+    slack.approved_run("restart web", APPROVER)
+    assert [c.response.get("ok") for c in slack.ws.calls("chat.update")][0] is False
 
 
 def test_pause_holds_under_load(slack_factory: SlackFactory, tmp_path: Path) -> None:
@@ -504,3 +500,7 @@ def test_a_critical_action_whose_dry_run_fails_is_refused(
     action, card = slack.mention_and_card("scale api in staging")  # medium: preview optional
     assert action.status == ActionStatus.AWAITING_APPROVAL
     assert "dry run failed" in card_text(card)
+
+
+def test_a_critical_call_needs_two_approvers_and_runs_once(slack: Slack) -> None:
+    slack.approved_run("scale api in prod", APPROVER, APPROVER2)
