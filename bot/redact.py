@@ -37,14 +37,18 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A Python str holds no surrogate pairs, so any surrogate code point is a lone one (JSON's
+# "\ud800" decodes to it); UTF-8 cannot encode it and PostgreSQL rejects the insert.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def redact(text: str) -> str:
     """Replace anything that looks like a credential with a marker.
 
-    Control characters (NUL above all, which PostgreSQL text cannot hold) are dropped too:
-    everything stored or audited passes through here.
+    Control characters (NUL above all, which PostgreSQL text cannot hold) are dropped too, and
+    lone surrogates become U+FFFD: everything stored or audited passes through here.
     """
+    text = _SURROGATE.sub("\ufffd", text)
     text = _CONTROL.sub("", text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bot.redact import redact
+from tests.conftest import PG_URL
 
 
 @pytest.mark.parametrize(
@@ -42,3 +45,34 @@ def test_passwords_in_urls_are_redacted(text: str, expected: str) -> None:
 )
 def test_urls_without_a_password_are_left_alone(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ('"restart \\ud800 web"', "restart \ufffd web"),  # a lone high surrogate
+        ('"\\udfff\\ud800"', "\ufffd\ufffd"),  # a low one, and a pair in the wrong order
+        ('"x\\ud83d"', "x\ufffd"),  # half of an emoji, cut off
+        ('"ok \\ud83d\\ude00"', "ok \U0001f600"),  # a real pair is one character: kept
+    ],
+)
+def test_lone_surrogates_become_replacement_characters(payload: str, expected: str) -> None:
+    text = json.loads(payload)  # how one arrives: a Slack payload's JSON escape
+    cleaned = redact(text)
+    assert cleaned == expected
+    cleaned.encode("utf-8")  # what the database driver and the audit log do with it
+    assert redact(cleaned) == cleaned
+
+
+def test_a_redacted_lone_surrogate_can_be_stored_in_postgresql() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    text = json.loads('"token=abc \\ud800 done"')
+    try:
+        conn = psycopg.connect(PG_URL, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - no server here
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    with conn:
+        with pytest.raises(UnicodeEncodeError):
+            conn.execute("SELECT %s::text", [text])
+        (stored,) = conn.execute("SELECT %s::text", [redact(text)]).fetchone() or ("",)
+    assert stored == "token=[redacted] \ufffd done"
