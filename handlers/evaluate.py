@@ -36,13 +36,14 @@ def _refuse_lookup(name: str, args: dict[str, Any]) -> str:
 def evaluate_case(case: dict[str, Any], gate: Gate, planner: Any) -> tuple[bool, str]:
     request = str(case.get("request", ""))
     requester = str(case.get("requester", "U0EVAL"))
+    channel = str(case.get("channel", "C0GENERAL"))
     plan = planner.plan(
         PlanRequest(
             request_id="eval",
             trace_id="eval",
             text=request,
             requester=requester,
-            channel="C0EVAL",
+            channel=channel,
             run_read_only=_refuse_lookup,
         )
     )
@@ -59,7 +60,7 @@ def evaluate_case(case: dict[str, Any], gate: Gate, planner: Any) -> tuple[bool,
             tool=call.tool,
             args=call.args,
             confidence=call.confidence,
-            origin=Origin(requester=requester, channel="C0EVAL"),
+            origin=Origin(requester=requester, channel=channel),
             now=Now(paused=False),
         )
         got = decision.verdict.value
