@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
@@ -541,7 +542,11 @@ class Workspace:
         msgs = [
             m
             for m in self._messages.get(channel, [])
-            if not m.get("ephemeral_to") and m.get("thread_ts") in (None, m["ts"])
+            if not m.get("ephemeral_to")
+            and (
+                m.get("thread_ts") in (None, m["ts"])
+                or m.get("subtype") == "thread_broadcast"  # "also send to channel"
+            )
         ]
         return {"messages": list(reversed(msgs)), "has_more": False}
 
@@ -671,14 +676,14 @@ class Workspace:
         headers = {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
         return self.raw_post(body, headers)
 
-    def _event(self, event: JSON) -> Delivery:
+    def _event(self, event: JSON, event_id: str | None = None) -> Delivery:
         payload = {
             "token": "verification-token-unused",
             "team_id": self.team_id,
             "api_app_id": self.app_id,
             "event": event,
             "type": "event_callback",
-            "event_id": "Ev" + secrets.token_hex(6).upper(),
+            "event_id": event_id or "Ev" + secrets.token_hex(6).upper(),
             "event_time": int(time.time()),
             "authorizations": [
                 {
@@ -704,6 +709,252 @@ class Workspace:
             "X-Slack-Retry-Reason": reason,
         }
         return self.raw_post(delivery.raw, headers)
+
+    def replay(self, delivery: Delivery) -> Delivery:
+        """POST exactly the same signed bytes and headers again: a replay (by anyone who saw
+        the request) within Slack's 5-minute window, which the signature alone accepts."""
+        again = self.raw_post(delivery.raw, dict(delivery.headers))
+        again.event_id = delivery.event_id
+        return again
+
+    @staticmethod
+    def channel_type(channel: str) -> str:
+        """The `channel_type` Slack puts on message events."""
+        if channel.startswith("D"):
+            return "im"
+        if channel.startswith("G"):
+            return "group"
+        return "channel"
+
+    def edit_message(
+        self, user: str, channel: str, ts: str, new_text: str, event_id: str | None = None
+    ) -> Delivery:
+        """`user` edits their message `ts` to `new_text` (wire format, as for `say`).
+
+        Slack sends `message` / `message_changed` (the bot subscribes to message.channels and
+        message.im) and, when the edited text mentions the app outside a DM, `app_mention`
+        again: the SAME `ts`, an `edited` field and a NEW event_id (`event_id` to choose it).
+        Returns the `app_mention` delivery, or the `message_changed` one if none was sent."""
+        with self._cond:
+            msg = next(
+                (
+                    m
+                    for m in self._messages.get(channel, [])
+                    if m["ts"] == ts and not m.get("ephemeral_to")
+                ),
+                None,
+            )
+            if msg is None:
+                raise LookupError(f"no message {ts} in {channel}")
+            if msg.get("user") != user:
+                raise LookupError(f"{user} did not write message {ts}; only its author edits it")
+            edit_ts = self._new_ts()
+            previous = self._message_fields(msg)
+            msg["text"] = new_text
+            msg["edited"] = {"user": user, "ts": edit_ts}
+            current = self._message_fields(msg)
+            # A thread's root carries its own ts as thread_ts once it has replies.
+            thread_ts = msg.get("thread_ts")
+            self._changed()
+        changed = self._event(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "hidden": True,
+                "message": current,
+                "previous_message": previous,
+                "channel": channel,
+                "ts": edit_ts,
+                "event_ts": edit_ts,
+                "channel_type": self.channel_type(channel),
+            },
+            event_id=None if self._mentions_bot(channel, new_text) else event_id,
+        )
+        if not self._mentions_bot(channel, new_text):
+            return changed
+        event: JSON = {
+            "type": "app_mention",
+            "user": user,
+            "text": new_text,
+            "ts": ts,
+            "channel": channel,
+            "event_ts": edit_ts,
+            "team": self.team_id,
+            "edited": {"user": user, "ts": edit_ts},
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return self._event(event, event_id=event_id)
+
+    def _mentions_bot(self, channel: str, text: str) -> bool:
+        """Whether Slack sends `app_mention` for this text (never in a DM)."""
+        return f"<@{self.bot_user_id}>" in text and not channel.startswith("D")
+
+    def _message_fields(self, msg: JSON) -> JSON:
+        """A stored message as Slack puts it inside an event (`message`, `root`, ...)."""
+        keep = (
+            "type",
+            "subtype",
+            "user",
+            "bot_id",
+            "bot_profile",
+            "text",
+            "ts",
+            "thread_ts",
+            "reply_count",
+            "edited",
+            "files",
+            "upload",
+        )
+        out: JSON = {k: msg[k] for k in keep if k in msg}
+        out["team"] = self.team_id
+        return json.loads(json.dumps(out))  # type: ignore[no-any-return]
+
+    def bot_mention(
+        self,
+        bot_id: str,
+        channel: str,
+        text: str,
+        *,
+        user: str | None = None,
+        name: str = "other-app",
+        app_id: str | None = None,
+        thread_ts: str | None = None,
+    ) -> Delivery:
+        """Another app's bot writes "@warden text" in `channel`: Slack sends `app_mention`
+        with the bot's `bot_id`, its `bot_profile` and the bot user's id in `user`."""
+        bot_user = user or "U" + bot_id[1:]
+        full = f"<@{self.bot_user_id}> {text}"
+        profile: JSON = {
+            "id": bot_id,
+            "deleted": False,
+            "name": name,
+            "updated": int(time.time()),
+            "app_id": app_id or "A" + bot_id[1:],
+            "icons": {"image_36": "", "image_48": "", "image_72": ""},
+            "team_id": self.team_id,
+        }
+        with self._cond:
+            msg = self._store_message(
+                channel, bot_user, full, None, thread_ts, bot_id=bot_id, bot_profile=profile
+            )
+            self._changed()
+        event: JSON = {
+            "type": "app_mention",
+            "user": bot_user,
+            "bot_id": bot_id,
+            "bot_profile": profile,
+            "text": full,
+            "ts": msg["ts"],
+            "channel": channel,
+            "event_ts": msg["ts"],
+            "team": self.team_id,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return self._event(event)
+
+    def _file(self, user: str) -> JSON:
+        """A file object as it appears in a `file_share` message."""
+        file_id = "F" + secrets.token_hex(5).upper()
+        now = int(time.time())
+        return {
+            "id": file_id,
+            "created": now,
+            "timestamp": now,
+            "name": "screenshot.png",
+            "title": "screenshot.png",
+            "mimetype": "image/png",
+            "filetype": "png",
+            "pretty_type": "PNG",
+            "user": user,
+            "editable": False,
+            "size": 92582,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{self.url}/files/{file_id}/screenshot.png",
+            "url_private_download": f"{self.url}/files/{file_id}/download/screenshot.png",
+            "permalink": f"{self.url}/files/{user}/{file_id}/screenshot.png",
+            "has_rich_preview": False,
+        }
+
+    def reply(
+        self, user: str, channel: str, thread_ts: str, text: str, subtype: str | None = None
+    ) -> Delivery:
+        """`user` replies in a thread: a `message` event (text in wire format, as for `say`).
+
+        `subtype`: None (a plain reply), "thread_broadcast" ("also send to channel": the event
+        has `subtype`, `thread_ts` and the thread's `root`) or "file_share" (a reply with a
+        file: `files`, `upload: false`). If the text mentions the app outside a DM, Slack also
+        sends `app_mention`, and so does this (after the message event, which is returned)."""
+        if subtype not in (None, "thread_broadcast", "file_share"):
+            raise ValueError(f"unsupported subtype {subtype!r}")
+        extra: JSON = {}
+        if subtype == "thread_broadcast":
+            extra["subtype"] = "thread_broadcast"
+        elif subtype == "file_share":
+            extra.update(
+                subtype="file_share", files=[self._file(user)], upload=False, display_as_bot=False
+            )
+        with self._cond:
+            msg = self._store_message(channel, user, text, None, thread_ts, **extra)
+            root = next((m for m in self._messages.get(channel, []) if m["ts"] == thread_ts), None)
+            root_fields: JSON | None = None
+            if root is not None:
+                replies = [
+                    m
+                    for m in self._messages.get(channel, [])
+                    if m.get("thread_ts") == thread_ts
+                    and m["ts"] != thread_ts
+                    and not m.get("ephemeral_to")
+                ]
+                users = sorted({str(m.get("user")) for m in replies})
+                root_fields = {
+                    **self._message_fields(root),
+                    "thread_ts": thread_ts,
+                    "reply_count": len(replies),
+                    "reply_users_count": len(users),
+                    "latest_reply": msg["ts"],
+                    "reply_users": users,
+                    "is_locked": False,
+                }
+            self._changed()
+        event: JSON = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": msg["ts"],
+            "thread_ts": thread_ts,
+            "channel": channel,
+            "event_ts": msg["ts"],
+            "team": self.team_id,
+            "client_msg_id": str(uuid.uuid4()),
+            "channel_type": self.channel_type(channel),
+            **extra,
+        }
+        if subtype == "thread_broadcast" and root_fields is not None:
+            event["root"] = root_fields
+        delivery = self._event(event)
+        if self._mentions_bot(channel, text):
+            mention: JSON = {
+                "type": "app_mention",
+                "user": user,
+                "text": text,
+                "ts": msg["ts"],
+                "thread_ts": thread_ts,
+                "channel": channel,
+                "event_ts": msg["ts"],
+                "team": self.team_id,
+            }
+            if "files" in extra:
+                mention.update(files=extra["files"], upload=False)
+            self._event(mention)
+        return delivery
 
     def _user_message(self, user: str, channel: str, text: str, thread_ts: str | None) -> JSON:
         with self._cond:
@@ -851,6 +1102,75 @@ class Workspace:
             "message": msg,
             "state": {"values": {}},
             "response_url": response_url,
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "value": button.get("value") if value is None else value,
+                    "type": "button",
+                    "text": button.get("text"),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        return self._deliver_form({"payload": json.dumps(payload)})
+
+    def click_home(self, user: str, action_id: str, value: str | None = None) -> Delivery:
+        """`user` clicks the button `action_id` in their App Home (the one whose value is
+        `value`, if several; a `value` no button has is sent as given, like a forged click).
+
+        Slack's payload for a view: container `{"type": "view", "view_id": ...}` and the
+        `view`; no `channel`, no `message` and no `response_url`."""
+        with self._cond:
+            home = self._homes.get(user)
+            view = json.loads(json.dumps(home)) if home is not None else None
+        if view is None:
+            raise LookupError(f"{user} has no App Home view")
+        candidates: list[tuple[JSON, str | None]] = []
+        for block in view.get("blocks") or []:
+            accessory = block.get("accessory")
+            for element in [*(block.get("elements") or []), *([accessory] if accessory else [])]:
+                if isinstance(element, dict) and element.get("action_id") == action_id:
+                    candidates.append((element, block.get("block_id")))
+        if not candidates:
+            raise LookupError(f"{user}'s App Home has no button {action_id!r}")
+        button, block_id = next(
+            (c for c in candidates if value is not None and c[0].get("value") == value),
+            candidates[0],
+        )
+        view_id = str(view.get("id") or "VHOME" + user)
+        sent: JSON = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": "home",
+            "blocks": view.get("blocks") or [],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": secrets.token_hex(6),
+            "title": {"type": "plain_text", "text": "View Title", "emoji": True},
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "close": None,
+            "submit": None,
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": self.app_id,
+            "external_id": view.get("external_id", ""),
+            "app_installed_team_id": self.team_id,
+            "bot_id": "B0WARDEN",
+        }
+        payload: JSON = {
+            "type": "block_actions",
+            "user": self._user_obj(user),
+            "api_app_id": self.app_id,
+            "token": "verification-token-unused",
+            "container": {"type": "view", "view_id": view_id},
+            "trigger_id": self._trigger(user),
+            "team": {"id": self.team_id, "domain": "warden-dev"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": sent,
             "actions": [
                 {
                     "action_id": action_id,

@@ -1,8 +1,15 @@
 """HTTP mode: one WSGI app served by waitress (a production WSGI server).
 
-`POST /slack/events` carries events, interactivity and slash commands (Bolt verifies the
-signature and the 5-minute timestamp window); `GET /healthz` reports liveness and whether
-the database answers. A body Bolt cannot parse gets a 400, never a crash.
+`POST /slack/events` carries events, interactivity and slash commands; `GET /healthz`
+reports liveness and whether the database answers.
+
+Order on `/slack/events`, cheapest and safest first: the body is read (at most `MAX_BODY`
+bytes, else 413), then Slack's signature and 5-minute timestamp window are checked on the
+raw bytes before anything parses them (else 401 and one short log line that holds no body
+or header content), then the envelope is parsed exactly as Bolt will parse it and checked
+for the shapes Bolt's own code relies on (else 400). Only then does Bolt see the request,
+so an unsigned request never reaches it, and a signed but malformed one never makes it
+crash.
 """
 
 from __future__ import annotations
@@ -10,12 +17,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import urllib.parse
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import SignatureVerifier
 
 from bot.lifecycle import Lifecycle
 
@@ -23,6 +32,10 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 MAX_BODY = 1_000_000
+MAX_DEPTH = 64  # Slack's deepest payloads (rich text in a message) nest far less
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_ADDRESS = re.compile(r"[^0-9A-Fa-f.:]")
 
 
 def _respond(start: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
@@ -32,11 +45,18 @@ def _respond(start: StartResponse, status: str, body: dict[str, Any]) -> list[by
 
 
 class WardenWSGI:
-    """Routes `/healthz` and `/slack/events`; everything else is 404."""
+    """Routes `/healthz` and `/slack/events`; everything else is 404.
 
-    def __init__(self, app: App, lifecycle: Lifecycle) -> None:
+    `signing_secret` is the Slack app's signing secret; None (Socket Mode, where Slack does
+    not sign anything) leaves the signature check to Bolt alone.
+    """
+
+    def __init__(
+        self, app: App, lifecycle: Lifecycle, *, signing_secret: str | None = None
+    ) -> None:
         self.slack = SlackRequestHandler(app, path="/slack/events")
         self.lifecycle = lifecycle
+        self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -56,60 +76,204 @@ class WardenWSGI:
         if path == "/slack/events":
             if method != "POST":
                 return _respond(start, "405 Method Not Allowed", {"error": "use POST"})
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = -1
-            if length < 0 or length > MAX_BODY:
-                return _respond(start, "413 Payload Too Large", {"error": "bad length"})
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            problem = shape_problem(body, str(environ.get("CONTENT_TYPE") or ""))
-            if problem:
-                log.warning("refusing a malformed request on /slack/events: %s", problem)
-                return _respond(start, "400 Bad Request", {"error": problem})
-            try:
-                return self.slack(environ, start)
-            except Exception:
-                log.exception("could not handle a request on /slack/events")
-                return _respond(start, "400 Bad Request", {"error": "malformed request"})
+            return self._events(environ, start)
         return _respond(start, "404 Not Found", {"error": "not found"})
 
+    def _events(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            return _respond(start, "413 Payload Too Large", {"error": "bad length"})
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if self.verifier is not None:
+            refusal = self._unverified(environ, text)
+            if refusal:
+                log.warning(
+                    "refused an unverified request on /slack/events from %s: %s",
+                    _address(environ),
+                    refusal,
+                )
+                return _respond(start, "401 Unauthorized", {"error": "invalid request"})
+        problem = (
+            "the body is not UTF-8"
+            if text is None
+            else shape_problem(text, str(environ.get("CONTENT_TYPE") or ""))
+        )
+        if problem:
+            log.warning("refusing a malformed request on /slack/events: %s", problem)
+            return _respond(start, "400 Bad Request", {"error": problem})
+        try:
+            return self.slack(environ, start)
+        except Exception:
+            log.exception("could not handle a request on /slack/events")
+            return _respond(start, "400 Bad Request", {"error": "malformed request"})
 
-def shape_problem(body: bytes, content_type: str) -> str | None:
+    def _unverified(self, environ: dict[str, Any], text: str | None) -> str | None:
+        """Why a request is not verifiably from Slack (signature, timestamp), or None."""
+        assert self.verifier is not None
+        timestamp = str(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or "")
+        signature = str(environ.get("HTTP_X_SLACK_SIGNATURE") or "")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            return "missing or non-numeric timestamp"
+        if abs(self.verifier.clock.now() - int(timestamp)) > 5 * 60:
+            return "timestamp outside the 5-minute window"
+        if not _SIGNATURE.fullmatch(signature):
+            return "missing or malformed signature"
+        if text is None:
+            return "the body is not UTF-8"
+        if not self.verifier.is_valid(text, timestamp, signature):
+            return "bad signature"
+        return None
+
+
+def _address(environ: dict[str, Any]) -> str:
+    """The peer's address, for a log line (only the characters an IP address has)."""
+    return _ADDRESS.sub("", str(environ.get("REMOTE_ADDR") or ""))[:45] or "?"
+
+
+# The envelope fields Bolt (and Warden's listeners) read, by the shape they must have.
+# Bolt itself accepts a string or an object for the first group; anything else breaks it.
+_ID_OR_OBJECT = ("user", "team", "channel", "enterprise")
+_OBJECT = (
+    "event",
+    "view",
+    "container",
+    "message",
+    "previous_message",
+    "item",
+    "assistant_thread",
+    "function_data",
+    "state",
+    "values",
+)
+_LIST_OF_OBJECTS = ("authorizations", "actions", "response_urls")
+_STRING = (
+    "type",
+    "subtype",
+    "id",
+    "team_id",
+    "user_id",
+    "channel_id",
+    "enterprise_id",
+    "app_installed_team_id",
+    "api_app_id",
+    "event_id",
+    "trigger_id",
+    "response_url",
+    "callback_id",
+    "private_metadata",
+    "command",
+    "action_id",
+    "block_id",
+    "value",
+    "ts",
+    "thread_ts",
+    "event_ts",
+    "message_ts",
+    "channel_type",
+    "bot_id",
+    "tab",
+)
+# Interactivity payloads carry these as objects, never as bare ids.
+_PAYLOAD_OBJECT = ("user", "view", "team", "channel", "container", "message")
+
+
+def shape_problem(text: str, content_type: str) -> str | None:
     """Why a body cannot be a Slack request at all (checked before Bolt sees it), or None.
 
-    Only the envelope is checked — JSON objects where Slack sends objects — so Bolt's own
-    middleware never trips over a string where it expects a mapping.
+    The body is parsed exactly as Bolt parses it. Only the envelope is checked — objects,
+    lists and strings where Slack sends them — so Bolt's middleware and Warden's listeners
+    never trip over a string where they expect a mapping; block contents are not inspected.
     """
+    media = content_type.split(";")[0] or None
     try:
-        if content_type.startswith("application/json"):
-            data = json.loads(body or b"null")
-            if not isinstance(data, dict):
-                return "the body is not a JSON object"
-            if "event" in data and not isinstance(data["event"], dict):
-                return "event is not an object"
-            return None
-        fields = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=False)
-    except (ValueError, UnicodeDecodeError):
+        data = parse_body(text, media)
+    except RecursionError:
+        return "the body is nested too deeply"
+    except ValueError:
         return "the body is not valid JSON or form data"
-    if "payload" in fields:
-        try:
-            payload = json.loads(fields["payload"][0])
-        except ValueError:
-            return "payload is not JSON"
-        if not isinstance(payload, dict):
-            return "payload is not an object"
-        for key in ("user", "view", "team", "channel", "container", "message"):
-            if key in payload and payload[key] is not None and not isinstance(payload[key], dict):
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    if _too_deep(data):
+        return "the body is nested too deeply"
+    problem = _envelope_problem(data, "body")
+    if problem:
+        return problem
+    is_payload = "payload" in text and not (media == "application/json" or text.startswith("{"))
+    kind = data.get("type")
+    if is_payload:
+        for key in _PAYLOAD_OBJECT:
+            if data.get(key) is not None and not isinstance(data[key], dict):
                 return f"payload.{key} is not an object"
-        if "actions" in payload:
-            actions = payload["actions"]
-            if not isinstance(actions, list) or not all(
-                isinstance(a, dict) and isinstance(a.get("action_id", ""), str) for a in actions
-            ):
-                return "payload.actions is not a list of objects"
+    if kind == "event_callback" and not isinstance(data.get("event"), dict):
+        return "event is missing"
+    if kind == "block_actions" and "actions" in data and not data["actions"]:
+        return "actions is empty"
+    if kind in ("view_submission", "view_closed") and not isinstance(data.get("view"), dict):
+        return "view is missing"
     return None
+
+
+def _too_deep(data: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
+
+
+def _envelope_problem(node: dict[str, Any], where: str) -> str | None:
+    """Check `node`'s envelope fields, then the envelope objects inside it (not blocks)."""
+    for key, value in node.items():
+        if value is None:
+            continue
+        name = f"{where}.{key}"
+        if key in _STRING and not isinstance(value, str):
+            return f"{name} is not a string"
+        if key in _ID_OR_OBJECT and not isinstance(value, str | dict):
+            return f"{name} is not an id or an object"
+        if key in _OBJECT and not isinstance(value, dict):
+            return f"{name} is not an object"
+        if key in _LIST_OF_OBJECTS and not (
+            isinstance(value, list) and all(isinstance(item, dict) for item in value)
+        ):
+            return f"{name} is not a list of objects"
+        if key in _ID_OR_OBJECT or key in _OBJECT:
+            inner = value if key != "values" and isinstance(value, dict) else None
+            problem = _envelope_problem(inner, name) if inner is not None else None
+        elif key in _LIST_OF_OBJECTS:
+            problem = next(
+                (p for item in value if (p := _envelope_problem(item, f"{name}[]"))), None
+            )
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
+
+
+def _server_options(threads: int) -> dict[str, Any]:
+    return {
+        "threads": threads,
+        "ident": "warden",
+        "channel_timeout": 30,
+        # waitress buffers a whole body (by default up to 1 GB, spilling to disk) before the
+        # app sees it. Past a few times MAX_BODY it now refuses with its own 413 and stops
+        # reading; between MAX_BODY and that, the app's check answers a clean 413.
+        "max_request_body_size": 4 * MAX_BODY,
+    }
 
 
 def serve(wsgi: WardenWSGI, host: str, port: int, threads: int = 32) -> None:
@@ -117,13 +281,7 @@ def serve(wsgi: WardenWSGI, host: str, port: int, threads: int = 32) -> None:
     import waitress
 
     waitress.serve(
-        wsgi,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="warden",
-        clear_untrusted_proxy_headers=True,
-        channel_timeout=30,
+        wsgi, host=host, port=port, clear_untrusted_proxy_headers=True, **_server_options(threads)
     )
 
 
@@ -131,6 +289,4 @@ def make_server(wsgi: WardenWSGI, host: str, port: int, threads: int = 32) -> An
     """A waitress server object (for tests and `warden dev`, which run it on a thread)."""
     from waitress.server import create_server
 
-    return create_server(
-        wsgi, host=host, port=port, threads=threads, ident="warden", channel_timeout=30
-    )
+    return create_server(wsgi, host=host, port=port, **_server_options(threads))

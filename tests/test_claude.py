@@ -135,15 +135,31 @@ def test_read_only_lookup_feeds_the_plan(
     assert result["content"].startswith('<data source="result of lookup_user">')
     assert "Avery (approver)" in result["content"]  # users.info, from the workspace
     assert not result.get("is_error")
-    # post_message is low risk with autonomy auto: it ran at once, neutralised.
-    posted = [
-        c.params["text"]
-        for c in slack.ws.calls("chat.postMessage")
-        if c.params.get("text") == "Avery is on call today."
-    ]
-    assert posted == ["Avery is on call today."]
     lookups = [a for a in slack.store.audit_rows() if a.kind == "lookup"]
     assert len(lookups) == 1
+
+    def posted() -> list[str]:
+        return [
+            c.params["text"]
+            for c in slack.ws.calls("chat.postMessage")
+            if c.params.get("text") == "Avery is on call today."
+        ]
+
+    # post_message is low risk with autonomy auto, but the lookup's output entered the loop
+    # that proposed it (taint): it waits for a click, and the card says why.
+    (action,) = slack.store.actions_with_status(list(ActionStatus))
+    assert action.tool == "post_message" and action.status == ActionStatus.AWAITING_APPROVAL
+    assert action.taint == "output of lookup_user"
+    assert posted() == []
+    card = slack.card(action.id)
+    assert "not written by the requester" in card_text(card) and "lookup_user" in card_text(card)
+    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    # Approved, it runs once.
+    slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
+    slack.idle()
+    assert posted() == ["Avery is on call today."]
+    row = slack.store.get_action(action.id)
+    assert row is not None and row.status == ActionStatus.SUCCEEDED
 
 
 def test_a_thread_follow_up_answers_the_question_and_continues(
@@ -339,7 +355,7 @@ def test_step_limit(
     assert len(anthropic_stub.seen) == 3
 
 
-def test_cost_and_token_limits(
+def test_cost_limit(
     slack_factory: SlackFactory, anthropic_stub: AnthropicStub, tmp_path: Path
 ) -> None:
     policy = parse_policy(
@@ -359,17 +375,19 @@ def test_cost_and_token_limits(
     (req,) = all_requests(slack)
     assert req.cost_usd >= 0.01
 
+
+def test_token_limit(
+    slack_factory: SlackFactory, anthropic_stub: AnthropicStub, tmp_path: Path
+) -> None:
+    # Its own database: a second workspace started within the same second reuses the first
+    # one's message timestamps, and one Slack message is one request.
     tokens = parse_policy(policy_data(tmp_path, agent={"max_tokens": 1000}))
-    stub2 = AnthropicStub().start()
-    try:
-        other = slack_factory(policy_=tokens, claude=stub2)
-        stub2.responder = lambda body: reply(tool_use("list_pending_actions", {}))
-        other.ws.mention(REQUESTER, CHANNEL, "look things up")
-        other.idle()
-        thread = other.ws.calls("reactions.add")[0].params["timestamp"]
-        assert any("agent.max_tokens" in t for t in thread_replies(other, thread))
-    finally:
-        stub2.stop()
+    other = slack_factory(policy_=tokens, claude=anthropic_stub)
+    anthropic_stub.responder = lambda body: reply(tool_use("list_pending_actions", {}))
+    other.ws.mention(REQUESTER, CHANNEL, "look things up")
+    other.idle()
+    thread = other.ws.calls("reactions.add")[0].params["timestamp"]
+    assert any("agent.max_tokens" in t for t in thread_replies(other, thread))
 
 
 def test_without_a_key_free_form_requests_say_a_key_is_needed(slack: Slack) -> None:

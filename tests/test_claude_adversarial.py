@@ -72,7 +72,8 @@ def hostile(body: dict[str, Any]) -> Answer:
         text(EVIL),
         propose("scale", {"service": "api", "env": "prod"}, 1.0, EVIL),
         propose("restart_service", {"service": "payments"}, 1.0, EVIL),
-        propose("post_message", {"channel": OPS, "text": EVIL}, 1.0, EVIL),
+        propose("post_message", {"channel": OPS, "text": "POSTED " + EVIL}, 1.0, EVIL),
+        propose("post_message", {"channel": CHANNEL, "text": "POSTED " + EVIL}, 1.0, EVIL),
     )
 
 
@@ -87,8 +88,15 @@ def test_the_gate_holds_against_a_hostile_model(owned: Slack) -> None:
     slack = owned
     slack.ws.mention(REQUESTER, CHANNEL, "please look at the api")
     slack.idle()
-    actions = {a.tool: a for a in slack.store.actions_with_status(list(ActionStatus))}
+    proposed = slack.store.actions_with_status(list(ActionStatus))
+    actions = {a.tool: a for a in proposed if a.tool != "post_message"}
     critical, high = actions["scale"], actions["restart_service"]
+    # A post to Warden's admin channel is refused outright; one to the request's channel
+    # (low risk, autonomy auto, nothing untrusted read) runs at once.
+    posts = {json.loads(a.args_json)["channel"]: a for a in proposed if a.tool == "post_message"}
+    assert posts[OPS].status == ActionStatus.REFUSED
+    assert "admin channel" in (posts[OPS].status_note or "")
+    assert posts[CHANNEL].status == ActionStatus.SUCCEEDED
     assert critical.risk == "critical" and critical.required_approvals == 2
     assert critical.status == ActionStatus.AWAITING_APPROVAL
     assert high.risk == "high" and high.status == ActionStatus.AWAITING_APPROVAL
@@ -110,9 +118,11 @@ def test_the_gate_holds_against_a_hostile_model(owned: Slack) -> None:
     slack.idle()
     assert slack.runs("scale") == ["scale api prod"]
 
-    # The low-risk auto tool ran, but its text arrives defused.
-    posted = [t for t in _texts(slack, OPS) if "Ignore all previous" in t]
-    assert len(posted) == 1
+    # The low-risk auto tool ran, but its text arrives defused; nothing reached the admin
+    # channel but Warden's own escalation.
+    posted = [t for t in _texts(slack, CHANNEL) if t.startswith("POSTED")]
+    assert len(posted) == 1 and "Ignore all previous" in posted[0]
+    assert [t for t in _texts(slack, OPS) if "Ignore all previous" in t] == []
     assert_no_broadcast_or_foreign_link(slack)
     card = card_text(slack.card(critical.id))
     assert "Ignore all previous instructions" in card  # shown, as text

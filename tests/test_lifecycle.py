@@ -7,9 +7,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+from bot.core import Reply
+from bot.gate import Now
 from bot.policy import Policy
-from storage.models import Action, ActionStatus, AuditEvent
-from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER, RecordingChat
+from storage.models import Action, ActionStatus, AuditEvent, utcnow
+from tests.conftest import (
+    ADMIN,
+    APPROVER,
+    APPROVER2,
+    APPROVER3,
+    REQUESTER,
+    STRANGER,
+    RecordingChat,
+)
 from tests.harness import mention, warden
 
 
@@ -28,20 +38,25 @@ def test_fifty_concurrent_approvals_run_once(
         assert action is not None and action.status == ActionStatus.AWAITING_APPROVAL
         barrier = threading.Barrier(50)
 
-        def click(i: int) -> bool:
+        def click(i: int) -> Reply:
             barrier.wait()
             return w.lifecycle.approvals.approve(
                 action.id, action.revision, APPROVER if i % 2 else APPROVER2
-            ).ok
+            )
 
         with ThreadPoolExecutor(50) as pool:
             results = list(pool.map(click, range(50)))
         assert w.workers.wait_idle(30)
-        assert sum(results) == 1
+        # Exactly one click started it; an approval recorded as it started is told so.
+        started = [r for r in results if r.ok and not r.text]
+        assert len(started) == 1
+        assert all("already started" in r.text for r in results if r.ok and r.text)
         final = w.store.get_action(action.id)
         assert final is not None and final.status == ActionStatus.SUCCEEDED
         lines = runs(tmp_path)
         assert lines == [f"restart checkout-api {action.id}"]
+        kinds = [r.kind for r in w.store.audit_rows(subject=action.id)]
+        assert kinds.count("action.approved") == kinds.count("action.executing") == 1
         count, problems = w.store.verify_audit()
         assert problems == [] and count > 4
 
@@ -89,13 +104,25 @@ def test_pause_blocks_execution_and_card_stays_approvable(
         assert action is not None
         assert not w.lifecycle.control.pause(APPROVER, "nope").ok  # not an admin
         assert w.lifecycle.control.pause(ADMIN, "incident 42").ok
+        assert w.workers.wait_idle(10)
+        assert any(
+            p["channel"] == "C0OPS" and "paused Warden" in p["text"] and "incident 42" in p["text"]
+            for p in chat.posts
+        )
+        # While paused an approval is recorded, and nothing runs.
         reply = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
-        assert not reply.ok and "paused" in reply.text and "incident 42" in reply.text
+        assert reply.ok and "paused" in reply.text and "/resume" in reply.text
         assert w.workers.wait_idle(10) and runs(tmp_path) == []
         row = w.store.get_action(action.id)
         assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
+        assert [a.approver for a in w.store.approvals(action.id, 1)] == [APPROVER]
+        card = chat.updates[-1]["card"]
+        assert card.paused and card.approved_by == (APPROVER,)
+        # /resume starts what was approved while paused, once, without another click.
         assert w.lifecycle.control.resume(ADMIN).ok
-        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
+        assert w.workers.wait_idle(30) and len(runs(tmp_path)) == 1
+        again = w.lifecycle.approvals.approve(action.id, 1, APPROVER)
+        assert not again.ok and "already approved" in again.text
         assert w.workers.wait_idle(30) and len(runs(tmp_path)) == 1
         kinds = [r.kind for r in w.store.audit_rows(subject="control")]
         assert kinds == ["control.paused", "control.resumed"]
@@ -108,6 +135,8 @@ def test_pause_committed_before_claim_wins(
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
         # Approved, then paused before the executor claims it.
+        core = w.lifecycle.core
+        assert w.store.record_approval(action, APPROVER, core.audit(APPROVER, "approval.given"))
         won = w.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],
@@ -119,9 +148,22 @@ def test_pause_committed_before_claim_wins(
         w.lifecycle.control.pause(ADMIN, "")
         w.lifecycle.execution.execute(action.id)
         assert w.workers.wait_idle(10)
+        # Paused, it stays approved (it runs after /resume), and nothing ran.
         row = w.store.get_action(action.id)
-        assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
-        assert row.revision == 2 and runs(tmp_path) == []
+        assert row is not None and row.status == ActionStatus.APPROVED
+        assert row.revision == 1 and runs(tmp_path) == []
+        # The claim itself carries "and not paused": an executor whose gate check saw
+        # Warden running still loses to a pause that committed first.
+        core.now = lambda: Now(paused=False, autonomy={}, at=utcnow())  # type: ignore[method-assign]
+        w.lifecycle.execution.execute(action.id)
+        del core.now
+        assert w.workers.wait_idle(10)
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.APPROVED and runs(tmp_path) == []
+        assert "action.executing" not in [r.kind for r in w.store.audit_rows(subject=action.id)]
+        w.lifecycle.control.resume(ADMIN)
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path) == [f"restart web {action.id}"]
 
 
 def test_low_risk_auto_runs_without_a_click(
@@ -168,12 +210,19 @@ def test_edit_voids_earlier_approvals(
         action = mention(w, "scale api in prod", REQUESTER)
         assert action is not None
         assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
-        assert not isinstance(
-            w.lifecycle.approvals.edit(action.id, 1, APPROVER, {"service": "web", "env": "prod"}), dict
+        edited = w.lifecycle.approvals.edit(
+            action.id, 1, APPROVER3, {"service": "web", "env": "prod"}
         )
+        assert not isinstance(edited, dict) and edited.ok
         assert w.workers.wait_idle(30)  # the edited call's dry run, made after the ack
+        row = w.store.get_action(action.id)
+        assert row is not None and row.edited_by == APPROVER3
+        assert row.preview and "would scale web in prod" in row.preview
         # The first approval was for revision 1; revision 2 needs two fresh approvals.
         assert "1 of 2" in w.lifecycle.approvals.approve(action.id, 2, APPROVER2).text
+        # The editor counts as a requester (four eyes).
+        own = w.lifecycle.approvals.approve(action.id, 2, APPROVER3)
+        assert not own.ok and "four eyes" in own.text
         assert w.workers.wait_idle(10) and runs(tmp_path, "scale") == []
         assert w.lifecycle.approvals.approve(action.id, 2, APPROVER).ok
         assert w.workers.wait_idle(30)
@@ -182,7 +231,6 @@ def test_edit_voids_earlier_approvals(
 
 def test_expiry(database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path) -> None:
     clock_offset = [timedelta(0)]
-    from storage.models import utcnow
 
     with warden(database_url, policy, chat, clock=lambda: utcnow() + clock_offset[0]) as w:
         action = mention(w, "restart web", REQUESTER)
@@ -200,7 +248,6 @@ def test_undo_within_window(
     database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
 ) -> None:
     clock_offset = [timedelta(0)]
-    from storage.models import utcnow
 
     with warden(database_url, policy, chat, clock=lambda: utcnow() + clock_offset[0]) as w:
         a = mention(w, "restart web", REQUESTER)
@@ -229,11 +276,16 @@ def test_interrupted_execution_becomes_needs_review(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-        from storage.models import utcnow
 
-        w.store.transition(
+        assert w.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.APPROVED,
+            w.lifecycle.core.audit(APPROVER, "action.approved"),
+        )
+        assert w.store.transition(
+            action.id,
+            [ActionStatus.APPROVED],
             ActionStatus.EXECUTING,
             w.lifecycle.core.audit("warden", "action.executing"),
             values={"owner": "dead-replica", "lease_until": utcnow() - timedelta(seconds=1)},
@@ -293,7 +345,7 @@ def test_duplicate_event_id_is_one_request(
             accepted = list(pool.map(lambda _: w.lifecycle.intake.accept(msg), range(10)))
         assert accepted.count(True) == 1
         assert w.workers.wait_idle(30)
-        assert len([p for p in chat.posts if p["blocks"]]) == 1
+        assert len([p for p in chat.posts if p["card"]]) == 1
 
 
 def test_audit_chain_detects_tampering(
@@ -421,11 +473,15 @@ def test_pause_between_approval_and_start_leaves_the_action_runnable(
 
         w.store.record_approval = record_then_pause  # type: ignore[method-assign]
         reply = w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
-        w.store.record_approval = record  # type: ignore[method-assign]
-        assert not reply.ok and "paused" in reply.text
+        del w.store.record_approval
+        assert reply.ok and "paused" in reply.text and "recorded" in reply.text
         assert w.workers.wait_idle(30)
         assert runs(tmp_path) == []
-        w.lifecycle.control.resume(ADMIN)
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
+        # Resumed (here without the resume sweep, as by another replica): the approver's
+        # next click finishes the job instead of being told they already approved.
+        assert w.store.set_paused(False, "", ADMIN, w.lifecycle.core.audit(ADMIN, "c.resumed"))
         again = w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
         assert again.ok, again.text
         assert w.workers.wait_idle(30)
@@ -469,7 +525,6 @@ def test_fifty_distinct_approvers_and_executors_race_on_a_critical_action(
 def test_a_card_reserved_by_a_dead_process_is_posted_again(
     database_url: str, policy: Policy, chat: RecordingChat
 ) -> None:
-    from storage.models import utcnow
 
     with warden(database_url, policy, chat) as w:
         w.store.heartbeat(w.lifecycle.owner, utcnow())

@@ -336,7 +336,7 @@ def test_rate_limited_card_post_is_retried(slack: Slack) -> None:
 def test_server_errors_are_retried(slack: Slack) -> None:
     slack.ws.fail_next("chat.update", status=503, times=1)
     slack.approved_run("restart web", APPROVER)
-    assert [c.response.get("ok") for c in slack.ws.calls("chat.update")][0] is False
+    assert next(c.response.get("ok") for c in slack.ws.calls("chat.update")) is False
 
 
 def test_pause_holds_under_load(slack_factory: SlackFactory, tmp_path: Path) -> None:

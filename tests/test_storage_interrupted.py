@@ -10,17 +10,25 @@ from bot.app import Warden
 from bot.policy import Policy
 from storage.models import Action, ActionStatus, utcnow
 from storage.repo import OWNER_DEAD_AFTER
-from tests.conftest import REQUESTER, RecordingChat
+from tests.conftest import APPROVER, REQUESTER, RecordingChat
 from tests.harness import mention, warden
 
 
 def _executing(w: Warden, owner: str, lease_until: datetime) -> Action:
-    """A proposed action that some process claimed and is (or was) running."""
+    """A proposed action, approved, that some process claimed and is (or was) running."""
     action = mention(w, "restart web", REQUESTER)
     assert action is not None
-    claimed = w.store.transition(
+    approved = w.store.transition(
         action.id,
         [ActionStatus.AWAITING_APPROVAL],
+        ActionStatus.APPROVED,
+        w.lifecycle.core.audit(APPROVER, "action.approved"),
+        values={"decided_by": APPROVER},
+    )
+    assert approved is not None
+    claimed = w.store.transition(
+        action.id,
+        [ActionStatus.APPROVED],
         ActionStatus.EXECUTING,
         w.lifecycle.core.audit("warden", "action.executing"),
         values={"owner": owner, "lease_until": lease_until},
