@@ -161,7 +161,7 @@ def open_reject_view(slack: Slack, card: JSON) -> JSON:
     """Open the reject modal for real and return it as a view_submission would carry it."""
     assert slack.ws.click(APPROVER, CHANNEL, card["ts"], button_ids(card)["Reject"]).status == 200
     slack.idle()
-    view = slack.ws.wait_until(lambda: (slack.ws.open_views(APPROVER) or [None])[0])
+    view = slack.ws.wait_until(lambda: next(iter(slack.ws.open_views(APPROVER)), None))
     sent = {k: v for k, v in view.items() if k not in ("user", "open", "errors")}
     sent["state"] = {"values": {"reason": {"value": {"type": "plain_text_input", "value": "no"}}}}
     return sent

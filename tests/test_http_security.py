@@ -449,3 +449,13 @@ def chunked_post(host: str, port: int, body: bytes) -> int:
             return 0
     parts = data.split(b" ", 2)
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def test_an_empty_signing_secret_is_refused_at_start(slack: Slack) -> None:
+    """Anyone can sign with an empty secret, so HTTP mode will not start with one."""
+    from bot.errors import ConfigError
+    from handlers.http import WardenWSGI
+
+    for secret in ("", "  "):
+        with pytest.raises(ConfigError):
+            WardenWSGI(slack.bot.app, slack.bot.warden.lifecycle, signing_secret=secret)
