@@ -166,14 +166,14 @@ class Jobs:
 
     def start(self) -> None:
         self.scheduler.start()
-        # A deployment restarted after a daily job's time catches up on today's period.
+        # A deployment restarted after a daily job's time catches up on today's period (on a
+        # worker, not as a one-off scheduler job, which races the scheduler's shutdown).
+        lifecycle = _INSTANCES.get(self.instance)
+        if lifecycle is None:
+            return
         for job in JOBS:
             if job.daily_at:
-                self.scheduler.add_job(
-                    "bot.jobs:run_once",
-                    kwargs={"instance": self.instance, "func": job.func, "daily_at": job.daily_at},
-                    id=f"{job.func}:catch-up",
-                )
+                lifecycle.workers.executors.submit(run_once, self.instance, job.func, job.daily_at)
 
     def stop(self) -> None:
         if self.scheduler.running:
