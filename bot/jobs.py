@@ -34,12 +34,14 @@ _GUARD = threading.Lock()
 
 def expire_approvals(instance: str) -> int:
     """Awaiting actions past `approval_ttl` become `expired`; their cards say so."""
-    return _INSTANCES[instance].sweeps.expired()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.expired() if lifecycle is not None else 0
 
 
 def close_undo_windows(instance: str) -> int:
     """Succeeded actions past `undo_window` lose their Undo button."""
-    return _INSTANCES[instance].sweeps.undo_windows()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.undo_windows() if lifecycle is not None else 0
 
 
 def heartbeat(instance: str) -> None:
@@ -51,28 +53,34 @@ def heartbeat(instance: str) -> None:
 
 def flag_interrupted(instance: str) -> int:
     """Executions whose lease ran out or whose owner stopped heartbeating become `needs_review`."""
-    return _INSTANCES[instance].sweeps.interrupted()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.interrupted() if lifecycle is not None else 0
 
 
 def requeue_requests(instance: str) -> int:
     """Requests nobody is planning (e.g. their replica died) are planned again."""
-    return _INSTANCES[instance].sweeps.requests()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.requests() if lifecycle is not None else 0
 
 
 def deliver_outbox(instance: str) -> int:
     """Slack messages owed but not delivered (a crash, a failed post) are delivered."""
-    return _INSTANCES[instance].sweeps.outbox()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.outbox() if lifecycle is not None else 0
 
 
 def repair_cards(instance: str) -> int:
     """Card reservations of dead processes are released; stranded approved actions start."""
-    return _INSTANCES[instance].sweeps.cards()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.cards() if lifecycle is not None else 0
 
 
 def forget_old_events(instance: str) -> int:
     """Slack event and trigger ids are kept 48 h for de-duplication (Slack retries within
     ~5 min); delivered outbox rows are kept 7 days."""
-    lifecycle = _INSTANCES[instance]
+    lifecycle = _INSTANCES.get(instance)
+    if lifecycle is None:  # stopping
+        return 0
     now = lifecycle.core.clock()
     return lifecycle.store.forget_events_before(
         now - timedelta(hours=48)
@@ -81,7 +89,8 @@ def forget_old_events(instance: str) -> int:
 
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
-    return _INSTANCES[instance].sweeps.publish_audit_anchor()
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.publish_audit_anchor() if lifecycle is not None else (0, "")
 
 
 @dataclass(kw_only=True, frozen=True)
