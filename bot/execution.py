@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from bot.core import Core, new_id
 from bot.errors import WardenError
-from bot.gate import Verdict
+from bot.gate import EXPIRED, Verdict
 from bot.redact import redact
 from bot.runbooks import truncate_middle
 from bot.tools import Tool, ToolContext, ToolResult
@@ -247,6 +247,16 @@ class Execution:
     def _not_runnable(self, action: Action, why_not: str) -> None:
         """The rules changed between approval and start: the action goes back to people."""
         core = self.core
+        if why_not == EXPIRED:
+            core.store.transition(
+                action.id,
+                [ActionStatus.APPROVED],
+                ActionStatus.EXPIRED,
+                core.audit("warden", "action.expired", action.trace_id),
+                revision=action.revision,
+            )
+            core.kick()
+            return
         decision = core.gate.recheck(action, core.now())
         if decision is not None and decision.verdict in (Verdict.REFUSE, Verdict.SUGGEST):
             core.store.transition(

@@ -35,6 +35,8 @@ from bot.policy import Autonomy, Policy, Risk
 from bot.tools import Tool, ToolRegistry
 from storage.models import Action, ActionStatus, Approval
 
+EXPIRED = "its approval request expired"
+
 GATE = "gate"
 """`Action.decided_by` for a call the gate let run at once (low risk, autonomy auto)."""
 
@@ -447,6 +449,8 @@ class Gate:
         right before it claims the run."""
         if now.paused:
             return "Warden is paused"
+        if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
+            return EXPIRED
         if action.policy_version != self.policy.version:
             return "the policy changed after approval"
         if self.autonomy(action.tool, now.autonomy) is Autonomy.SUGGEST:

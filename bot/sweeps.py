@@ -121,7 +121,11 @@ class Sweeps:
             started += 1
         waiting = core.store.actions_with_status([ActionStatus.AWAITING_APPROVAL], 500)
         approvals = core.store.approvals_for([a.id for a in waiting])
+        now = core.clock()
         for action in waiting:
+            if action.expires_at is not None and action.expires_at <= now:
+                self.approvals.expire(action.id)
+                continue
             if Risk(action.risk) is Risk.CRITICAL and not action.preview:
                 core.workers.planners.submit_fair(
                     action.requester, self.planning.fill_preview, action.id, action.revision

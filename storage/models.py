@@ -85,7 +85,11 @@ ACTION_GRAPH: dict[ActionStatus, frozenset[ActionStatus]] = {
     ActionStatus.UNDOING: frozenset(
         {ActionStatus.UNDONE, ActionStatus.UNDO_FAILED, ActionStatus.NEEDS_REVIEW}
     ),
-    ActionStatus.SUGGESTED: frozenset({ActionStatus.REJECTED}),
+    # A suggestion may get its dry-run preview (itself) or be refused when a critical call's
+    # dry run fails.
+    ActionStatus.SUGGESTED: frozenset(
+        {ActionStatus.SUGGESTED, ActionStatus.REJECTED, ActionStatus.REFUSED}
+    ),
     ActionStatus.FAILED: frozenset(),
     ActionStatus.REJECTED: frozenset(),
     ActionStatus.EXPIRED: frozenset(),

@@ -23,6 +23,7 @@ def warden(database_url: str, policy: Policy, chat: Any, **kwargs: Any) -> Itera
         yield w
     finally:
         w.workers.shutdown(wait=True)
+        w.lifecycle.stop()  # the executor's tool threads
         w.db.dispose()
 
 

@@ -231,7 +231,6 @@ def test_edit_voids_earlier_approvals(
 
 def test_expiry(database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path) -> None:
     clock_offset = [timedelta(0)]
-
     with warden(database_url, policy, chat, clock=lambda: utcnow() + clock_offset[0]) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
@@ -248,7 +247,6 @@ def test_undo_within_window(
     database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
 ) -> None:
     clock_offset = [timedelta(0)]
-
     with warden(database_url, policy, chat, clock=lambda: utcnow() + clock_offset[0]) as w:
         a = mention(w, "restart web", REQUESTER)
         b = mention(w, "restart api", REQUESTER)
@@ -276,7 +274,6 @@ def test_interrupted_execution_becomes_needs_review(
     with warden(database_url, policy, chat) as w:
         action = mention(w, "restart web", REQUESTER)
         assert action is not None
-
         assert w.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],
@@ -481,7 +478,9 @@ def test_pause_between_approval_and_start_leaves_the_action_runnable(
         assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
         # Resumed (here without the resume sweep, as by another replica): the approver's
         # next click finishes the job instead of being told they already approved.
-        assert w.store.set_paused(False, "", ADMIN, w.lifecycle.core.audit(ADMIN, "c.resumed"))
+        assert w.store.set_paused(
+            False, "", ADMIN, w.lifecycle.core.audit(ADMIN, "control.resumed")
+        )
         again = w.lifecycle.approvals.approve(action.id, action.revision, APPROVER)
         assert again.ok, again.text
         assert w.workers.wait_idle(30)
@@ -525,7 +524,6 @@ def test_fifty_distinct_approvers_and_executors_race_on_a_critical_action(
 def test_a_card_reserved_by_a_dead_process_is_posted_again(
     database_url: str, policy: Policy, chat: RecordingChat
 ) -> None:
-
     with warden(database_url, policy, chat) as w:
         w.store.heartbeat(w.lifecycle.owner, utcnow())
         mine = mention(w, "restart web", REQUESTER)
@@ -536,3 +534,20 @@ def test_a_card_reserved_by_a_dead_process_is_posted_again(
         assert w.store.release_dead_card_reservations(utcnow(), w.lifecycle.owner) == 1
         assert w.store.get_action(dead.id).card_ts is None  # type: ignore[union-attr]
         assert w.store.get_action(mine.id).card_ts.startswith("pending:")  # type: ignore[union-attr]
+
+
+def test_an_approval_recorded_while_paused_does_not_run_once_its_card_expired(
+    database_url: str, policy: Policy, chat: RecordingChat, tmp_path: Path
+) -> None:
+    offset = [timedelta(0)]
+    with warden(database_url, policy, chat, clock=lambda: utcnow() + offset[0]) as w:
+        action = mention(w, "restart web", REQUESTER)
+        assert action is not None
+        assert w.lifecycle.control.pause(ADMIN, "").ok
+        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
+        offset[0] = timedelta(hours=2)  # past approval_ttl (1h), before the expiry sweep ran
+        assert w.lifecycle.control.resume(ADMIN).ok
+        assert w.workers.wait_idle(30)
+        assert runs(tmp_path) == []
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.EXPIRED
