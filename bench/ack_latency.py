@@ -21,6 +21,7 @@ The HTTP round trip of each request is what Slack's ack waits for (3 s timeout).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import inspect
 import json
@@ -59,6 +60,9 @@ PLAN_SECONDS = 2.0
 SECRET, TOKEN = "bench-secret", "xoxb-bench"
 CHANNEL, OPS = "C0GENERAL", "C0OPS"
 REQ, APPR, ADMIN, FLOODER, OTHER = "U0REQ", "U0APPR", "U0ADMIN", "U0FLOOD", "U0OTHER"
+# Many people use Warden at once: the waiting requests and the bursts come from a team (each
+# person may have `workers.per_requester` requests in flight); the flood is one person.
+TEAM = tuple(f"U0T{i:03d}" for i in range(100))
 SLOW_ACK_MS = 3000.0  # Slack gives up on an ack after 3 s (and retries the event)
 HTTP_THREADS = int(inspect.signature(make_server).parameters["threads"].default)
 DEFAULT_PG = os.environ.get(
@@ -113,8 +117,12 @@ class TimedWorkspace(Workspace):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._last = threading.local()
+        self.captured: list[tuple[bytes, dict[str, str]]] | None = None
 
     def raw_post(self, body: bytes, headers: dict[str, str]) -> Delivery:
+        if self.captured is not None:  # preparing load for bench/fire.py: sign, don't send
+            self.captured.append((body, headers))
+            return Delivery(status=200, body="", raw=body, headers=headers)
         t0 = time.perf_counter()
         delivery = super().raw_post(body, headers)
         self._last.ms = (time.perf_counter() - t0) * 1000
@@ -147,6 +155,55 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 # -- load shapes --------------------------------------------------------------------------------
 
+
+def prepare(ws: TimedWorkspace, jobs: list[tuple[str, Fire]]) -> list[dict[str, Any]]:
+    """Build and sign each request as the workspace would send it, without sending."""
+    out = []
+    for kind, fire in jobs:
+        ws.captured = []
+        fire()
+        ((body, headers),) = ws.captured
+        out.append({"kind": kind, "body": base64.b64encode(body).decode(), "headers": headers})
+    ws.captured = None
+    return out
+
+
+def fire_elsewhere(
+    ws: TimedWorkspace,
+    requests: list[dict[str, Any]],
+    *,
+    together: bool = False,
+    concurrency: int = 1,
+    halfway: Callable[[], None] | None = None,
+) -> list[tuple[str, float, int]]:
+    """Send prepared requests from a separate process (bench/fire.py), so the load generator
+    does not share this process's GIL with the server under test."""
+    job = {"url": ws.bot_url, "requests": requests, "together": together}
+    job["concurrency"] = concurrency
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fire.py"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(job))
+    proc.stdin.close()
+    probe: threading.Thread | None = None
+    result: list[Any] = []
+    for line in proc.stdout:
+        if line.strip() == "half":
+            if halfway is not None:
+                probe = threading.Thread(target=halfway, name="bench-fairness", daemon=True)
+                probe.start()
+        elif line.strip():
+            result = json.loads(line)
+    proc.wait(timeout=120)
+    if probe is not None:
+        probe.join()
+    return [(str(k), float(ms), int(status)) for k, ms, status in result]
+
+
 Fire = Callable[[], Delivery]
 
 
@@ -170,7 +227,7 @@ def burst(ws: TimedWorkspace, sizes: Sizes, tag: str, seed: int) -> dict[str, li
     """`burst_mentions` mentions and `burst_slash` slash commands fired at the same instant
     by one thread each, released together by a barrier."""
     jobs: list[tuple[str, Fire]] = [
-        ("mention", lambda i=i: ws.mention(REQ, CHANNEL, f"touch {tag}m{i}"))
+        ("mention", lambda i=i: ws.mention(TEAM[i % len(TEAM)], CHANNEL, f"touch {tag}m{i}"))
         for i in range(sizes.burst_mentions)
     ]
     jobs += [
@@ -178,15 +235,7 @@ def burst(ws: TimedWorkspace, sizes: Sizes, tag: str, seed: int) -> dict[str, li
         for c in slash_commands(sizes.burst_slash)
     ]
     random.Random(seed).shuffle(jobs)
-    barrier = threading.Barrier(len(jobs))
-
-    def go(job: tuple[str, Fire]) -> tuple[str, float, int]:
-        barrier.wait(timeout=60)
-        ms, status = timed(ws, job[1])
-        return job[0], ms, status
-
-    with ThreadPoolExecutor(len(jobs), thread_name_prefix="bench-burst") as pool:
-        done = list(pool.map(go, jobs))
+    done = fire_elsewhere(ws, prepare(ws, jobs), together=True)
     out: dict[str, list[float]] = {"mention": [], "slash": [], "errors": []}
     for kind, ms, status in done:
         out[kind].append(ms)
@@ -220,26 +269,15 @@ def flood(
 ) -> dict[str, Any]:
     """`flood` mentions from one user, `flood_concurrency` in flight; `halfway` runs on its
     own thread once half of them have been acknowledged."""
-    acked = 0
-    lock = threading.Lock()
-    probe: threading.Thread | None = None
-
-    def one(i: int) -> tuple[float, int]:
-        nonlocal acked, probe
-        result = timed(ws, lambda: ws.mention(FLOODER, CHANNEL, f"touch {tag}f{i}"))
-        with lock:
-            acked += 1
-            if halfway is not None and probe is None and acked >= sizes.flood // 2:
-                probe = threading.Thread(target=halfway, name="bench-fairness", daemon=True)
-                probe.start()
-        return result
-
+    jobs: list[tuple[str, Fire]] = [
+        ("mention", lambda i=i: ws.mention(FLOODER, CHANNEL, f"touch {tag}f{i}"))
+        for i in range(sizes.flood)
+    ]
+    prepared = prepare(ws, jobs)
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(sizes.flood_concurrency, thread_name_prefix="bench-flood") as pool:
-        done = list(pool.map(one, range(sizes.flood)))
+    fired = fire_elsewhere(ws, prepared, concurrency=sizes.flood_concurrency, halfway=halfway)
     wall = time.perf_counter() - t0
-    if probe is not None:
-        probe.join()
+    done = [(ms, status) for _kind, ms, status in fired]
     ms = [d[0] for d in done]
     return {
         "ack_ms": summary(ms),
@@ -321,6 +359,7 @@ def make_workspace() -> TimedWorkspace:
             Persona(id=ADMIN, name="admin", label="admin"),
             Persona(id=FLOODER, name="flood", label="one busy user"),
             Persona(id=OTHER, name="other", label="another user"),
+            *(Persona(id=u, name=u.lower(), label="a teammate") for u in TEAM),
         ],
         channels={CHANNEL: "general", OPS: "ops"},
     )
@@ -500,7 +539,7 @@ def run_warden(
         with ThreadPoolExecutor(20) as pool:
             list(
                 pool.map(
-                    lambda i: ws.mention(REQ, CHANNEL, f"touch slow{i}"),
+                    lambda i: ws.mention(TEAM[i % len(TEAM)], CHANNEL, f"touch slow{i}"),
                     range(sizes.waiting),
                 )
             )

@@ -24,7 +24,7 @@ from bot.planning import critical_notice
 from bot.policy import Risk
 from bot.redact import redact
 from storage.models import Action, ActionStatus
-from storage.repo import Notice
+from storage.outbox import Notice
 
 STALE = (
     "This card changed since you looked at it (it was edited or re-checked). "
@@ -52,12 +52,23 @@ class Approvals:
         self.execution = execution
         self.fill_preview = fill_preview
 
-    def _clicked(self, action_id: str, revision: int) -> Action | Reply:
+    def _clicked(
+        self,
+        action_id: str,
+        revision: int,
+        rule: Callable[[Action], str | None] | None = None,
+        verb: str = "",
+    ) -> Action | Reply:
+        """The clicked action as it is now, if the click saw its current revision and the
+        gate's `rule` for this click allows it; otherwise the reply saying why not."""
         action = self.core.store.get_action(action_id)
         if action is None:
             return Reply(ok=False, text="I can't find that action any more.")
         if action.revision != revision:
             return Reply(ok=False, text=STALE)
+        why_not = rule(action) if rule is not None else None
+        if why_not:
+            return Reply(ok=False, text=f"You can't {verb} this: {why_not}.")
         return action
 
     # -- Approve ----------------------------------------------------------------------------
@@ -219,13 +230,12 @@ class Approvals:
     def reject(self, action_id: str, revision: int, user: str, reason: str) -> Reply:
         """Reject (approvers) or withdraw (the requester) an action awaiting approval."""
         core = self.core
-        found = self._clicked(action_id, revision)
+        found = self._clicked(
+            action_id, revision, lambda a: core.gate.may_reject(a, user), "reject"
+        )
         if isinstance(found, Reply):
             return found
         action = found
-        why_not = core.gate.may_reject(action, user)
-        if why_not:
-            return Reply(ok=False, text=f"You can't reject this: {why_not}.")
         reason = redact(reason.strip())[:500]
         won = core.store.transition(
             action.id,
@@ -244,13 +254,10 @@ class Approvals:
 
     def edit_form(self, action_id: str, revision: int, user: str) -> EditForm | Reply:
         core = self.core
-        found = self._clicked(action_id, revision)
+        found = self._clicked(action_id, revision, lambda a: core.gate.may_edit(a, user), "edit")
         if isinstance(found, Reply):
             return found
         action = found
-        why_not = core.gate.may_edit(action, user)
-        if why_not:
-            return Reply(ok=False, text=f"You can't edit this: {why_not}.")
         args = {k: str(v) for k, v in json.loads(action.args_json).items()}
         choices: dict[str, list[str]] = {}
         hints: dict[str, str] = {}
@@ -278,13 +285,10 @@ class Approvals:
         """Apply an Edit: validate, re-gate with `user` as the arguments' author (four eyes),
         void approvals. Returns field errors for the modal, or a reply."""
         core = self.core
-        found = self._clicked(action_id, revision)
+        found = self._clicked(action_id, revision, lambda a: core.gate.may_edit(a, user), "edit")
         if isinstance(found, Reply):
             return found
         action = found
-        why_not = core.gate.may_edit(action, user)
-        if why_not:
-            return Reply(ok=False, text=f"You can't edit this: {why_not}.")
         tool = core.registry.get(action.tool)
         try:
             tool.validate(dict(raw_args))
@@ -359,13 +363,12 @@ class Approvals:
 
     def undo(self, action_id: str, revision: int, user: str) -> Reply:
         core = self.core
-        found = self._clicked(action_id, revision)
+        found = self._clicked(
+            action_id, revision, lambda a: core.gate.may_undo(a, user, core.now()), "undo"
+        )
         if isinstance(found, Reply):
             return found
         action = found
-        why_not = core.gate.may_undo(action, user, core.now())
-        if why_not:
-            return Reply(ok=False, text=f"You can't undo this: {why_not}.")
         if not self.execution.start_undo(action, user):
             return Reply(
                 ok=False,

@@ -14,7 +14,7 @@ from bot.core import Core, Reply
 from bot.policy import Autonomy
 from bot.redact import redact
 from storage.models import ActionStatus
-from storage.repo import Notice
+from storage.outbox import Notice
 
 
 class Control:

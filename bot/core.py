@@ -23,7 +23,8 @@ from bot.sanitize import neutralise
 from bot.tools import ToolRegistry
 from bot.workers import Workers
 from storage.models import utcnow
-from storage.repo import Audit, Notice, Store
+from storage.outbox import Notice
+from storage.repo import Audit, Store
 
 
 def new_id() -> str:

@@ -64,12 +64,13 @@ class Delivery:
             rows = core.store.claim_outbox(core.owner, core.clock(), LEASE)
             if not rows:
                 break
-            for row in rows:
-                self.deliver(row)
-                done += 1
+            delivered = [row for row in rows if self.deliver(row)]
+            core.store.outbox_delivered(delivered, core.clock())
+            done += len(rows)
         return done
 
-    def deliver(self, row: Outbox) -> None:
+    def deliver(self, row: Outbox) -> bool:
+        """Deliver one row; True if Slack took it (the caller marks it delivered)."""
         core = self.core
         try:
             if row.kind == "card" and row.action_id:
@@ -85,8 +86,8 @@ class Delivery:
             )
             log.warning("outbox row %s (%s) failed, attempt %s: %s", row.id, row.kind, attempt, exc)
             core.store.outbox_failed(row, retry_at, f"{type(exc).__name__}: {exc}")
-            return
-        core.store.outbox_delivered(row, core.clock())
+            return False
+        return True
 
     def _lock(self, action_id: str) -> threading.Lock:
         with self._guard:

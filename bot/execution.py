@@ -26,7 +26,7 @@ from bot.redact import redact
 from bot.runbooks import truncate_middle
 from bot.tools import Tool, ToolContext, ToolResult
 from storage.models import Action, ActionStatus
-from storage.repo import Notice
+from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
 

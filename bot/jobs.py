@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from storage.repo import HEARTBEAT_EVERY
+from storage.outbox import HEARTBEAT_EVERY
 
 if TYPE_CHECKING:
     from bot.lifecycle import Lifecycle

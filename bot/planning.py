@@ -22,7 +22,8 @@ from bot.planner import Clarify, Plan, Planner, PlanRequest, Proposals, Turn, Us
 from bot.policy import Risk
 from bot.redact import redact
 from storage.models import Action, ActionStatus, Request, RequestStatus
-from storage.repo import Audit, Notice
+from storage.outbox import Notice
+from storage.repo import Audit
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from bot.intake import Intake
 from bot.planning import Planning
 from bot.policy import Risk
 from storage.models import ActionStatus
-from storage.repo import Notice
+from storage.outbox import Notice
 
 STALE = timedelta(seconds=30)
 

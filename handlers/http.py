@@ -112,7 +112,9 @@ class WardenWSGI:
             log.warning("refusing a malformed request on /slack/events: %s", problem)
             return _respond(start, "400 Bad Request", {"error": problem})
         try:
-            return self.slack(environ, start)
+            # Slack is waiting: this thread's writes go before background writers.
+            with self.lifecycle.store.db.urgent():
+                return self.slack(environ, start)
         except Exception:
             log.exception("could not handle a request on /slack/events")
             return _respond(start, "400 Bad Request", {"error": "malformed request"})

@@ -81,7 +81,12 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         """A click, modal or command is acted on once: Slack's signature lets a request be
         replayed for 5 minutes, so each trigger id is remembered (shared by replicas)."""
         trigger = body.get("trigger_id") if isinstance(body, dict) else None
-        if isinstance(trigger, str) and trigger and not lc.store.first_delivery(f"t:{trigger}"):
+        if (
+            isinstance(trigger, str)
+            and trigger
+            and _changes_state(body)
+            and not lc.store.first_delivery(f"t:{trigger}")
+        ):
             log.info("ignoring a replayed request (trigger seen before)")
             return BoltResponse(status=200, body="")
         return next()  # type: ignore[no-any-return]
@@ -237,6 +242,16 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         log.error("listener failed: %s", error, exc_info=not isinstance(error, BoltError))
 
     return app
+
+
+def _changes_state(body: dict[str, Any]) -> bool:
+    """Whether acting on this request twice could change anything: every click, modal and
+    command except the read-only `/warden status|pending|help|audit` and the autonomy list
+    (replaying those only shows the same answer again, so they skip the dedupe write)."""
+    if body.get("command") != "/warden":
+        return True
+    words = str(body.get("text") or "").split()
+    return bool(words) and words[0].lower() == "autonomy" and len(words) > 1
 
 
 def dig(data: Any, *keys: str) -> str | None:

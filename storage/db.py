@@ -4,8 +4,10 @@ SQLite (the default) runs in WAL mode with a busy timeout, and write transaction
 `BEGIN IMMEDIATE` so two writers queue instead of failing on a lock upgrade; a second,
 read-only engine uses ordinary deferred transactions so reads never wait for writers. SQLite
 has one writer at a time whatever we do; within a process, writers take turns on a lock
-before `BEGIN`, because SQLite's own busy handler polls in sleeps of up to 100 ms, which
-under a burst of acks turns a sub-millisecond wait into a convoy.
+before `BEGIN` (SQLite's own busy handler polls in sleeps of up to 100 ms, which under a burst
+turns a sub-millisecond wait into a convoy), and writers acknowledging Slack (`urgent()`, set
+by the HTTP layer) go before background writers: a planner, sweep or outbox transaction
+never makes an ack wait in line behind it.
 PostgreSQL is used as is (READ COMMITTED); conditional updates decide every race.
 The schema is managed by Alembic (`storage/migrations`); `Database.upgrade()` runs it.
 """
@@ -60,6 +62,37 @@ def normalise_url(url: str) -> str:
     return url
 
 
+class WriterTurns:
+    """SQLite's single writer, taken in turns within this process, urgent writers first."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def turn(self, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+                try:
+                    self._cond.wait_for(lambda: not self._busy)
+                finally:
+                    self._urgent_waiting -= 1
+            else:
+                self._cond.wait_for(lambda: not self._busy and not self._urgent_waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+_URGENT = threading.local()
+
+
 class Database:
     """The database Warden uses: a write engine, a read engine and Alembic upgrades."""
 
@@ -72,7 +105,7 @@ class Database:
                 raise ValueError("use a SQLite file, not an in-memory database")
             self.engine = _sqlite_engine(self.url, immediate=True)
             self.read_engine = _sqlite_engine(self.url, immediate=False)
-            self._writer: threading.Lock | None = threading.Lock()
+            self._writer: WriterTurns | None = WriterTurns()
         else:
             self._writer = None
             self.engine = create_engine(self.url, pool_size=20, max_overflow=40, pool_pre_ping=True)
@@ -86,11 +119,22 @@ class Database:
                 yield session
             return
         with (
-            self._writer,
+            self._writer.turn(getattr(_URGENT, "on", False)),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
             yield session
+
+    @staticmethod
+    @contextmanager
+    def urgent() -> Iterator[None]:
+        """Mark this thread's writes as urgent (Slack is waiting for an ack) until exit."""
+        before = getattr(_URGENT, "on", False)
+        _URGENT.on = True
+        try:
+            yield
+        finally:
+            _URGENT.on = before
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -118,7 +118,9 @@ TERMINAL = {
 
 
 class SlackEvent(SQLModel, table=True):
-    """Seen Slack `event_id`s: retries of the same event never make a second request."""
+    """Seen Slack trigger ids (`t:…`): a replayed click, modal or command acts once.
+
+    (Retried events are refused by `request`'s unique event_id.) Kept 48 h."""
 
     __tablename__ = "slack_event"
     event_id: str = Field(primary_key=True, max_length=64)
@@ -131,6 +133,7 @@ class Request(SQLModel, table=True):
     __tablename__ = "request"
     __table_args__ = (
         UniqueConstraint("channel", "message_ts", name="uq_request_message"),
+        UniqueConstraint("event_id", name="uq_request_event"),
         Index("ix_request_requester_status", "requester", "status"),
     )
     id: str = Field(primary_key=True, max_length=32)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -37,19 +35,17 @@ from storage.models import (
     AutonomySetting,
     Control,
     Instance,
-    JobRun,
-    Outbox,
     Request,
     RequestStatus,
     SlackEvent,
     utcnow,
 )
-
-HEARTBEAT_EVERY = timedelta(seconds=10)
-"""How often a running Warden refreshes its `instance` row (`bot.jobs.heartbeat`)."""
-
-OWNER_DEAD_AFTER = 3 * HEARTBEAT_EVERY
-"""An owner with no heartbeat this recent is presumed dead: its runs were interrupted."""
+from storage.outbox import (
+    OWNER_DEAD_AFTER,
+    Notice,
+    OutboxQueries,
+    insert_for,
+)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -61,20 +57,6 @@ class Audit:
     trace_id: str = ""
     policy_version: str = ""
     data: dict[str, Any] | None = None
-
-
-@dataclass(kw_only=True, frozen=True)
-class Notice:
-    """A Slack message owed because of a change, stored in the change's transaction.
-
-    `action_id` set: bring that action's card to its current state (text unused).
-    Otherwise: post `text` to `channel` (in `thread_ts`'s thread, if given).
-    """
-
-    channel: str = ""
-    text: str = ""
-    thread_ts: str | None = None
-    action_id: str | None = None
 
 
 class IllegalTransition(RuntimeError):
@@ -97,8 +79,9 @@ class PauseState:
     changed_at: datetime | None
 
 
-class Store:
-    """Warden's persistence API over a `Database`."""
+class Store(OutboxQueries):
+    """Warden's persistence API over a `Database` (the outbox and job queries live in
+    `storage/outbox.py`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -108,20 +91,14 @@ class Store:
     def accept_request(self, request: Request, in_flight_cap: int) -> Accepted:
         """Store a request from Slack once per event id and once per message (channel, ts).
 
-        This is the ack path: one short transaction of inserts and one indexed count, with no
-        audit-chain lock (the request's `request.received` audit row is written when a planner
-        claims it, so a burst of mentions never queues on the chain's tip). A requester who
-        already has `in_flight_cap` requests waiting or being planned gets OVER_CAP and
-        nothing is stored.
+        This is the ack path: one short transaction — an indexed count and one insert that
+        both unique keys guard (a retried event and an edited message are refused by the
+        insert itself) — with no audit-chain lock: the request's `request.received` audit
+        row is written when a planner claims it, so a burst of mentions never queues on the
+        chain's tip. A requester who already has `in_flight_cap` requests waiting or being
+        planned gets OVER_CAP and nothing is stored.
         """
         with self.db.write() as s:
-            if request.event_id:
-                stmt = self._insert(SlackEvent).values(
-                    event_id=request.event_id, received_at=utcnow()
-                )
-                stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
-                if s.execute(stmt.returning(col(SlackEvent.event_id))).first() is None:
-                    return Accepted.DUPLICATE
             waiting = s.exec(
                 select(func.count())
                 .select_from(Request)
@@ -132,11 +109,10 @@ class Store:
             ).one()
             if waiting >= in_flight_cap:
                 return Accepted.OVER_CAP
-            values = request.model_dump()
             inserted = s.execute(
                 self._insert(Request)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["channel", "message_ts"])
+                .values(**request.model_dump())
+                .on_conflict_do_nothing()
                 .returning(col(Request.id))
             ).first()
             return Accepted.NEW if inserted is not None else Accepted.DUPLICATE
@@ -778,132 +754,8 @@ class Store:
         with self.db.read() as s:
             return audit.tip(s)
 
-    # -- outbox ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _enqueue(s: Session, notices: Sequence[Notice]) -> None:
-        now = utcnow()
-        seen: set[str] = set()
-        for n in notices:
-            if n.action_id is not None:
-                if n.action_id in seen:
-                    continue
-                seen.add(n.action_id)
-            s.add(
-                Outbox(
-                    kind="card" if n.action_id else "message",
-                    channel=n.channel,
-                    thread_ts=n.thread_ts,
-                    text=n.text,
-                    action_id=n.action_id,
-                    created_at=now,
-                    next_at=now,
-                )
-            )
-
-    def claim_outbox(
-        self, owner: str, now: datetime, lease: timedelta, limit: int = 20
-    ) -> list[Outbox]:
-        """Take up to `limit` due, undelivered rows (oldest first) for delivery. A row whose
-        deliverer died (its lease ran out, or its owner has no recent heartbeat) is due again."""
-        live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
-        with self.db.write() as s:
-            ids = list(
-                s.exec(
-                    select(Outbox.id)
-                    .where(
-                        col(Outbox.delivered_at).is_(None),
-                        col(Outbox.next_at) <= now,
-                        or_(
-                            col(Outbox.lease_until).is_(None),
-                            col(Outbox.lease_until) < now,
-                            and_(col(Outbox.owner) != owner, col(Outbox.owner).not_in(live)),
-                        ),
-                    )
-                    .order_by(col(Outbox.id))
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).all()
-            )
-            if not ids:
-                return []
-            s.exec(
-                update(Outbox)
-                .where(col(Outbox.id).in_(ids))
-                .values(owner=owner, lease_until=now + lease, attempts=Outbox.attempts + 1)
-            )
-            return list(
-                s.exec(select(Outbox).where(col(Outbox.id).in_(ids)).order_by(col(Outbox.id)))
-            )
-
-    def outbox_delivered(self, row: Outbox, now: datetime) -> None:
-        """Mark a row delivered; a card row also settles every older card row of its action
-        (delivering a card brings it to the current state, so they are done too)."""
-        with self.db.write() as s:
-            cond = [col(Outbox.id) == row.id]
-            if row.kind == "card" and row.action_id:
-                cond = [
-                    or_(
-                        col(Outbox.id) == row.id,
-                        and_(
-                            col(Outbox.kind) == "card",
-                            col(Outbox.action_id) == row.action_id,
-                            col(Outbox.id) < row.id,
-                            col(Outbox.delivered_at).is_(None),
-                        ),
-                    )
-                ]
-            s.exec(update(Outbox).where(*cond).values(delivered_at=now, lease_until=None))
-
-    def outbox_failed(self, row: Outbox, retry_at: datetime | None, error: str) -> None:
-        """A delivery failed: try again at `retry_at`, or give up (None) keeping the error."""
-        with self.db.write() as s:
-            values: dict[str, Any] = {"lease_until": None, "last_error": error[:200]}
-            if retry_at is None:
-                values["delivered_at"] = utcnow()
-            else:
-                values["next_at"] = retry_at
-            s.exec(update(Outbox).where(col(Outbox.id) == row.id).values(**values))
-
-    def outbox_pending(self) -> int:
-        with self.db.read() as s:
-            return int(
-                s.exec(
-                    select(func.count())
-                    .select_from(Outbox)
-                    .where(col(Outbox.delivered_at).is_(None))
-                ).one()
-            )
-
-    def outbox_rows(self, limit: int = 1000) -> list[Outbox]:
-        with self.db.read() as s:
-            return list(s.exec(select(Outbox).order_by(col(Outbox.id)).limit(limit)).all())
-
-    def forget_delivered_before(self, cutoff: datetime) -> int:
-        with self.db.write() as s:
-            r = s.exec(
-                delete(Outbox).where(
-                    col(Outbox.delivered_at).is_not(None), col(Outbox.delivered_at) < cutoff
-                )
-            )
-            return int(r.rowcount or 0)
-
-    # -- once-per-deployment jobs ------------------------------------------------------------
-
-    def claim_job(self, name: str, period: str, owner: str) -> bool:
-        """True for the one replica that gets to run job `name` for `period`."""
-        with self.db.write() as s:
-            stmt = (
-                self._insert(JobRun)
-                .values(name=name, period=period, owner=owner, ran_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["name", "period"])
-                .returning(col(JobRun.name))
-            )
-            return s.execute(stmt).first() is not None
-
     def _insert(self, table: Any) -> Any:
-        """The dialect's INSERT, which has `on_conflict_do_nothing` / `_do_update`."""
-        return (sqlite_insert if self.db.is_sqlite else pg_insert)(table)
+        return insert_for(self.db, table)
 
     @staticmethod
     def _audit(

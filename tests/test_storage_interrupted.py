@@ -9,7 +9,7 @@ from bot import jobs
 from bot.app import Warden
 from bot.policy import Policy
 from storage.models import Action, ActionStatus, utcnow
-from storage.repo import OWNER_DEAD_AFTER
+from storage.outbox import OWNER_DEAD_AFTER
 from tests.conftest import APPROVER, REQUESTER, RecordingChat
 from tests.harness import mention, warden
 

@@ -3,8 +3,9 @@
 `outbox` holds the Slack messages Warden owes (written with the change that caused them);
 `job_run` lets one replica claim a scheduled job's period; `request` gets a unique
 (channel, message_ts) so an edited message (same ts, new event id) never starts a second
-request; `action` records who authored the current arguments (`edited_by`), why a call needs
-a click despite `auto` (`taint`) and Warden's own note on the result (`result_note`).
+request, and a unique event_id so a retried event is refused by the same insert; `action`
+records who authored the current arguments (`edited_by`), why a call needs a click despite
+`auto` (`taint`) and Warden's own note on the result (`result_note`).
 
 Revision ID: 0003
 Revises: 0002
@@ -57,6 +58,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("request", schema=None) as batch_op:
         batch_op.create_unique_constraint("uq_request_message", ["channel", "message_ts"])
+        batch_op.create_unique_constraint("uq_request_event", ["event_id"])
         batch_op.create_index("ix_request_requester_status", ["requester", "status"])
     with op.batch_alter_table("action", schema=None) as batch_op:
         batch_op.add_column(sa.Column("edited_by", AutoString(length=32), nullable=True))
@@ -71,6 +73,7 @@ def downgrade() -> None:
         batch_op.drop_column("edited_by")
     with op.batch_alter_table("request", schema=None) as batch_op:
         batch_op.drop_index("ix_request_requester_status")
+        batch_op.drop_constraint("uq_request_event", type_="unique")
         batch_op.drop_constraint("uq_request_message", type_="unique")
     op.drop_table("job_run")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
