@@ -23,8 +23,7 @@ HELP = """*Warden* plans with an LLM and asks before it acts.
 
 def status_text(lc: Lifecycle) -> str:
     core = lc.core
-    pause = core.store.pause_state()
-    counts = core.store.status_counts(
+    pause, counts, usage = core.store.overview(
         [
             ActionStatus.AWAITING_APPROVAL,
             ActionStatus.APPROVED,
@@ -32,7 +31,6 @@ def status_text(lc: Lifecycle) -> str:
             ActionStatus.NEEDS_REVIEW,
         ]
     )
-    usage = core.store.usage_totals()
     state = (
         f":double_vertical_bar: *Paused* by <@{pause.changed_by}>"
         + (f": {core.safe(pause.reason, 300)}" if pause.reason else "")

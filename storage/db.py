@@ -31,8 +31,8 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
-        pool_size=20,
-        max_overflow=40,
+        pool_size=64,
+        max_overflow=16,
     )
 
     @event.listens_for(engine, "connect")
@@ -108,7 +108,10 @@ class Database:
             self._writer: WriterTurns | None = WriterTurns()
         else:
             self._writer = None
-            self.engine = create_engine(self.url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            # Enough pooled connections for every thread that can hold one (HTTP, planners,
+            # executors, outbox, replies): overflow connections are closed after use, and a
+            # burst would otherwise open new backends on the ack path.
+            self.engine = create_engine(self.url, pool_size=64, max_overflow=16, pool_pre_ping=True)
             self.read_engine = self.engine
 
     @contextmanager

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, update
+from sqlalchemy import and_, delete, exists, func, literal, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -98,24 +98,31 @@ class Store(OutboxQueries):
         chain's tip. A requester who already has `in_flight_cap` requests waiting or being
         planned gets OVER_CAP and nothing is stored.
         """
+        in_flight = (
+            select(func.count())
+            .select_from(Request)
+            .where(
+                col(Request.requester) == request.requester,
+                col(Request.status).in_(list(IN_FLIGHT)),
+            )
+            .scalar_subquery()
+        )
+        table = Request.__table__  # type: ignore[attr-defined]
+        values = request.model_dump()
+        row = sa_select(*(literal(v, table.c[k].type).label(k) for k, v in values.items()))
         with self.db.write() as s:
-            waiting = s.exec(
-                select(func.count())
-                .select_from(Request)
-                .where(
-                    col(Request.requester) == request.requester,
-                    col(Request.status).in_(list(IN_FLIGHT)),
-                )
-            ).one()
-            if waiting >= in_flight_cap:
-                return Accepted.OVER_CAP
+            # One statement: insert unless the requester is at the cap, and unless the
+            # event or the message was seen (both unique keys).
             inserted = s.execute(
                 self._insert(Request)
-                .values(**request.model_dump())
+                .from_select(list(values), row.where(in_flight < in_flight_cap))
                 .on_conflict_do_nothing()
                 .returning(col(Request.id))
             ).first()
-            return Accepted.NEW if inserted is not None else Accepted.DUPLICATE
+            if inserted is not None:
+                return Accepted.NEW
+            over = s.execute(sa_select(in_flight)).scalar_one() >= in_flight_cap
+            return Accepted.OVER_CAP if over else Accepted.DUPLICATE
 
     def first_delivery(self, key: str) -> bool:
         """True the first time `key` (a click's or command's trigger id) is seen, shared by
@@ -584,12 +591,16 @@ class Store(OutboxQueries):
     def status_counts(self, statuses: Iterable[str]) -> dict[str, int]:
         """How many actions are in each of `statuses` (one grouped query)."""
         with self.db.read() as s:
-            rows = s.exec(
-                select(Action.status, func.count())
-                .where(col(Action.status).in_(list(statuses)))
-                .group_by(col(Action.status))
-            ).all()
-            return {str(status): int(n) for status, n in rows}
+            return self._counts(s, statuses)
+
+    @staticmethod
+    def _counts(s: Session, statuses: Iterable[str]) -> dict[str, int]:
+        rows = s.exec(
+            select(Action.status, func.count())
+            .where(col(Action.status).in_(list(statuses)))
+            .group_by(col(Action.status))
+        ).all()
+        return {str(status): int(n) for status, n in rows}
 
     def requests_in_flight(self) -> int:
         with self.db.read() as s:
@@ -650,33 +661,50 @@ class Store(OutboxQueries):
 
     def pause_state(self) -> PauseState:
         with self.db.read() as s:
-            row = s.get(Control, 1)
-            if row is None:
-                return PauseState(paused=False, reason="", changed_by="", changed_at=None)
-            return PauseState(
-                paused=row.paused,
-                reason=row.reason,
-                changed_by=row.changed_by,
-                changed_at=row.changed_at,
-            )
+            return self._pause(s)
+
+    @staticmethod
+    def _pause(s: Session) -> PauseState:
+        row = s.get(Control, 1)
+        if row is None:
+            return PauseState(paused=False, reason="", changed_by="", changed_at=None)
+        return PauseState(
+            paused=row.paused,
+            reason=row.reason,
+            changed_by=row.changed_by,
+            changed_at=row.changed_at,
+        )
+
+    def overview(
+        self, statuses: Iterable[str]
+    ) -> tuple[PauseState, dict[str, int], dict[str, Any]]:
+        """What `/warden status` shows, read in one session: pause, action counts, usage."""
+        with self.db.read() as s:
+            return self._pause(s), self._counts(s, statuses), self._usage(s)
 
     def set_paused(
         self, paused: bool, reason: str, by: str, audit_: Audit, notices: Sequence[Notice] = ()
     ) -> bool:
         """Pause or resume; False if it already was in that state. Audited in the same step."""
         with self.db.write() as s:
-            # Migration 0002 seeds the row; should it have been removed, the kill switch must
-            # still work, and concurrent writers must not collide creating it.
-            s.execute(
-                self._insert(Control)
-                .values(id=1, paused=False, reason="", changed_by="", changed_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
             r = s.exec(
                 update(Control)
                 .where(col(Control.id) == 1, col(Control.paused) != paused)
                 .values(paused=paused, reason=reason, changed_by=by, changed_at=utcnow())
             )
+            if r.rowcount != 1 and s.get(Control, 1) is None:
+                # Migration 0002 seeds the row; should it have been removed, the kill switch
+                # must still work, and concurrent writers must not collide creating it.
+                s.execute(
+                    self._insert(Control)
+                    .values(id=1, paused=False, reason="", changed_by="", changed_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["id"])
+                )
+                r = s.exec(
+                    update(Control)
+                    .where(col(Control.id) == 1, col(Control.paused) != paused)
+                    .values(paused=paused, reason=reason, changed_by=by, changed_at=utcnow())
+                )
             if r.rowcount != 1:
                 return False
             self._audit(
@@ -782,16 +810,20 @@ class Store(OutboxQueries):
 
     def usage_totals(self) -> dict[str, Any]:
         with self.db.read() as s:
-            row = s.execute(
-                sa_select(
-                    func.count(),
-                    func.coalesce(func.sum(Request.input_tokens), 0),
-                    func.coalesce(func.sum(Request.output_tokens), 0),
-                    func.coalesce(func.sum(Request.cache_read_tokens), 0),
-                    func.coalesce(func.sum(Request.cache_write_tokens), 0),
-                    func.coalesce(func.sum(Request.cost_usd), 0.0),
-                )
-            ).one()
+            return self._usage(s)
+
+    @staticmethod
+    def _usage(s: Session) -> dict[str, Any]:
+        row = s.execute(
+            sa_select(
+                func.count(),
+                func.coalesce(func.sum(Request.input_tokens), 0),
+                func.coalesce(func.sum(Request.output_tokens), 0),
+                func.coalesce(func.sum(Request.cache_read_tokens), 0),
+                func.coalesce(func.sum(Request.cache_write_tokens), 0),
+                func.coalesce(func.sum(Request.cost_usd), 0.0),
+            )
+        ).one()
         keys = (
             "requests",
             "input_tokens",
