@@ -34,6 +34,7 @@ LEASE_GRACE = timedelta(seconds=30)
 RESULT_KEEP = 4000  # characters kept from each end of a stored result
 PREVIEW_KEEP = 1500
 LOOKUP_KEEP = 2000
+CALL_GRACE_S = 5.0  # beyond a tool's timeout: time for a runbook to kill its process group
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -72,12 +73,13 @@ class Executor:
         output is redacted and bounded."""
         try:
             future = self._threads.submit(fn)
-            result = future.result(timeout=tool.timeout_s + 5)
+            result = future.result(timeout=tool.timeout_s + CALL_GRACE_S)
         except FutureTimeout:
             return ToolResult(
                 ok=False,
                 output=f"{tool.name} did not finish within {tool.timeout_s:g}s; "
                 "its outcome is unknown",
+                unknown=True,
             )
         except Exception as exc:
             log.warning("tool %s raised %s", tool.name, type(exc).__name__)
@@ -87,6 +89,7 @@ class Executor:
             output=truncate_middle(redact(result.output), RESULT_KEEP),
             note=result.note,
             undo_data=result.undo_data,
+            unknown=result.unknown,
         )
 
     def run(self, action: Action) -> ToolResult:
@@ -306,9 +309,19 @@ class Execution:
             else (ActionStatus.UNDONE, ActionStatus.UNDO_FAILED)
         )
         final = ok_state if result.ok else bad_state
+        if result.unknown and not result.ok:
+            final = ActionStatus.NEEDS_REVIEW
+            values.setdefault(
+                "status_note", "Cut off by its timeout: it may have done part of its work."
+            )
+            values["undo_until"] = None
         notices = []
         if before == ActionStatus.EXECUTING:
-            icon = ":white_check_mark:" if result.ok else ":x:"
+            icon = (
+                ":white_check_mark:"
+                if result.ok
+                else (":warning:" if final == ActionStatus.NEEDS_REVIEW else ":x:")
+            )
             notices.append(
                 Notice(
                     channel=action.channel,

@@ -153,7 +153,9 @@ def run_argv(argv: list[str], timeout_s: float, env: Mapping[str, str]) -> ToolR
         raw = first + f"\n… [{size - 2 * limit} bytes cut] …\n".encode() + bytes(tail)
     output = truncate_middle(raw.decode("utf-8", errors="replace"))
     if timed_out:
-        return ToolResult(ok=False, output=f"timed out after {timeout_s:g}s\n{output}".strip())
+        return ToolResult(
+            ok=False, output=f"timed out after {timeout_s:g}s\n{output}".strip(), unknown=True
+        )
     if code != 0:
         return ToolResult(ok=False, output=f"exit status {code}\n{output}".strip())
     return ToolResult(ok=True, output=output)

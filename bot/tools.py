@@ -48,6 +48,9 @@ class ToolResult:
     output: str = ""  # what the tool or command printed: untrusted, redacted before storing
     note: str = ""  # Warden's own words about the result, e.g. "posted to <#C…>": trusted
     undo_data: dict[str, Any] = field(default_factory=dict)
+    # The call was cut off (a timeout): it may have done part or all of its work, so the
+    # action needs a person's review rather than being reported as failed.
+    unknown: bool = False
 
 
 RunFn = Callable[[A, ToolContext], ToolResult]

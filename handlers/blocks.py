@@ -193,6 +193,8 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
 def home_view(home: Home) -> dict[str, Any]:
     """The App Home: what waits for this person, with Approve / Reject that behave exactly
     like the card's (same action ids and values, so the same listeners and gate)."""
+    # Edit / Approve / Reject as the card offers them; whether a click is allowed is the
+    # gate's to say when it arrives, exactly as for the card.
     blocks: list[dict[str, Any]] = [header("Warden")]
     if home.paused_by:
         blocks.append(
@@ -222,6 +224,7 @@ def home_view(home: Home) -> dict[str, Any]:
             elements.append(
                 button(Button(intent=Intent.APPROVE, label="Approve", style="primary"), value)
             )
+        elements.append(button(Button(intent=Intent.EDIT, label="Edit"), value))
         elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
         blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
         blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))

@@ -197,6 +197,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             return
         ack()
         tell(meta[2], user, result)
+        refresh_home(user)
 
     @app.view(REJECT_VIEW)
     def on_reject_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:

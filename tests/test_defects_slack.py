@@ -20,7 +20,7 @@ from sqlmodel import select
 from bot.policy import Policy, parse_policy
 from storage.models import ActionStatus, Request
 from tests.anthropic_stub import AnthropicStub, propose, reply, tool_use
-from tests.conftest import ADMIN, APPROVER, REQUESTER, STRANGER, policy_data
+from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER, policy_data
 from tests.slack_fixtures import CHANNEL, OPS, Slack, SlackFactory, card_text
 
 OTHER = "C0OTHER"  # a channel the policy never names
@@ -201,6 +201,44 @@ def test_a_dm_requests_card_can_be_approved_from_app_home(slack: Slack) -> None:
     slack.idle()
     assert slack.runs() == [f"restart web {action.id}"]
     assert "Succeeded" in card_text(slack.card(action.id))
+
+
+def test_app_home_edit_opens_the_same_modal_and_the_gate_rechecks(slack: Slack) -> None:
+    slack.ws.dm(REQUESTER, "restart web")
+    slack.idle()
+    (action,) = slack.store.actions_with_status([ActionStatus.AWAITING_APPROVAL])
+    slack.ws.open_home(APPROVER)
+    slack.idle()
+    home = slack.ws.home(APPROVER)
+    assert home is not None
+    (edit,) = button_values(home, "warden_edit")
+    assert slack.ws.click_home(APPROVER, "warden_edit", edit).status == 200
+    slack.idle()
+    (view,) = slack.ws.open_views(APPROVER)
+    done = slack.ws.submit_view(
+        APPROVER,
+        view["id"],
+        {"arg:service": {"value": {"type": "plain_text_input", "value": "api"}}},
+    )
+    assert done.status == 200 and "errors" not in (done.body or ""), done.body
+    slack.idle()
+    row = slack.store.get_action(action.id)
+    assert row is not None and row.revision == 2 and '"api"' in row.args_json
+    assert row.edited_by == APPROVER
+    # The editor counts as a requester, so it leaves the editor's home.
+    home = slack.ws.home(APPROVER)
+    assert home is not None and button_values(home, "warden_approve") == []
+    assert slack.runs() == []
+    # Another approver's home offers the new revision, and it runs as edited.
+    slack.ws.open_home(APPROVER2)
+    slack.idle()
+    home = slack.ws.home(APPROVER2)
+    assert home is not None
+    (approve,) = button_values(home, "warden_approve")
+    assert approve.endswith(":2")
+    slack.ws.click_home(APPROVER2, "warden_approve", approve)
+    slack.idle()
+    assert slack.runs() == [f"restart api {action.id}"]
 
 
 # -- 5. post_message is limited: channels and count ----------------------------------------

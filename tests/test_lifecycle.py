@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bot.core import Reply
 from bot.gate import Now
@@ -551,3 +552,67 @@ def test_an_approval_recorded_while_paused_does_not_run_once_its_card_expired(
         assert runs(tmp_path) == []
         row = w.store.get_action(action.id)
         assert row is not None and row.status == ActionStatus.EXPIRED
+
+
+def test_a_runbook_cut_off_by_its_timeout_needs_review_not_failed(
+    database_url: str, tmp_path: Path, chat: RecordingChat
+) -> None:
+    """A killed command may have done part of its work: nobody may read it as "failed"."""
+    from bot.policy import parse_policy
+    from tests.conftest import policy_data
+
+    log = tmp_path / "hang.log"
+    data = policy_data(tmp_path)
+    data["runbooks"]["hang"] = {
+        "description": "Start something slow",
+        "command": ["sh", "-c", 'echo "started $0" >> "$1"; exec sleep 30', "{name}", str(log)],
+        "risk": "medium",
+        "timeout": "1s",
+        "params": {"name": {"choices": ["job"]}},
+    }
+    data["aliases"]["hang {name}"] = {"runbook": "hang"}
+    with warden(database_url, parse_policy(data), chat) as w:
+        action = mention(w, "hang job", REQUESTER)
+        assert action is not None and action.status == ActionStatus.AWAITING_APPROVAL
+        assert w.lifecycle.approvals.approve(action.id, 1, APPROVER).ok
+        assert w.workers.wait_idle(30)
+        row = w.store.get_action(action.id)
+        assert row is not None and row.status == ActionStatus.NEEDS_REVIEW
+        assert "timeout" in (row.status_note or "")
+        assert row.undo_until is None
+        assert log.read_text().strip() == "started job"
+
+
+def test_a_python_tool_cut_off_by_its_timeout_is_an_unknown_outcome(
+    database_url: str, policy: Policy, chat: RecordingChat, monkeypatch: Any
+) -> None:
+    from pydantic import BaseModel
+
+    from bot import execution
+    from bot.tools import Tool, ToolResult
+
+    class NoArgs(BaseModel):
+        pass
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def run(_args: NoArgs, _ctx: Any) -> ToolResult:
+        started.set()
+        release.wait(30)
+        return ToolResult(ok=True, output="late")
+
+    slow = Tool(name="slow", description="slow", args=NoArgs, run=run, timeout_s=0.05)
+    monkeypatch.setattr(execution, "CALL_GRACE_S", 0.05)
+    with warden(database_url, policy, chat) as w:
+        try:
+            result = w.lifecycle.executor._call(slow, lambda: slow.run(NoArgs(), None))  # type: ignore[arg-type]
+            assert started.is_set()
+            assert not result.ok and result.unknown
+            assert "outcome is unknown" in result.output
+        finally:
+            release.set()
+        # A tool that raises is a plain failure, not an unknown outcome.
+        boom = Tool(name="boom", description="x", args=NoArgs, run=run, timeout_s=5)
+        failed = w.lifecycle.executor._call(boom, lambda: 1 / 0)  # type: ignore[arg-type,return-value]
+        assert not failed.ok and not failed.unknown and "ZeroDivisionError" in failed.output
