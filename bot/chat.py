@@ -20,6 +20,10 @@ class Chat(Protocol):
     def post_card(self, channel: str, card: Card, thread_ts: str | None = None) -> str:
         """Post an action's card; return its ts."""
 
+    def find_card(self, channel: str, thread_ts: str | None, action_id: str) -> str | None:
+        """The ts of a card already posted for `action_id` where it would be, or None: asked
+        before re-posting a card whose first post may or may not have reached Slack."""
+
     def update_card(self, channel: str, ts: str, card: Card) -> None:
         """Replace a posted card with its current state."""
 

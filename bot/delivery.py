@@ -9,8 +9,11 @@ a lease, so replicas share the work and a dead deliverer's rows come back.
 Delivering a card row means "bring this card to the action's current state": it is rebuilt
 from the row, so redelivery is harmless and older card rows of the same action are settled by
 the newest. A card's first post is reserved first (`claim_card`), so two workers never both
-post it. Slack's 429s are honoured by slack-sdk's retry handler (it sleeps `Retry-After`);
-other failures are retried with backoff and given up after `MAX_ATTEMPTS`.
+post it; a reservation given up after a failed post or a dead process is marked "unsure"
+(the post may have reached Slack), and the next attempt looks for the card (it carries the
+action id in its message metadata) before posting, so a crash never shows two cards.
+Slack's 429s are honoured by slack-sdk's retry handler (it sleeps `Retry-After`); other
+failures are retried with backoff and given up after `MAX_ATTEMPTS`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from bot.cards import CardFacts, build_card
 from bot.core import Core
 from bot.runbooks import command_preview
 from storage.models import Action, Outbox
+from storage.repo import UNSURE
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +128,28 @@ class Delivery:
             if action is None:
                 return
             card = build_card(action, self.facts(action), core.clock())
-            if action.card_ts is None or action.card_ts.startswith("pending:"):
-                if action.card_ts is None:
-                    if not core.store.claim_card(action_id, core.owner):
+            if action.card_ts is None or action.card_ts.startswith(("pending:", UNSURE)):
+                if action.card_ts != f"pending:{core.owner}"[:64]:
+                    claimed = core.store.claim_card(action_id, core.owner)
+                    if claimed is None:
                         raise RuntimeError("another worker is posting this card")
-                elif action.card_ts != f"pending:{core.owner}"[:64]:
-                    raise RuntimeError("another worker is posting this card")
-                try:
-                    ts = core.chat.post_card(action.channel, card, action.thread_ts)
-                except Exception:
-                    core.store.release_card(action_id, core.owner)
-                    raise
+                    maybe_posted = claimed
+                else:
+                    maybe_posted = True  # our own earlier attempt may have reached Slack
+                ts = None
+                if maybe_posted:
+                    ts = core.chat.find_card(action.channel, action.thread_ts, action_id)
+                if ts is None:
+                    try:
+                        ts = core.chat.post_card(action.channel, card, action.thread_ts)
+                    except Exception:
+                        core.store.release_card(action_id, core.owner)
+                        raise
                 core.store.set_card(action_id, ts)
-                # The state may have moved on while the first post was in flight.
+                # The state may have moved on while the first post was in flight (or the
+                # card found was posted with an older state).
                 latest = core.store.get_action(action_id)
-                if latest is not None and latest.updated_at != action.updated_at:
+                if latest is not None and (maybe_posted or latest.updated_at != action.updated_at):
                     core.chat.update_card(
                         action.channel, ts, build_card(latest, self.facts(latest), core.clock())
                     )

@@ -375,9 +375,17 @@ class Workspace:
         if not text and not blocks:
             raise SlackError("no_text")
         thread_ts = _opt(p.get("thread_ts"))
-        msg = self._store_message(
-            channel, self.bot_user_id, text, blocks, thread_ts, bot_id="B0WARDEN"
-        )
+        extra: JSON = {"bot_id": "B0WARDEN"}
+        metadata = _json_field(p.get("metadata"))
+        if metadata is not None:
+            if not (
+                isinstance(metadata, dict)
+                and isinstance(metadata.get("event_type"), str)
+                and isinstance(metadata.get("event_payload"), dict)
+            ):
+                raise SlackError("invalid_metadata_format")
+            extra["metadata"] = metadata
+        msg = self._store_message(channel, self.bot_user_id, text, blocks, thread_ts, **extra)
         if thread_ts:  # Slack clears a thread's status when the app replies in it
             self._thread_status.pop((channel, thread_ts), None)
         return {"channel": channel, "ts": msg["ts"], "message": msg}
@@ -548,7 +556,7 @@ class Workspace:
                 or m.get("subtype") == "thread_broadcast"  # "also send to channel"
             )
         ]
-        return {"messages": list(reversed(msgs)), "has_more": False}
+        return {"messages": _with_metadata(list(reversed(msgs)), p), "has_more": False}
 
     def _m_conversations_replies(self, p: JSON) -> JSON:
         channel = self._channel(p)
@@ -560,7 +568,7 @@ class Workspace:
         ]
         if not msgs:
             raise SlackError("thread_not_found")
-        return {"messages": msgs, "has_more": False}
+        return {"messages": _with_metadata(msgs, p), "has_more": False}
 
     def _m_assistant_threads_setStatus(self, p: JSON) -> JSON:
         if "status" not in p:
@@ -1281,3 +1289,13 @@ def _json_field(value: Any) -> Any:
 
 def _opt(value: Any) -> str | None:
     return str(value) if value else None
+
+
+def _with_metadata(messages: list[JSON], p: JSON) -> list[JSON]:
+    """Slack returns message metadata only to `include_all_metadata=true` (slack-sdk sends
+    booleans as 1/0); copies, so a caller never edits the workspace's own messages."""
+    wanted = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+    return [
+        m if wanted or "metadata" not in m else {k: v for k, v in m.items() if k != "metadata"}
+        for m in messages
+    ]

@@ -41,6 +41,9 @@ def make_web_client(token: str, base_url: str | None = None) -> WebClient:
     return client
 
 
+CARD_EVENT = "warden_card"  # message metadata type carried by every card
+
+
 class SlackChat:
     """`Chat` over slack-sdk's WebClient."""
 
@@ -66,8 +69,31 @@ class SlackChat:
             thread_ts=thread_ts,
             unfurl_links=False,
             unfurl_media=False,
+            # The action id travels with the message, so a post that reached Slack but whose
+            # ts was never recorded (a crash, a timeout) is found instead of posted twice.
+            metadata={"event_type": CARD_EVENT, "event_payload": {"action_id": card.action_id}},
         )
         return str(resp["ts"])
+
+    def find_card(self, channel: str, thread_ts: str | None, action_id: str) -> str | None:
+        if thread_ts:
+            resp = self.client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+            )
+        else:
+            resp = self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200
+            )
+        for message in resp.get("messages") or []:
+            meta = message.get("metadata") if isinstance(message, dict) else None
+            if (
+                isinstance(meta, dict)
+                and meta.get("event_type") == CARD_EVENT
+                and isinstance(meta.get("event_payload"), dict)
+                and meta["event_payload"].get("action_id") == action_id
+            ):
+                return str(message["ts"])
+        return None
 
     def update_card(self, channel: str, ts: str, card: Card) -> None:
         text, blocks = render_card(card)

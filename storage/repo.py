@@ -59,6 +59,10 @@ class Audit:
     data: dict[str, Any] | None = None
 
 
+UNSURE = "unsure"
+"""`action.card_ts` when a first card post was attempted and given up: it may be in Slack."""
+
+
 class IllegalTransition(RuntimeError):
     """A transition the lifecycle's state graph (`ACTION_GRAPH`) does not allow: a bug."""
 
@@ -538,28 +542,43 @@ class Store(OutboxQueries):
             return list(
                 s.exec(
                     select(Action.id)
-                    .where(col(Action.card_ts).is_(None), col(Action.created_at) < older_than)
+                    .where(
+                        or_(col(Action.card_ts).is_(None), col(Action.card_ts) == UNSURE),
+                        col(Action.created_at) < older_than,
+                    )
                     .limit(limit)
                 ).all()
             )
 
-    def claim_card(self, action_id: str, owner: str) -> bool:
-        """Reserve the right to post an action's first card (so two workers don't both post)."""
+    def claim_card(self, action_id: str, owner: str) -> bool | None:
+        """Reserve the right to post an action's first card (so two workers don't both post).
+
+        None: someone else holds it. False: nobody tried before. True: an earlier attempt was
+        given up (`UNSURE`), so the card may already be in Slack and must be looked for."""
         with self.db.write() as s:
-            r = s.exec(
-                update(Action)
-                .where(col(Action.id) == action_id, col(Action.card_ts).is_(None))
-                .values(card_ts=f"pending:{owner}"[:64])
-            )
-            return r.rowcount == 1
+            for before, unsure in ((None, False), (UNSURE, True)):
+                r = s.exec(
+                    update(Action)
+                    .where(
+                        col(Action.id) == action_id,
+                        col(Action.card_ts).is_(None)
+                        if before is None
+                        else col(Action.card_ts) == before,
+                    )
+                    .values(card_ts=f"pending:{owner}"[:64])
+                )
+                if r.rowcount == 1:
+                    return unsure
+            return None
 
     def release_card(self, action_id: str, owner: str) -> None:
-        """Give up a card reservation after a failed post, so the card sweep posts it later."""
+        """Give up a card reservation after a failed post, so the card sweep posts it later
+        (the failed post may still have reached Slack: the next attempt looks first)."""
         with self.db.write() as s:
             s.exec(
                 update(Action)
                 .where(col(Action.id) == action_id, col(Action.card_ts) == f"pending:{owner}"[:64])
-                .values(card_ts=None)
+                .values(card_ts=UNSURE)
             )
 
     def release_dead_card_reservations(self, now: datetime, me: str) -> int:
@@ -583,7 +602,7 @@ class Store(OutboxQueries):
                 r = s.exec(
                     update(Action)
                     .where(col(Action.id) == action_id, col(Action.card_ts) == marker)
-                    .values(card_ts=None)
+                    .values(card_ts=UNSURE)
                 )
                 released += r.rowcount
         return released

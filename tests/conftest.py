@@ -154,6 +154,19 @@ class RecordingChat:
             self.lock.notify_all()
             return ts
 
+    def find_card(self, channel: str, thread_ts: str | None, action_id: str) -> str | None:
+        with self.lock:
+            return next(
+                (
+                    p["ts"]
+                    for p in self.posts
+                    if p["card"] is not None
+                    and p["channel"] == channel
+                    and p["card"].action_id == action_id
+                ),
+                None,
+            )
+
     def update_card(self, channel: str, ts: str, card: Any) -> None:
         with self.lock:
             self.updates.append({"channel": channel, "ts": ts, "text": card.summary, "card": card})

@@ -15,10 +15,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from bot.policy import Policy, parse_policy
-from storage.models import ActionStatus, Request
+from storage.models import ActionStatus, Request, utcnow
 from tests.anthropic_stub import AnthropicStub, propose, reply, tool_use
 from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, STRANGER, policy_data
 from tests.slack_fixtures import CHANNEL, OPS, Slack, SlackFactory, card_text
@@ -470,3 +471,47 @@ def test_a_requester_with_too_many_requests_in_flight_is_told_so(
     mine = [r for r in all_requests(slack) if r.requester == REQUESTER]
     assert len(mine) <= 10, f"{len(mine)} requests stored for one requester"
     assert any("in flight" in t for t in told(slack, REQUESTER))
+
+
+# -- a card post that reached Slack but whose ts was never recorded ---------------------------
+
+
+def cards_for(slack: Slack, action_id: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in slack.ws.messages(CHANNEL)
+        if (m.get("metadata") or {}).get("event_payload", {}).get("action_id") == action_id
+    ]
+
+
+def test_a_card_posted_but_not_recorded_is_found_not_posted_twice(
+    slack: Slack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = slack.store
+    real_set_card = store.set_card
+    lost: list[str] = []
+
+    def set_card_lost_once(action_id: str, ts: str) -> None:
+        if not lost:
+            lost.append(ts)
+            raise ConnectionError("database went away after Slack took the post")
+        real_set_card(action_id, ts)
+
+    monkeypatch.setattr(store, "set_card", set_card_lost_once)
+    slack.ws.mention(REQUESTER, CHANNEL, "restart web")
+    slack.idle()
+    (action,) = slack.store.actions_with_status([ActionStatus.AWAITING_APPROVAL])
+    assert lost and len(cards_for(slack, action.id)) == 1
+    assert store.get_action(action.id).card_ts.startswith("pending:")
+    # The owner retries its own reservation; then, for the crash variant, a dead replica's
+    # reservation released by the sweep is retried too. Neither posts a second card.
+    delivery = slack.bot.warden.lifecycle.delivery
+    delivery._card(action.id)
+    assert store.get_action(action.id).card_ts == lost[0]
+    assert len(cards_for(slack, action.id)) == 1
+    real_set_card(action.id, "pending:gone-host:4242:abcdef")
+    assert store.release_dead_card_reservations(utcnow(), "someone-else") == 1
+    delivery._card(action.id)
+    (card,) = cards_for(slack, action.id)
+    assert store.get_action(action.id).card_ts == card["ts"] == lost[0]
+    assert "warden_approve" in json.dumps(card["blocks"])
