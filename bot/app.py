@@ -17,10 +17,13 @@ from bot.errors import ConfigError
 from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
 from bot.lookup_tools import lookup_tools
+from bot.memory import memory_tools
+from bot.pii import Detector, Sealer
 from bot.planner import AliasPlanner, ChainPlanner, Planner, close_planner
 from bot.policy import Policy, Risk, ToolShape, load_policy
+from bot.privacy import Privacy
 from bot.runbooks import runbook_tool
-from bot.settings import Settings
+from bot.settings import Settings, insecure_dev_data_key
 from bot.tools import ToolRegistry
 from bot.workers import Workers
 from storage.db import Database
@@ -35,10 +38,21 @@ NO_KEY_NOTE = (
 
 
 def build_registry(
-    policy: Policy, store: Store | None = None, chat: Chat | None = None
+    policy: Policy,
+    store: Store | None = None,
+    chat: Chat | None = None,
+    data_key: bytes | None = None,
 ) -> ToolRegistry:
-    """Built-in tools, read-only lookups and one tool per runbook, checked against the policy."""
-    builtin = [*BUILTINS, *lookup_tools(store, chat)]
+    """Built-in tools, read-only lookups, memory's tools and one tool per runbook, checked
+    against the policy."""
+    privacy = Privacy(
+        Detector(policy.redaction), Sealer(data_key or insecure_dev_data_key()), store
+    )
+    builtin = [
+        *BUILTINS,
+        *lookup_tools(store, chat),
+        *memory_tools(store, policy, privacy.lasting),
+    ]
     for name in policy.runbooks:
         if any(t.name == name for t in builtin):
             raise ConfigError(f"runbooks.{name}: the name is taken by a built-in tool")
@@ -126,7 +140,7 @@ def build(
     if upgrade:
         db.upgrade()
     store = Store(db)
-    registry = build_registry(policy, store, chat)
+    registry = build_registry(policy, store, chat, settings.data_key())
     workers = Workers(policy.workers.planners, policy.workers.executors)
     lifecycle = Lifecycle(
         policy=policy,
@@ -135,6 +149,7 @@ def build(
         chat=chat,
         planner=planner or build_planner(settings, policy, registry),
         workers=workers,
+        data_key=settings.data_key(),
         **lifecycle_kwargs,
     )
     return Warden(

@@ -20,7 +20,7 @@ from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
 from bot.execution import Execution
 from bot.gate import Decision, Origin, Ruling, Step, Verdict
-from bot.planning import critical_notice
+from bot.planning import critical_notice, mask_json
 from bot.policy import Risk
 from bot.redact import redact
 from storage.models import Action, ActionStatus
@@ -236,7 +236,11 @@ class Approvals:
         if isinstance(found, Reply):
             return found
         action = found
-        reason = redact(reason.strip())[:500]
+        # A reason is stored and audited with the request's placeholders, as its text was.
+        masker = core.privacy.for_request(action.request_id)
+        known = len(masker.mapping)
+        reason = masker.mask(redact(reason.strip()))[:500]
+        core.privacy.save(action.request_id, masker, known)
         won = core.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED],
@@ -248,6 +252,7 @@ class Approvals:
         core.kick()
         if won is None:
             return Reply(ok=False, text="This action changed before your click; look again.")
+        core.record_outcome(won, "rejected", user, reason or None)
         return Reply(ok=True)
 
     # -- Edit -------------------------------------------------------------------------------
@@ -258,7 +263,9 @@ class Approvals:
         if isinstance(found, Reply):
             return found
         action = found
-        args = {k: str(v) for k, v in json.loads(action.args_json).items()}
+        # The approver edits the real call: personal data is shown as written.
+        masker = core.privacy.for_request(action.request_id)
+        args = {k: str(v) for k, v in masker.reveal_value(json.loads(action.args_json)).items()}
         choices: dict[str, list[str]] = {}
         hints: dict[str, str] = {}
         runbook = core.policy.runbooks.get(action.tool)
@@ -309,8 +316,13 @@ class Approvals:
         )
         if decision.verdict is Verdict.REFUSE:
             return {"_": decision.reason}
-        if decision.args_json == action.args_json:
+        # Stored and audited with placeholders, as the proposal was.
+        masker = core.privacy.for_request(action.request_id)
+        known = len(masker.mapping)
+        args_json = mask_json(core, masker, decision.args_json or "{}")
+        if args_json == action.args_json:
             return Reply(ok=True, text="Nothing changed.")
+        core.privacy.save(action.request_id, masker, known)
         has_dry_run = tool.dry_run is not None
         if decision.needs_preview and not has_dry_run:
             return {"_": "critical actions need a dry-run preview, and this tool has none"}
@@ -332,13 +344,13 @@ class Approvals:
                 "action.edited",
                 action.trace_id,
                 before=action.args_json,
-                after=decision.args_json,
+                after=args_json,
                 risk=decision.risk.value,
             ),
             revision=revision,
             values={
                 "revision": revision + 1,
-                "args_json": decision.args_json,
+                "args_json": args_json,
                 "risk": decision.risk.value,
                 "required_approvals": max(1, decision.required_approvals),
                 "policy_version": decision.policy_version,

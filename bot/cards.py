@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from bot.memory import REMEMBER
 from bot.policy import Risk
 from storage.models import Action, ActionStatus
 
@@ -72,6 +73,7 @@ class CardFacts:
     paused: bool = False
     command: str | None = None
     allowed_domains: tuple[str, ...] = ()
+    previously: tuple[str, ...] = ()  # earlier decisions about what this call touches
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -107,6 +109,7 @@ class Card:
     undo_until: datetime | None
     buttons: tuple[Button, ...]
     allowed_domains: tuple[str, ...]
+    previously: tuple[str, ...] = ()  # untrusted: people's reasons are in them
 
     @property
     def summary(self) -> str:
@@ -143,7 +146,10 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         and action.undo_until is not None
         and action.undo_until > now
     ):
-        buttons.append(Button(intent=Intent.UNDO, label="Undo"))
+        # Undoing a `remember` forgets the fact: the author's "Forget it" at once.
+        buttons.append(
+            Button(intent=Intent.UNDO, label="Forget" if action.tool == REMEMBER else "Undo")
+        )
     decided = (
         action.decided_by
         if status
@@ -187,4 +193,5 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         undo_until=action.undo_until if Intent.UNDO in {b.intent for b in buttons} else None,
         buttons=tuple(buttons),
         allowed_domains=facts.allowed_domains,
+        previously=facts.previously,
     )

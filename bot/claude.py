@@ -251,6 +251,10 @@ def first_message(request: PlanRequest) -> str:
         parts.append("Earlier in this thread (context only):")
         parts.extend(_turn_text(t) for t in request.history[-20:])
         parts.append("")
+    if request.memory:
+        parts.append("What Warden remembers that may matter here (context only):")
+        parts.append(as_data("memory", request.memory))
+        parts.append("")
     parts.append(as_data("requester's Slack user id", request.requester))
     parts.append(as_data("channel id", request.channel))
     parts.append("")
@@ -471,13 +475,13 @@ class AnthropicPlanner:
                 continue
             try:
                 envelope = ProposalInput.model_validate(raw)
-                tool.validate(envelope.arguments)
+                tool.validate(request.reveal(envelope.arguments))
             except ValidationError as exc:
-                results.append(_error(use.id, _readable(exc)))
+                results.append(_error(use.id, request.mask(_readable(exc))))
                 errors = True
                 continue
             except ToolArgumentsError as exc:
-                results.append(_error(use.id, str(exc)))
+                results.append(_error(use.id, request.mask(str(exc))))
                 errors = True
                 continue
             calls.append(
@@ -514,7 +518,7 @@ class AnthropicPlanner:
         try:
             output = request.run_read_only(tool.name, raw)
         except (ToolArgumentsError, WardenError) as exc:
-            return _error(use.id, str(exc))
+            return _error(use.id, request.mask(str(exc)))
         except Exception as exc:  # a failing lookup is a fact for the model, not a crash
             return _error(use.id, f"the lookup failed: {type(exc).__name__}")
         return {

@@ -18,11 +18,14 @@ from typing import Any
 
 from bot.chat import Chat
 from bot.gate import Gate, Now
+from bot.pii import Detector, Sealer
 from bot.policy import Policy
+from bot.privacy import Privacy
 from bot.sanitize import neutralise
+from bot.settings import insecure_dev_data_key
 from bot.tools import ToolRegistry
 from bot.workers import Workers
-from storage.models import utcnow
+from storage.models import Action, utcnow
 from storage.outbox import Notice
 from storage.repo import Audit, Store
 
@@ -56,12 +59,20 @@ class Core:
     workers: Workers
     clock: Callable[[], datetime] = utcnow
     owner: str = field(default_factory=new_owner)
+    # Seals personal values and keys their hashes (`Settings.data_key()`).
+    data_key: bytes = field(default_factory=insecure_dev_data_key, repr=False)
     gate: Gate = field(init=False)
+    privacy: Privacy = field(init=False)
     # Set by `bot.delivery.Delivery`: start delivering owed messages now.
     kick: Callable[[], None] = field(default=lambda: None)
+    # Set by `bot.memory.Memory`: an action's outcome becomes a remembered decision.
+    record_outcome: Callable[[Action, str, str | None, str | None], None] = field(
+        default=lambda action, outcome, by, reason: None
+    )
 
     def __post_init__(self) -> None:
-        self.gate = Gate(self.policy, self.registry)
+        self.privacy = Privacy(Detector(self.policy.redaction), Sealer(self.data_key), self.store)
+        self.gate = Gate(self.policy, self.registry, self.privacy.real_args)
 
     def audit(self, actor: str, kind: str, trace_id: str = "", **data: Any) -> Audit:
         return Audit(

@@ -22,22 +22,28 @@ import json
 import logging
 import threading
 from datetime import timedelta
+from typing import Any
 
-from bot.cards import CardFacts, build_card
+from bot.cards import Card, CardFacts, build_card
 from bot.core import Core
+from bot.memory import Memory
 from bot.runbooks import command_preview
-from storage.models import Action, Outbox
+from bot.tools import canonical_json
+from storage.models import Action, ActionStatus, Outbox
 from storage.repo import UNSURE
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+# Action fields that may hold the request's placeholders, revealed on its card.
+REVEALED = ("rationale", "preview", "result", "result_note", "status_note")
 MAX_ATTEMPTS = 8
 
 
 class Delivery:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, memory: Memory) -> None:
         self.core = core
+        self.memory = memory
         self._card_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._draining = 0
@@ -80,7 +86,11 @@ class Delivery:
             if row.kind == "card" and row.action_id:
                 self._card(row.action_id)
             else:
-                core.chat.post(row.channel, row.text, row.thread_ts)
+                text = row.text
+                if row.request_id:  # back into the thread where the values were written
+                    masker = core.privacy.for_request(row.request_id)
+                    text = core.privacy.reveal_posted(masker, text, core.safe)
+                core.chat.post(row.channel, text, row.thread_ts)
         except Exception as exc:
             attempt = row.attempts
             retry_at = (
@@ -119,7 +129,31 @@ class Delivery:
             paused=core.paused,
             command=command,
             allowed_domains=tuple(core.policy.agent.link_domains),
+            previously=tuple(self._previously(action)),
         )
+
+    def _previously(self, action: Action) -> list[str]:
+        if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
+            return []
+        try:
+            args = json.loads(action.args_json)
+        except ValueError:
+            return []
+        return self.memory.previously(action, args if isinstance(args, dict) else {})
+
+    def card_of(self, action: Action) -> Card:
+        """An action's card as its channel sees it: personal data written there is shown
+        (the row holds placeholders)."""
+        masker = self.core.privacy.for_request(action.request_id)
+        if masker.mapping:
+            update: dict[str, Any] = {
+                name: masker.reveal(value)
+                for name in REVEALED
+                if isinstance(value := getattr(action, name), str)
+            }
+            update["args_json"] = canonical_json(masker.reveal_value(json.loads(action.args_json)))
+            action = action.model_copy(update=update)
+        return build_card(action, self.facts(action), self.core.clock())
 
     def _card(self, action_id: str) -> None:
         core = self.core
@@ -127,7 +161,7 @@ class Delivery:
             action = core.store.get_action(action_id)
             if action is None:
                 return
-            card = build_card(action, self.facts(action), core.clock())
+            card = self.card_of(action)
             if action.card_ts is None or action.card_ts.startswith(("pending:", UNSURE)):
                 if action.card_ts != f"pending:{core.owner}"[:64]:
                     claimed = core.store.claim_card(action_id, core.owner)
@@ -150,8 +184,6 @@ class Delivery:
                 # card found was posted with an older state).
                 latest = core.store.get_action(action_id)
                 if latest is not None and (maybe_posted or latest.updated_at != action.updated_at):
-                    core.chat.update_card(
-                        action.channel, ts, build_card(latest, self.facts(latest), core.clock())
-                    )
+                    core.chat.update_card(action.channel, ts, self.card_of(latest))
             else:
                 core.chat.update_card(action.channel, action.card_ts, card)

@@ -22,9 +22,10 @@ from sqlmodel import col
 from bot.core import Core, new_id
 from bot.errors import WardenError
 from bot.gate import EXPIRED, Verdict
+from bot.pii import PLACEHOLDER
 from bot.redact import redact
 from bot.runbooks import truncate_middle
-from bot.tools import Tool, ToolContext, ToolResult
+from bot.tools import Tool, ToolContext, ToolResult, canonical_json
 from storage.models import Action, ActionStatus
 from storage.outbox import Notice
 
@@ -92,15 +93,25 @@ class Executor:
             unknown=result.unknown,
         )
 
+    def _real_args(self, action: Action) -> tuple[Tool[Any], Any]:
+        """The tool and its validated arguments, personal data put back from the request's
+        seal (the stored arguments hold placeholders). Raises WardenError / ValueError."""
+        tool = self.core.registry.get(action.tool)
+        masker = self.core.privacy.for_request(action.request_id)
+        raw = masker.reveal_value(json.loads(action.args_json))
+        if PLACEHOLDER.search(canonical_json(raw)):
+            raise WardenError("personal data it needs is no longer available")
+        args = tool.validate(raw)
+        if tool.canonical(args) != canonical_json(raw):
+            raise WardenError("arguments are not canonical")
+        return tool, args
+
     def run(self, action: Action) -> ToolResult:
         """Run an action's call: its arguments re-validated and checked canonical first."""
         try:
-            tool = self.core.registry.get(action.tool)
-            args = tool.validate(json.loads(action.args_json))
+            tool, args = self._real_args(action)
         except (WardenError, ValueError) as exc:
             return ToolResult(ok=False, output=f"not run: {exc}")
-        if tool.canonical(args) != action.args_json:
-            return ToolResult(ok=False, output="not run: arguments are not canonical")
         ctx = self._context(
             action.id,
             action.trace_id,
@@ -112,8 +123,7 @@ class Executor:
 
     def undo(self, action: Action) -> ToolResult:
         try:
-            tool = self.core.registry.get(action.tool)
-            args = tool.validate(json.loads(action.args_json))
+            tool, args = self._real_args(action)
             data = json.loads(action.undo_data) if action.undo_data else {}
         except (WardenError, ValueError) as exc:
             return ToolResult(ok=False, output=f"not undone: {exc}")
@@ -165,14 +175,17 @@ class Executor:
         requester: str,
         channel: str,
         thread_ts: str | None,
+        reveal: Callable[[Any], Any] | None = None,
     ) -> str:
-        """Run a read-only tool for the agent loop; its output goes back to the model."""
+        """Run a read-only tool for the agent loop; its output goes back to the model.
+        `reveal` puts personal data back into the model's arguments (the caller masks the
+        output again)."""
         tool = self.core.registry.get(tool_name)
         if not tool.read_only:
             raise WardenError(f"{tool_name} has side effects; it must be proposed")
         if tool_name in self.core.policy.runbooks and self.core.paused:
             raise WardenError("Warden is paused: lookups that run commands are off")
-        parsed = tool.validate(args)
+        parsed = tool.validate(reveal(args) if reveal else args)
         ctx = self._context(
             f"lookup-{new_id()[:12]}", trace_id, requester, channel=channel, thread_ts=thread_ts
         )
@@ -183,7 +196,7 @@ class Executor:
                 "lookup",
                 trace_id,
                 tool=tool_name,
-                args=tool.canonical(parsed),
+                args=canonical_json(args),  # as the model wrote them: placeholders
                 ok=result.ok,
             ),
             subject=request_id,
@@ -315,6 +328,11 @@ class Execution:
                 "status_note", "Cut off by its timeout: it may have done part of its work."
             )
             values["undo_until"] = None
+        # Output is stored and audited with the request's placeholders (the card shows it).
+        masker = core.privacy.for_request(action.request_id)
+        known = len(masker.mapping)
+        output = masker.mask(result.output)
+        core.privacy.save(action.request_id, masker, known)
         notices = []
         if before == ActionStatus.EXECUTING:
             icon = (
@@ -333,11 +351,9 @@ class Execution:
             action.id,
             [before],
             final,
-            core.audit(
-                "warden", f"action.{final.value}", action.trace_id, output=result.output[:500]
-            ),
+            core.audit("warden", f"action.{final.value}", action.trace_id, output=output[:500]),
             values={
-                "result": result.output,
+                "result": output,
                 "result_note": result.note or None,
                 "lease_until": None,
                 **values,
@@ -347,6 +363,9 @@ class Execution:
         )
         if row is None:
             log.error("action %s finished but its row was no longer ours", action.id)
+        else:
+            by = row.decided_by if before == ActionStatus.UNDOING else None
+            core.record_outcome(row, final.value, by, None)
         core.kick()
         return final
 

@@ -23,17 +23,19 @@ person's message) has entered the loop that proposed a call, it never runs witho
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from bot.errors import PreconditionFailed, ToolArgumentsError, UnknownTool
+from bot.memory import REMEMBER, grounded
 from bot.policy import Autonomy, Policy, Risk
 from bot.tools import Tool, ToolRegistry
-from storage.models import Action, ActionStatus, Approval
+from storage.models import Action, ActionStatus, Approval, Fact
 
 EXPIRED = "its approval request expired"
 
@@ -68,6 +70,7 @@ class Origin:
     edited_by: str | None = None
     on_card: bool = False  # already shown to people (a re-check): confidence no longer asks
     same_tool_earlier: int = 0
+    said: str = ""  # what the requester wrote (a `remember` must come from it)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -120,9 +123,17 @@ class Ruling:
 class Gate:
     """Decisions for one policy version and tool registry."""
 
-    def __init__(self, policy: Policy, registry: ToolRegistry) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        registry: ToolRegistry,
+        real_args: Callable[[Action], Any] | None = None,
+    ) -> None:
         self.policy = policy
         self.registry = registry
+        # A stored action's arguments with personal data put back (they are stored with
+        # placeholders); a re-check judges the real call, as the first decision did.
+        self.real_args = real_args or (lambda action: json.loads(action.args_json))
 
     # -- autonomy and approvers -----------------------------------------------------------
 
@@ -149,7 +160,11 @@ class Gate:
             return f"`{tool}` is not low risk, so it can't be `auto`"
         return None
 
-    def approvers(self, tool: str) -> list[str]:
+    def approvers(self, tool: str, requester: str = "") -> list[str]:
+        """Who may approve a call of `tool`: its policy approvers — except `remember`, which
+        only its author may confirm (a fact about what they said, in their name)."""
+        if tool == REMEMBER:
+            return [requester] if requester else []
         return self.policy.approvers_for(tool)
 
     def excluded(self, action: Action) -> set[str]:
@@ -162,7 +177,7 @@ class Gate:
     def counted(self, action: Action, approvals: Iterable[Approval]) -> set[str]:
         """Approvers whose approval counts: bound to this exact call (revision, arguments,
         policy version), by a current approver, not excluded by four eyes."""
-        allowed = set(self.approvers(action.tool)) - self.excluded(action)
+        allowed = set(self.approvers(action.tool, action.requester)) - self.excluded(action)
         return {
             a.approver
             for a in approvals
@@ -246,7 +261,11 @@ class Gate:
             "autonomy": autonomy,
             "policy_version": version,
         }
-        problem = self._precondition(t, parsed) or self._scope(t, parsed, origin)
+        problem = (
+            self._precondition(t, parsed)
+            or self._scope(t, parsed, origin)
+            or self._memory(t, parsed, origin)
+        )
         if problem:
             return Decision(verdict=Verdict.REFUSE, reason=problem, **base)
         override = self.policy.override(tool)
@@ -276,7 +295,7 @@ class Gate:
             if risk in (Risk.HIGH, Risk.CRITICAL)
             else set()
         )
-        eligible = set(self.approvers(tool)) - excluded
+        eligible = set(self.approvers(tool, origin.requester)) - excluded
         if len(eligible) < required:
             who = "approvers other than the requester" if excluded else "approvers"
             return Decision(
@@ -350,6 +369,34 @@ class Gate:
             )
         return None
 
+    def _memory(self, tool: Tool[Any], parsed: Any, origin: Origin) -> str | None:
+        """What may be remembered: only what a person wrote (a proposed fact's words must be
+        in the requester's message, so nothing is lifted from a tool's output or from
+        recalled memory), never a decision (those come from outcomes), and workspace-wide
+        facts only from approvers and admins."""
+        if tool.name != REMEMBER:
+            return None
+        if parsed.about == "workspace" and not (
+            origin.requester in self.policy.access.admins
+            or origin.requester in self.policy.access.approvers
+        ):
+            return "only approvers and admins may set facts for the whole workspace"
+        human = origin.edited_by is not None or origin.on_card
+        if not human and not grounded(f"{parsed.subject} {parsed.text}", origin.said):
+            return (
+                "a fact must come from what the requester wrote, and this one is not in "
+                "their message"
+            )
+        return None
+
+    def may_forget(self, fact: Fact, user: str) -> str | None:
+        """Who may forget a fact: whoever it is about (a user fact), its author, an admin."""
+        if user in self.policy.access.admins:
+            return None
+        if (fact.scope == "user" and fact.scope_id == user) or fact.author == user:
+            return None
+        return "only the person it is about, its author or an admin may forget it"
+
     def recheck(self, action: Action, now: Now) -> Decision | None:
         """The decision a waiting or approved action would get now, if the rules changed
         under it (a new policy version, its tool set to `suggest`); None if it stands."""
@@ -368,10 +415,8 @@ class Gate:
                     policy_version=action.policy_version,
                 )
             return None
-        import json
-
         try:
-            args = json.loads(action.args_json)
+            args = self.real_args(action)
         except ValueError:
             args = None
         decision = self.decide(
@@ -417,7 +462,7 @@ class Gate:
         changed = self.recheck(action, now)
         if changed is not None:
             return Ruling(step=Step.RECHECK, decision=changed, reason=changed.reason)
-        if user not in self.approvers(action.tool):
+        if user not in self.approvers(action.tool, action.requester):
             return Ruling(
                 step=Step.DENY,
                 reason="you are not an approver for this action, so your click changed nothing",
@@ -468,14 +513,14 @@ class Gate:
         return None
 
     def may_edit(self, action: Action, user: str) -> str | None:
-        if user != action.requester and user not in self.approvers(action.tool):
+        if user != action.requester and user not in self.approvers(action.tool, action.requester):
             return "only the requester or an approver may edit this action"
         if action.status != ActionStatus.AWAITING_APPROVAL:
             return f"this action is {_words(action.status)}; it can't be edited now"
         return None
 
     def may_reject(self, action: Action, user: str) -> str | None:
-        if user != action.requester and user not in self.approvers(action.tool):
+        if user != action.requester and user not in self.approvers(action.tool, action.requester):
             return "only approvers or the requester may reject this"
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
             return f"this action is {_words(action.status)}; it can't be rejected now"
@@ -486,7 +531,7 @@ class Gate:
         medium actions; high and critical ones need an approver who is neither the
         requester nor the arguments' editor. Never while paused, only within the window."""
         risk = Risk(action.risk)
-        approver = user in self.approvers(action.tool)
+        approver = user in self.approvers(action.tool, action.requester)
         if risk in (Risk.HIGH, Risk.CRITICAL):
             if not approver or user in self.excluded(action):
                 return (

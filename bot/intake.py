@@ -94,7 +94,10 @@ class Intake:
     def accept(self, msg: Incoming) -> bool:
         """Store a request (once per event id and per message) and queue it for planning."""
         core = self.core
-        text = redact(msg.text)
+        # Secrets go for good; personal data becomes placeholders, the values sealed in the
+        # request's own row (bot/privacy.py).
+        masker = core.privacy.masker()
+        text = masker.mask(redact(msg.text))
         request = Request(
             id=new_id(),
             trace_id=new_trace(),
@@ -105,6 +108,7 @@ class Intake:
             message_ts=msg.ts,
             requester=msg.user,
             text=text,
+            pii_sealed=core.privacy.seal(masker),
         )
         outcome = core.store.accept_request(request, core.policy.workers.per_requester)
         if outcome is Accepted.OVER_CAP:

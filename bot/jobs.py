@@ -87,6 +87,16 @@ def forget_old_events(instance: str) -> int:
     ) + lifecycle.store.forget_delivered_before(now - timedelta(days=7))
 
 
+def forget_personal_data(instance: str) -> int:
+    """Sealed personal values of requests nothing can still act on are dropped (a few
+    minutes after the last change, so a late card update can still show them); facts past
+    their expiry or closed long ago are deleted."""
+    lifecycle = _INSTANCES.get(instance)
+    if lifecycle is None:  # stopping
+        return 0
+    return lifecycle.sweeps.personal_data()
+
+
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
@@ -109,6 +119,7 @@ JOBS = [
     Job(func="bot.jobs:requeue_requests", seconds=60),
     Job(func="bot.jobs:repair_cards", seconds=60),
     Job(func="bot.jobs:forget_old_events", seconds=3600),
+    Job(func="bot.jobs:forget_personal_data", seconds=300),
     Job(func="bot.jobs:publish_audit_anchor", daily_at="00:05"),
 ]
 

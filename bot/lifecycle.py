@@ -23,9 +23,11 @@ from bot.core import Core
 from bot.delivery import Delivery
 from bot.execution import Execution, Executor
 from bot.intake import Intake
+from bot.memory import Memory
 from bot.planner import Planner
 from bot.planning import Planning
 from bot.policy import Policy
+from bot.settings import insecure_dev_data_key
 from bot.sweeps import Sweeps
 from bot.tools import ToolRegistry
 from bot.workers import Workers
@@ -46,15 +48,23 @@ class Lifecycle:
         planner: Planner,
         workers: Workers,
         clock: Callable[[], datetime] = utcnow,
+        data_key: bytes | None = None,
     ) -> None:
         self.core = core = Core(
-            policy=policy, registry=registry, store=store, chat=chat, workers=workers, clock=clock
+            policy=policy,
+            registry=registry,
+            store=store,
+            chat=chat,
+            workers=workers,
+            clock=clock,
+            data_key=data_key or insecure_dev_data_key(),
         )
         self.planner = planner
-        self.delivery = Delivery(core)
+        self.memory = Memory(core)
+        self.delivery = Delivery(core, self.memory)
         self.executor = Executor(core)
         self.execution = Execution(core, self.executor)
-        self.planning = Planning(core, planner, self.executor, self.execution)
+        self.planning = Planning(core, planner, self.executor, self.execution, self.memory)
         self.intake = Intake(core, self.planning.plan)
         self.approvals = Approvals(core, self.execution, self.planning.fill_preview)
         self.sweeps = Sweeps(

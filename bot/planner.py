@@ -97,6 +97,11 @@ class PlanRequest:
     thread_ts: str | None = None
     history: tuple[Turn, ...] = ()
     run_read_only: ReadOnlyRunner | None = None
+    # The text holds placeholders for personal data (`<EMAIL_1>`): `reveal` puts the values
+    # back into arguments to validate them, `mask` takes them out of anything said back.
+    reveal: Callable[[Any], Any] = field(default=lambda value: value)
+    mask: Callable[[str], str] = field(default=lambda text: text)
+    memory: str = ""  # remembered facts with provenance (`bot/memory.py`): data, not orders
 
 
 class Planner(Protocol):
@@ -154,9 +159,11 @@ class AliasPlanner:
                 continue
             args: dict[str, Any] = {**alias.fixed, **match.groupdict()}
             try:
-                self.registry.get(alias.tool).validate(args)
+                self.registry.get(alias.tool).validate(request.reveal(args))
             except (ToolArgumentsError, UnknownTool) as exc:
-                near_miss = near_miss or f"It looks like `{alias.pattern}`, but {exc}."
+                near_miss = near_miss or request.mask(
+                    f"It looks like `{alias.pattern}`, but {exc}."
+                )
                 continue
             return Proposals(
                 calls=(

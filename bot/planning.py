@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,21 @@ from bot.core import Core, new_id
 from bot.errors import PlannerUnavailable
 from bot.execution import LEASE_GRACE, Execution, Executor
 from bot.gate import Decision, Origin, Verdict
-from bot.planner import Clarify, Plan, Planner, PlanRequest, Proposals, Turn, Usage
+from bot.memory import Memory
+from bot.pii import Masker
+from bot.planner import (
+    Clarify,
+    Plan,
+    Planner,
+    PlanRequest,
+    Proposals,
+    Turn,
+    Usage,
+    clean_text,
+)
 from bot.policy import Risk
 from bot.redact import redact
+from bot.tools import canonical_json
 from storage.models import Action, ActionStatus, Request, RequestStatus
 from storage.outbox import Notice
 from storage.repo import Audit
@@ -40,12 +53,18 @@ def critical_notice(core: Core, action: Action, what: str) -> Notice:
 
 class Planning:
     def __init__(
-        self, core: Core, planner: Planner, executor: Executor, execution: Execution
+        self,
+        core: Core,
+        planner: Planner,
+        executor: Executor,
+        execution: Execution,
+        memory: Memory,
     ) -> None:
         self.core = core
         self.planner = planner
         self.executor = executor
         self.execution = execution
+        self.memory = memory
 
     def plan(self, request_id: str) -> None:
         """Plan one request (planner worker). Safe to call twice: the lease decides."""
@@ -56,12 +75,17 @@ class Planning:
         req = core.store.claim_request(request_id, core.owner, lease, core.policy.version)
         if req is None:
             return
-        history = self._history(req)
+        # One masker for the whole loop: earlier messages, lookup outputs and previews get
+        # this request's placeholders, so the model can refer to them consistently.
+        masker = core.privacy.masker(req.pii_sealed)
+        known = len(masker.mapping)
+        history = self._history(req, masker)
+        recall = self.memory.recall(clean_text(req.text), req.requester, req.channel)
         lookups: list[str] = []
 
         def run_read_only(tool: str, args: dict[str, Any]) -> str:
             lookups.append(tool)
-            return self.executor.lookup(
+            output = self.executor.lookup(
                 tool,
                 args,
                 request_id=req.id,
@@ -69,7 +93,9 @@ class Planning:
                 requester=req.requester,
                 channel=req.channel,
                 thread_ts=req.thread_ts,
+                reveal=masker.reveal_value,
             )
+            return masker.mask(output)
 
         plan_request = PlanRequest(
             request_id=req.id,
@@ -80,22 +106,31 @@ class Planning:
             thread_ts=req.thread_ts,
             history=history,
             run_read_only=run_read_only,
+            reveal=masker.reveal_value,
+            mask=masker.mask,
+            memory=recall.text,
         )
         core.workers.outbox.submit(core.chat.set_status, req.channel, req.thread_ts, "is thinking…")
         try:
             plan: Plan = self.planner.plan(plan_request)
         except PlannerUnavailable as exc:
+            core.privacy.save(req.id, masker, known)
             spent = exc.usage if isinstance(exc.usage, Usage) else Usage()
             self._finish(req, RequestStatus.FAILED, unavailable_text(str(exc)), spent)
             return
         except Exception as exc:  # a planner bug must not lose the request
+            core.privacy.save(req.id, masker, known)
             log.exception("planner crashed on request %s", req.id)
             why = f"the planner failed ({type(exc).__name__})"
             self._finish(req, RequestStatus.FAILED, unavailable_text(why), Usage())
             return
         if isinstance(plan, Proposals):
-            self._propose(req, plan, taint_of(history, lookups))
-        elif isinstance(plan, Clarify):
+            taint = taint_of(history, lookups, recall.others)
+            self._propose(req, plan, taint, masker)
+            core.privacy.save(req.id, masker, known)
+            return
+        core.privacy.save(req.id, masker, known)
+        if isinstance(plan, Clarify):
             question = f":thinking_face: {core.safe(plan.question)}"
             self._finish(req, RequestStatus.PLANNED, question, plan.usage)
         else:
@@ -112,26 +147,36 @@ class Planning:
             answer=answer,
             usage=usage_dict(usage),
             audit_=core.audit("warden", f"request.{status.value}", req.trace_id),
-            notices=[Notice(channel=req.channel, thread_ts=req.thread_ts, text=answer)],
+            notices=[
+                Notice(channel=req.channel, thread_ts=req.thread_ts, text=answer, request_id=req.id)
+            ],
         ):
             core.kick()
             core.workers.outbox.submit(core.chat.unreact, req.channel, req.message_ts, "eyes")
 
-    def _history(self, req: Request) -> tuple[Turn, ...]:
+    def _history(self, req: Request, masker: Masker) -> tuple[Turn, ...]:
+        """Earlier requests in the thread and what came of them, re-masked with this
+        request's placeholders (each earlier request numbered its own)."""
+        core = self.core
         turns: list[Turn] = []
-        for earlier in self.core.store.thread_requests(req.channel, req.thread_ts):
+        for earlier in core.store.thread_requests(req.channel, req.thread_ts):
             if earlier.id == req.id:
                 break
+            theirs = core.privacy.masker(earlier.pii_sealed)
+
+            def again(text: str, theirs: Masker = theirs) -> str:
+                return masker.mask(theirs.reveal(text))
+
             role = "requester" if earlier.requester == req.requester else "other"
-            turns.append(Turn(role=role, author=earlier.requester, text=earlier.text))
+            turns.append(Turn(role=role, author=earlier.requester, text=again(earlier.text)))
             if earlier.answer:
-                turns.append(Turn(role="warden", author="warden", text=earlier.answer))
-            for a in self.core.store.actions_for_request(earlier.id):
+                turns.append(Turn(role="warden", author="warden", text=again(earlier.answer)))
+            for a in core.store.actions_for_request(earlier.id):
                 turns.append(
                     Turn(
                         role="warden",
                         author="warden",
-                        text=(
+                        text=again(
                             f"proposed {a.tool} {a.args_json} — now {a.status}"
                             + (f"; result: {a.result[:500]}" if a.result else "")
                         ),
@@ -139,7 +184,7 @@ class Planning:
                 )
         return tuple(turns)
 
-    def _propose(self, req: Request, plan: Proposals, taint: str | None) -> None:
+    def _propose(self, req: Request, plan: Proposals, taint: str | None, masker: Masker) -> None:
         core = self.core
         now = core.now()
         actions: list[Action] = []
@@ -156,15 +201,22 @@ class Planning:
                 thread_ts=req.thread_ts,
                 taint=taint,
                 same_tool_earlier=per_tool.get(name, 0),
+                said=clean_text(req.text),
             )
+            # The gate judges the real call (patterns, risk from arguments); what is stored
+            # holds placeholders again.
             decision = core.gate.decide(
-                tool=call.tool, args=call.args, confidence=call.confidence, origin=origin, now=now
+                tool=call.tool,
+                args=masker.reveal_value(call.args),
+                confidence=call.confidence,
+                origin=origin,
+                now=now,
             )
             per_tool[name] = per_tool.get(name, 0) + 1
             if decision.verdict is Verdict.CLARIFY:
                 questions += 1
                 continue
-            action = self._action(req, call.rationale, call.confidence, decision, taint, at)
+            action = self._action(req, call.rationale, call.confidence, decision, taint, at, masker)
             actions.append(action)
             audits.append(
                 core.audit(
@@ -173,6 +225,7 @@ class Planning:
                     req.trace_id,
                     tool=action.tool,
                     args=action.args_json,
+                    pii=core.privacy.digests(masker, action.args_json) or None,
                     risk=action.risk,
                     verdict=decision.verdict.value,
                     reason=decision.reason,
@@ -183,14 +236,23 @@ class Planning:
             notices.append(Notice(action_id=action.id))
             if decision.escalate and action.status == ActionStatus.AWAITING_APPROVAL:
                 notices.append(critical_notice(core, action, "awaiting two approvals"))
-        answer = core.safe(plan.message, 1500) if plan.message else None
+        answer = (
+            core.safe(core.privacy.mask_model_text(masker, plan.message), 1500)
+            if plan.message
+            else None
+        )
         if questions and not actions:
             answer = (
                 "I'm not confident enough to propose anything yet. Could you say more "
                 "precisely what you want done?"
             )
         if answer:
-            notices.insert(0, Notice(channel=req.channel, thread_ts=req.thread_ts, text=answer))
+            notices.insert(
+                0,
+                Notice(
+                    channel=req.channel, thread_ts=req.thread_ts, text=answer, request_id=req.id
+                ),
+            )
         status = RequestStatus.PLANNED if actions or answer else RequestStatus.DONE
         if not core.store.finish_planning(
             req.id,
@@ -218,6 +280,7 @@ class Planning:
         decision: Decision,
         taint: str | None,
         now: datetime,
+        masker: Masker,
     ) -> Action:
         core = self.core
         status = decision.status
@@ -232,7 +295,7 @@ class Planning:
                 shown = self.executor.dry_run(
                     decision.tool, decision.args, req.requester, req.trace_id
                 )
-                preview = shown.text
+                preview = masker.mask(shown.text) if shown.text else shown.text
                 if decision.needs_preview and not shown.ok:
                     status = ActionStatus.REFUSED
                     note = f"Critical actions need a {shown.problem}."
@@ -241,12 +304,12 @@ class Planning:
             request_id=req.id,
             trace_id=req.trace_id,
             tool=decision.tool,
-            args_json=decision.args_json or "{}",
+            args_json=mask_json(core, masker, decision.args_json or "{}"),
             policy_version=decision.policy_version,
             risk=decision.risk.value,
             autonomy=decision.autonomy.value,
             confidence=float(confidence) if isinstance(confidence, int | float) else 0.0,
-            rationale=redact(str(rationale))[:4000],
+            rationale=core.privacy.mask_model_text(masker, redact(str(rationale)))[:4000],
             preview=preview,
             required_approvals=decision.required_approvals,
             requester=req.requester,
@@ -270,9 +333,17 @@ class Planning:
             return
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
             return
+        masker = core.privacy.for_request(action.request_id)
+        known = len(masker.mapping)
         shown = self.executor.dry_run(
-            action.tool, json.loads(action.args_json), action.requester, action.trace_id
+            action.tool,
+            masker.reveal_value(json.loads(action.args_json)),
+            action.requester,
+            action.trace_id,
         )
+        if shown.text:
+            shown = replace(shown, text=masker.mask(shown.text))
+        core.privacy.save(action.request_id, masker, known)
         if not shown.ok and Risk(action.risk) is Risk.CRITICAL:
             if core.paused:
                 return  # held until /resume
@@ -299,13 +370,23 @@ class Planning:
         core.kick()
 
 
-def taint_of(history: tuple[Turn, ...], lookups: list[str]) -> str | None:
+def mask_json(core: Core, masker: Masker, args_json: str) -> str:
+    """A call's canonical arguments (JSON) with personal data as this request's
+    placeholders (the gate saw the real values; storage and the audit get these)."""
+    return canonical_json(core.privacy.mask_value(masker, json.loads(args_json)))
+
+
+def taint_of(
+    history: tuple[Turn, ...], lookups: list[str], memory_by_others: bool = False
+) -> str | None:
     """What, not written by the requester, entered a request's loop (None: nothing)."""
     sources = []
     if lookups:
         sources.append("output of " + ", ".join(sorted(set(lookups))))
     if any(t.role != "requester" for t in history):
         sources.append("earlier messages in the thread")
+    if memory_by_others:
+        sources.append("remembered facts not written by the requester")
     return "; ".join(sources) or None
 
 

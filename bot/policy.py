@@ -339,6 +339,103 @@ class Workers(_Strict):
     per_requester: int = Field(default=10, ge=1, le=1000)  # requests in flight per person
 
 
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "NL", "ES", "IT")
+
+
+class RedactionPolicy(_Strict):
+    """`[redaction]`: which kinds of personal data `bot/pii.py` replaces with placeholders
+    before text reaches the model, the memory store or the audit log. Secrets are always
+    redacted (`bot/redact.py`) and cannot be switched off here.
+
+    `allow` lists values never redacted: an email domain written "@example.com" (it and its
+    subdomains), an IP network in CIDR form ("10.0.0.0/8"), or an exact value (compared
+    after normalisation, so "+1 415 555 0100" also allows "(415) 555-0100").
+    `phone_regions` are the regions whose national formats are tried, in order; numbers
+    written with "+" are always recognised.
+    """
+
+    email: bool = True
+    phone: bool = True
+    card: bool = True
+    iban: bool = True
+    ip: bool = True
+    national_id: bool = True
+    # Off by default: street addresses miss the accuracy targets (bench/README.md).
+    address: bool = False
+    allow: list[str] = Field(default_factory=list)
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for index, entry in enumerate(value):
+            text = entry.strip()
+            if not text:
+                raise key_error(f"[{index}]", "an allowed value must not be empty")
+            if text.startswith("@"):
+                if not _DOMAIN.match(text[1:].lower()):
+                    raise key_error(
+                        f"[{index}]", f'{entry!r} is not an email domain (like "@example.com")'
+                    )
+            elif "/" in text and re.fullmatch(r"[0-9A-Fa-f:.]+/\d{1,3}", text):
+                try:
+                    ipaddress.ip_network(text)
+                except ValueError as exc:
+                    raise key_error(
+                        f"[{index}]", f"{entry!r} is not an IP network in CIDR form: {exc}"
+                    ) from None
+        return value
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        from phonenumbers import SUPPORTED_REGIONS
+
+        regions: list[str] = []
+        for index, region in enumerate(value):
+            code = region.strip().upper()
+            if code not in SUPPORTED_REGIONS:
+                raise key_error(
+                    f"[{index}]", f'{region!r} is not a two-letter region code (like "GB")'
+                )
+            if code not in regions:
+                regions.append(code)
+        return regions
+
+
+class MemoryExpiry(_Strict):
+    """`[memory.expiry]`: how long a remembered fact of each type is kept."""
+
+    profile: Duration = timedelta(days=365)
+    preference: Duration = timedelta(days=180)
+    decision: Duration = timedelta(days=90)
+    task: Duration = timedelta(days=30)
+
+    def of(self, fact_type: str) -> timedelta:
+        """The expiry of `fact_type` ("profile", "preference", "decision" or "task")."""
+        if fact_type not in MemoryExpiry.model_fields:
+            raise KeyError(fact_type)
+        value: timedelta = getattr(self, fact_type)
+        return value
+
+
+class MemoryPolicy(_Strict):
+    """`[memory]`: typed facts remembered between requests (PRODUCT.md principle 6)."""
+
+    enabled: bool = True
+    max_facts: int = Field(default=8, ge=1, le=100)  # the top facts given to the model
+    budget_chars: int = Field(default=2000, ge=1, le=100_000)  # memory's share of the prompt
+    expiry: MemoryExpiry = MemoryExpiry()
+
+
+# Tools whose default differs from `approve`: a `remember` runs at once (its author sees it on
+# the card and can forget it), unless the taint rule asks for the author's click.
+DEFAULT_OVERRIDES: dict[str, ToolOverride] = {"remember": ToolOverride(autonomy=Autonomy.AUTO)}
+
+
 class Policy(_Strict):
     """The whole validated policy."""
 
@@ -349,6 +446,8 @@ class Policy(_Strict):
     aliases: dict[str, AliasTarget] = Field(default_factory=dict)
     agent: AgentLimits = AgentLimits()
     workers: Workers = Workers()
+    redaction: RedactionPolicy = RedactionPolicy()
+    memory: MemoryPolicy = MemoryPolicy()
 
     @field_validator("runbooks")
     @classmethod
@@ -392,7 +491,7 @@ class Policy(_Strict):
         return "pv-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def override(self, tool: str) -> ToolOverride:
-        return self.tools.get(tool, ToolOverride())
+        return self.tools.get(tool) or DEFAULT_OVERRIDES.get(tool) or ToolOverride()
 
     def approvers_for(self, tool: str) -> list[str]:
         own = self.override(tool).approvers

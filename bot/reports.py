@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.lifecycle import Lifecycle
+from bot.memory import line as memory_line
 from storage.models import Action, ActionStatus
 
 HELP = """*Warden* plans with an LLM and asks before it acts.
@@ -18,7 +19,9 @@ HELP = """*Warden* plans with an LLM and asks before it acts.
 • `/warden status` — paused?, what is waiting, usage
 • `/warden pending` — actions waiting for your approval
 • `/warden autonomy [tool] [suggest|approve|auto]` — show or change a tool's stage (admins)
-• `/warden audit [verify|trace-id]` — check the audit chain or show one request's trail (admins)"""
+• `/warden audit [verify|trace-id]` — check the audit chain or show one request's trail (admins)
+• `/warden memory [query]` — what I remember about you and this channel
+• `/warden forget ID|all` — forget a fact, or all about you: it never reaches the model again"""
 
 
 def status_text(lc: Lifecycle) -> str:
@@ -123,6 +126,7 @@ class Home:
 
     paused_by: str | None
     waiting: tuple[HomeItem, ...]
+    remembered: tuple[tuple[int, str], ...] = ()  # (fact id, line) about the viewer
 
 
 def home(lc: Lifecycle, user: str) -> Home:
@@ -136,4 +140,11 @@ def home(lc: Lifecycle, user: str) -> Home:
         )
         for a in awaiting_for(lc, user, limit=20)
     )
-    return Home(paused_by=pause.changed_by if pause.paused else None, waiting=items)
+    remembered = tuple(
+        (f.id, core.safe(memory_line(f), 300)) for f in lc.memory.about(user) if f.id is not None
+    )
+    return Home(
+        paused_by=pause.changed_by if pause.paused else None,
+        waiting=items,
+        remembered=remembered,
+    )

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="sqlite:///warden.db", alias="DATABASE_URL")
     warden_config: str = Field(default="warden.toml", alias="WARDEN_CONFIG", min_length=1)
     port: int = Field(default=3000, alias="PORT", ge=1, le=65535)
+    # Seals personal values an action still needs and keys their equality hashes
+    # (bot/pii.py). Unset: derived from SLACK_SIGNING_SECRET, so every replica agrees.
+    warden_data_key: SecretStr | None = Field(default=None, alias="WARDEN_DATA_KEY")
 
     @field_validator("slack_api_url", "anthropic_base_url")
     @classmethod
@@ -38,6 +41,30 @@ class Settings(BaseSettings):
         if value is not None and not value.lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("warden_data_key")
+    @classmethod
+    def _data_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    def data_key(self) -> bytes:
+        """The key for sealing personal values and hashing them (`bot.pii.Sealer`).
+
+        WARDEN_DATA_KEY when set; otherwise derived with HKDF from SLACK_SIGNING_SECRET (so
+        every replica derives the same key); with neither, `insecure_dev_data_key()`, which
+        protects nothing and is only for local development and tests.
+        """
+        if self.warden_data_key is not None:
+            return _hkdf(self.warden_data_key.get_secret_value().encode(), b"warden data key")
+        if self.slack_signing_secret is not None:
+            secret = self.slack_signing_secret.get_secret_value().encode()
+            return _hkdf(secret, b"warden data key from slack signing secret")
+        return insecure_dev_data_key()
 
     @field_validator("database_url")
     @classmethod
@@ -53,6 +80,20 @@ class Settings(BaseSettings):
                 "(like sqlite:///warden.db or postgresql://user@host/db)"
             ) from exc
         return value
+
+
+def _hkdf(secret: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"warden", info=info).derive(secret)
+
+
+def insecure_dev_data_key() -> bytes:
+    """INSECURE, for local development and tests only: the data key when neither
+    WARDEN_DATA_KEY nor SLACK_SIGNING_SECRET is set. It is derived from a constant published
+    in this file, so anything sealed with it is readable by anyone."""
+    return _hkdf(b"warden-insecure-dev-data-key-not-a-secret", b"warden data key (dev)")
 
 
 # Field name or alias → (the variable's name, whether its value is a secret).

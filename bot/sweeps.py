@@ -22,6 +22,8 @@ from storage.models import ActionStatus
 from storage.outbox import Notice
 
 STALE = timedelta(seconds=30)
+PII_GRACE = timedelta(minutes=10)  # a finished request's sealed values outlive it this long
+FACT_RETENTION = timedelta(days=365)  # expired and superseded facts are kept as history
 
 
 class Sweeps:
@@ -135,6 +137,13 @@ class Sweeps:
                 self.approvals.start(action, "warden")
                 started += 1
         return started
+
+    def personal_data(self) -> int:
+        """See `bot.jobs.forget_personal_data`."""
+        core = self.core
+        now = core.clock()
+        cleared = core.store.clear_finished_pii(now - PII_GRACE, now)
+        return cleared + core.store.purge_expired_facts(now - FACT_RETENTION)
 
     def publish_audit_anchor(self) -> tuple[int, str]:
         """Post the audit chain's tip to the admin channel: a copy outside the database that

@@ -26,6 +26,7 @@ MAX_BLOCKS = 50
 HEADER_MAX = 150
 
 APPROVE, EDIT, REJECT, UNDO = "warden_approve", "warden_edit", "warden_reject", "warden_undo"
+FORGET = "warden_forget"  # App Home: forget one remembered fact (value: its id)
 ACTION_IDS = {Intent.APPROVE: APPROVE, Intent.EDIT: EDIT, Intent.REJECT: REJECT, Intent.UNDO: UNDO}
 EDIT_VIEW, REJECT_VIEW = "warden_edit", "warden_reject"
 
@@ -145,6 +146,9 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
                 f"requester ({safe(card.taint, d, 300)})."
             )
         )
+    if card.previously:
+        earlier = "\n".join(f"• {safe(p, d, 400)}" for p in card.previously)
+        blocks.append(section(f":bookmark: *Previously*\n{earlier}"))
     if card.preview:
         blocks.append(section(f"*Preview (dry run)*\n{code(safe(card.preview, d, 2500))}"))
     blocks.append({"type": "divider"})
@@ -228,6 +232,29 @@ def home_view(home: Home) -> dict[str, Any]:
         elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
         blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
         blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))
+    blocks.append({"type": "divider"})
+    blocks.append(
+        section(
+            "*What Warden remembers about you*"
+            if home.remembered
+            else "*What Warden remembers about you*\nNothing yet."
+        )
+    )
+    for fact_id, text in home.remembered:
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": f"fact:{fact_id}",
+                "text": {"type": "mrkdwn", "text": clip(text, 3000)},
+                "accessory": {
+                    "type": "button",
+                    "action_id": FORGET,
+                    "text": {"type": "plain_text", "text": "Forget"},
+                    "value": str(fact_id),
+                    "style": "danger",
+                },
+            }
+        )
     return {"type": "home", "blocks": blocks[:100]}
 
 

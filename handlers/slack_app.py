@@ -24,6 +24,7 @@ from handlers.blocks import (
     APPROVE,
     EDIT,
     EDIT_VIEW,
+    FORGET,
     REJECT,
     REJECT_VIEW,
     UNDO,
@@ -45,9 +46,9 @@ EVENT_SUBSCRIPTIONS = {
 COMMANDS = ("/pause", "/resume", "/warden")
 SCOPES = {
     "app_mentions:read": "receive app_mention",
-    "channels:history": "thread follow-ups in public channels",
-    "groups:history": "thread follow-ups in private channels",
-    "im:history": "requests by DM",
+    "channels:history": "thread follow-ups in public channels; finding a card already posted",
+    "groups:history": "thread follow-ups in private channels; finding a card already posted",
+    "im:history": "requests by DM; finding a card already posted",
     "chat:write": "cards, answers, ephemeral notes, admin-channel alerts, App Home replies",
     "reactions:write": "the eyes reaction while a request is planned",
     "users:read": "the agent's lookup_user tool (users.info)",
@@ -173,6 +174,17 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             view = edit_modal(form, channel)
             replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
 
+    @app.action(FORGET)
+    def on_forget(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        user = slack_id(dig(body, "user", "id"))
+        value = action.get("value") if isinstance(action, dict) else None
+        if user is None or not isinstance(value, str) or not value.isdigit() or len(value) > 12:
+            log.warning("ignoring a Forget click with a malformed value or user")
+            return
+        tell("", user, Reply(ok=True, text=lc.memory.forget(user, [value])))
+        refresh_home(user)
+
     # -- modals ----------------------------------------------------------------------------
 
     @app.view(EDIT_VIEW)
@@ -234,6 +246,11 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             text = autonomy_text(lc, user, rest)
         elif sub == "audit":
             text = audit_text(lc, user, rest)
+        elif sub == "memory":
+            channel = str(command.get("channel_id") or "")
+            text = lc.memory.listing(user, channel, " ".join(rest) or None)
+        elif sub == "forget":
+            text = lc.memory.forget(user, rest)
         else:
             text = HELP
         ack(text=text)
@@ -252,6 +269,8 @@ def _changes_state(body: dict[str, Any]) -> bool:
     if body.get("command") != "/warden":
         return True
     words = str(body.get("text") or "").split()
+    if words and words[0].lower() == "forget":
+        return True
     return bool(words) and words[0].lower() == "autonomy" and len(words) > 1
 
 

@@ -5,7 +5,8 @@ lifecycle; approvals bind an approver to one exact revision of an action; `contr
 kill switch; audit rows form a hash chain whose head lives in `audit_head`; `instance` lists
 the running Warden processes and their heartbeats; `outbox` holds every Slack message Warden
 owes, written in the same transaction as the change that caused it; `job_run` records which
-once-per-deployment job ran for which period. `control` and `audit_head` are single rows
+once-per-deployment job ran for which period; `fact` is Warden's memory: typed facts with
+validity intervals (queries in `storage/memory.py`). `control` and `audit_head` are single rows
 seeded by the migrations, so no writer ever has to create them.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -150,6 +151,9 @@ class Request(SQLModel, table=True):
     lease_until: datetime | None = None
     attempts: int = 0
     answer: str | None = Field(default=None, sa_column=Column(Text))
+    # The request's placeholder → personal value mapping, encrypted (bot/pii.py); cleared once
+    # nothing can still need it (`clear_finished_pii`).
+    pii_sealed: str | None = Field(default=None, sa_column=Column(Text))
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -289,6 +293,8 @@ class Outbox(SQLModel, table=True):
     thread_ts: str | None = Field(default=None, max_length=32)
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
     action_id: str | None = Field(default=None, max_length=32, index=True)
+    # The request the message is about, so its sealed personal values can be restored.
+    request_id: str | None = Field(default=None, max_length=32, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     next_at: datetime = Field(default_factory=utcnow)
     attempts: int = 0
@@ -307,3 +313,79 @@ class JobRun(SQLModel, table=True):
     period: str = Field(primary_key=True, max_length=32)
     owner: str = Field(max_length=64)
     ran_at: datetime = Field(default_factory=utcnow)
+
+
+class FactKind(StrEnum):
+    PROFILE = "profile"  # who someone is: role, team, time zone
+    PREFERENCE = "preference"  # how someone (or a channel) wants things done
+    DECISION = "decision"  # what was decided, and why
+    TASK = "task"  # something under way or to follow up; short-lived
+
+
+class FactScope(StrEnum):
+    USER = "user"  # scope_id: a Slack user id
+    CHANNEL = "channel"  # scope_id: a Slack channel id
+    WORKSPACE = "workspace"  # scope_id: ""
+
+
+class FactSource(StrEnum):
+    PERSON = "person"  # someone said it
+    OUTCOME = "outcome"  # Warden saw it happen (author "warden")
+
+
+CURRENT_SLOT = "valid_to IS NULL AND slot IS NOT NULL"
+"""The rows `uq_fact_current_slot` covers: at most one current fact per slot."""
+
+
+class Fact(SQLModel, table=True):
+    """One remembered fact: what is true about `subject` in a scope, since when, and who said so.
+
+    A fact with a `slot` states one thing about its subject ("payments-db" / "owner"): a newer
+    fact for the same (scope, scope_id, subject, slot) closes it (`valid_to`, `superseded_by`)
+    and nothing is deleted; a partial unique index keeps one current fact per slot. A fact with
+    no slot (decisions) never replaces another. Expired facts (`expires_at`) are filtered out
+    and purged later; a forgotten fact is deleted with its full-text entry. Full-text search
+    uses an FTS5 table `fact_fts` (SQLite) or a generated `tsv` column (PostgreSQL), both
+    created by migration 0004 and deliberately not part of this model.
+    """
+
+    __tablename__ = "fact"
+    __table_args__ = (
+        Index("ix_fact_scope_recent", "scope", "scope_id", "valid_from"),
+        Index("ix_fact_scope_kind", "scope", "scope_id", "kind", "valid_to", "expires_at"),
+        Index("ix_fact_subject", "subject", "kind", "valid_from"),
+        Index("ix_fact_expires_at", "expires_at"),
+        Index("ix_fact_valid_to", "valid_to"),
+        Index(
+            "uq_fact_current_slot",
+            "scope",
+            "scope_id",
+            "subject",
+            "slot",
+            unique=True,
+            sqlite_where=text(CURRENT_SLOT),
+            postgresql_where=text(CURRENT_SLOT),
+        ),
+        # Ids are typed by people (`/warden forget 42`) and kept in the audit trail: never reuse
+        # the id of a forgotten fact (SQLite would, without AUTOINCREMENT).
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    scope: str = Field(max_length=16)
+    scope_id: str = Field(default="", max_length=32)
+    subject: str = Field(max_length=64)
+    slot: str | None = Field(default=None, max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    request_id: str | None = Field(default=None, max_length=32)
+    channel: str = Field(default="", max_length=32)
+    message_ts: str = Field(default="", max_length=32)
+    author: str = Field(max_length=32)
+    action_id: str | None = Field(default=None, max_length=32)
+    source: str = Field(max_length=16)
+    valid_from: datetime = Field(default_factory=utcnow)
+    valid_to: datetime | None = None
+    expires_at: datetime
+    superseded_by: int | None = None
+    digest: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)

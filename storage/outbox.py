@@ -36,13 +36,15 @@ class Notice:
     """A Slack message owed because of a change, stored in the change's transaction.
 
     `action_id` set: bring that action's card to its current state (text unused).
-    Otherwise: post `text` to `channel` (in `thread_ts`'s thread, if given).
+    Otherwise: post `text` to `channel` (in `thread_ts`'s thread, if given); with
+    `request_id`, the text holds that request's placeholders, revealed as it is posted.
     """
 
     channel: str = ""
     text: str = ""
     thread_ts: str | None = None
     action_id: str | None = None
+    request_id: str | None = None
 
 
 class OutboxQueries:
@@ -81,6 +83,7 @@ class OutboxQueries:
                     thread_ts=n.thread_ts,
                     text=n.text,
                     action_id=n.action_id,
+                    request_id=n.request_id,
                     created_at=now,
                     next_at=now,
                 )

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from storage import audit
 from storage.audit import Problem
 from storage.db import Database
+from storage.memory import MemoryQueries
 from storage.models import (
     ACTION_GRAPH,
     IN_FLIGHT,
@@ -46,6 +47,7 @@ from storage.outbox import (
     OutboxQueries,
     insert_for,
 )
+from storage.vault import VaultQueries
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -83,7 +85,7 @@ class PauseState:
     changed_at: datetime | None
 
 
-class Store(OutboxQueries):
+class Store(OutboxQueries, MemoryQueries, VaultQueries):
     """Warden's persistence API over a `Database` (the outbox and job queries live in
     `storage/outbox.py`)."""
 

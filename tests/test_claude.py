@@ -94,8 +94,10 @@ def test_tools_come_from_the_registry_with_schemas() -> None:
         "list_pending_actions",
         "lookup_user",
         "post_message",
+        "remember",
         "restart_service",
         "scale",
+        "search_memory",
         ASK,
         CANNOT_HELP,
     }

@@ -39,6 +39,9 @@ METHOD_SCOPES = {
     "assistant.threads.setStatus": "assistant:write",
     "views_open": None,
     "views_publish": None,
+    # Looking for a card whose first post may have reached Slack (also groups:/im:history).
+    "conversations_replies": "channels:history",
+    "conversations_history": "channels:history",
 }
 
 

@@ -422,7 +422,8 @@ def test_a_card_whose_post_fails_is_posted_by_the_sweep(slack: Slack) -> None:
     slack.ws.mention(REQUESTER, CHANNEL, "restart web")
     slack.idle()
     (action,) = slack.store.actions_with_status([ActionStatus.AWAITING_APPROVAL])
-    assert slack.store.get_action(action.id).card_ts is None  # reservation released
+    # The reservation is released as "unsure": a failed call may still have reached Slack.
+    assert slack.store.get_action(action.id).card_ts == "unsure"
     missing = slack.store.cards_missing(utcnow() + timedelta(minutes=1))
     assert missing == [action.id]
     # The card is still owed: its outbox row waits for its retry, which the sweep delivers.
