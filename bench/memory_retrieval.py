@@ -480,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            # Other work on the machine inflates every figure: compare with this.
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "threads": THREADS,
         "queries_per_size": n,
@@ -500,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         for shape in ("search_sequential", "search_concurrent"):
             if biggest[shape]["p50_ms"] > TARGET_P50_MS:
                 missed.append(f"{name} {shape} p50 at {sizes[-1]:,}")
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["missed"] = missed
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print("targets missed: " + ", ".join(missed) if missed else "every target met")

@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlmodel import Field, SQLModel
 
 
@@ -363,8 +364,8 @@ class Fact(SQLModel, table=True):
             "subject",
             "slot",
             unique=True,
-            sqlite_where=text(CURRENT_SLOT),
-            postgresql_where=text(CURRENT_SLOT),
+            sqlite_where=sql_text(CURRENT_SLOT),
+            postgresql_where=sql_text(CURRENT_SLOT),
         ),
         # Ids are typed by people (`/warden forget 42`) and kept in the audit trail: never reuse
         # the id of a forgotten fact (SQLite would, without AUTOINCREMENT).

@@ -81,7 +81,9 @@ SQLITE_FTS = [
 ]
 
 # `scope<md5(scope:scope_id)>` (weight D, never ranked) lets the GIN index narrow a search to
-# the asker's scopes, as `scope_key` does in FTS5; the index covers current facts only.
+# the asker's scopes, as `scope_key` does in FTS5; the index covers current facts only. No
+# fast-update pending list: facts are written one at a time and searched often, and every
+# search would otherwise scan the unmerged entries until the next vacuum.
 PG_TSV = """
     ALTER TABLE fact ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('simple', 'scope' || md5(scope || ':' || scope_id)), 'D')
@@ -90,7 +92,10 @@ PG_TSV = """
         || setweight(to_tsvector('english', translate(text, '._/:@', '     ')), 'C')
     ) STORED
 """
-PG_GIN = "CREATE INDEX ix_fact_tsv ON fact USING gin (tsv) WHERE valid_to IS NULL"
+PG_GIN = (
+    "CREATE INDEX ix_fact_tsv ON fact USING gin (tsv) WITH (fastupdate = off) "
+    "WHERE valid_to IS NULL"
+)
 
 
 def upgrade() -> None:
