@@ -237,10 +237,8 @@ class Approvals:
             return found
         action = found
         # A reason is stored and audited with the request's placeholders, as its text was.
-        masker = core.privacy.for_request(action.request_id)
-        known = len(masker.mapping)
-        reason = masker.mask(redact(reason.strip()))[:500]
-        core.privacy.save(action.request_id, masker, known)
+        written = redact(reason.strip())
+        reason = core.privacy.masking(action.request_id, lambda m: m.mask(written))[:500]
         won = core.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED],
@@ -257,15 +255,21 @@ class Approvals:
 
     # -- Edit -------------------------------------------------------------------------------
 
-    def edit_form(self, action_id: str, revision: int, user: str) -> EditForm | Reply:
+    def edit_form(
+        self, action_id: str, revision: int, user: str, where: str = ""
+    ) -> EditForm | Reply:
+        """The Edit modal's fields. Personal data is shown as written only to someone who
+        clicked in the action's own channel (they can read it there); from the App Home the
+        fields keep their placeholders, and placeholders left as they are keep their values."""
         core = self.core
         found = self._clicked(action_id, revision, lambda a: core.gate.may_edit(a, user), "edit")
         if isinstance(found, Reply):
             return found
         action = found
-        # The approver edits the real call: personal data is shown as written.
-        masker = core.privacy.for_request(action.request_id)
-        args = {k: str(v) for k, v in masker.reveal_value(json.loads(action.args_json)).items()}
+        stored = json.loads(action.args_json)
+        if where == action.channel:
+            stored = core.privacy.for_request(action.request_id).reveal_value(stored)
+        args = {k: str(v) for k, v in stored.items()}
         choices: dict[str, list[str]] = {}
         hints: dict[str, str] = {}
         runbook = core.policy.runbooks.get(action.tool)
@@ -297,6 +301,8 @@ class Approvals:
             return found
         action = found
         tool = core.registry.get(action.tool)
+        # Placeholders the editor left as they were (App Home) stand for their values.
+        raw_args = core.privacy.for_request(action.request_id).reveal_value(dict(raw_args))
         try:
             tool.validate(dict(raw_args))
         except ToolArgumentsError as exc:
@@ -317,12 +323,10 @@ class Approvals:
         if decision.verdict is Verdict.REFUSE:
             return {"_": decision.reason}
         # Stored and audited with placeholders, as the proposal was.
-        masker = core.privacy.for_request(action.request_id)
-        known = len(masker.mapping)
-        args_json = mask_json(core, masker, decision.args_json or "{}")
+        real_json = decision.args_json or "{}"
+        args_json = core.privacy.masking(action.request_id, lambda m: mask_json(core, m, real_json))
         if args_json == action.args_json:
             return Reply(ok=True, text="Nothing changed.")
-        core.privacy.save(action.request_id, masker, known)
         has_dry_run = tool.dry_run is not None
         if decision.needs_preview and not has_dry_run:
             return {"_": "critical actions need a dry-run preview, and this tool has none"}

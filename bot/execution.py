@@ -329,10 +329,7 @@ class Execution:
             )
             values["undo_until"] = None
         # Output is stored and audited with the request's placeholders (the card shows it).
-        masker = core.privacy.for_request(action.request_id)
-        known = len(masker.mapping)
-        output = masker.mask(result.output)
-        core.privacy.save(action.request_id, masker, known)
+        output = core.privacy.masking(action.request_id, lambda m: m.mask(result.output))
         notices = []
         if before == ActionStatus.EXECUTING:
             icon = (

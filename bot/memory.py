@@ -38,6 +38,9 @@ from storage.repo import Store
 if TYPE_CHECKING:
     from bot.core import Core
 
+FORGOTTEN_ARGS = (
+    '{"about":"me","kind":"profile","slot":null,"subject":"(forgotten)","text":"(forgotten)"}'
+)
 OWN_FACTS = 3  # the requester's own preferences and profile facts always recalled
 REMEMBER = "remember"
 SEARCH = "search_memory"
@@ -70,22 +73,31 @@ def _words(text: str) -> set[str]:
     return set(query_terms(text.replace("-", " ").replace("_", " ")))
 
 
+# A negation, but not the interjection "no," ("no, canary first" corrects; it doesn't negate).
+NEGATION = re.compile(r"(?i)\b(?:not|never|nor|without|no(?!\s*[,.;:!?\u2014-]))\b|n[’']t\b")
+
+
+def _negated(text: str) -> bool:
+    return NEGATION.search(text) is not None
+
+
 def grounded(fact: str, said: str) -> bool:
-    """Whether a fact's words come from what the person wrote: every word with a digit or an
-    identifier shape must appear as written, and at least 3 in 4 of the other words (by their
-    first five letters, so "prefer" grounds "prefers") — a rephrasing passes; a fact lifted
-    from a tool's output or invented does not."""
+    """Whether a fact is what the person wrote: every word of it (stop words aside) is in
+    their message — words with a digit exactly, others by their first five letters, so
+    "prefer" grounds "prefers" — and it negates only if they did. A fact lifted from a tool's
+    output, invented, with a name swapped or a "not" dropped is refused."""
     source = _words(said)
     stems = {w[:5] for w in source}
     words = _words(fact)
-    if not words:
+    if not words or _negated(fact) != _negated(said):
         return False
-    exact = {w for w in words if any(c.isdigit() for c in w)}
-    if not exact <= source:
-        return False
-    loose = words - exact
-    hits = sum(1 for w in loose if w in source or w[:5] in stems)
-    return not loose or hits * 4 >= len(loose) * 3
+    for word in words:
+        if any(c.isdigit() for c in word):
+            if word not in source:
+                return False
+        elif word not in source and word[:5] not in stems:
+            return False
+    return True
 
 
 class RememberArgs(BaseModel):
@@ -294,12 +306,13 @@ class Memory:
         if reason:
             text += f": {reason.strip()}"
         subject = subjects_of(action.tool, args)[0]
-        dm = action.channel.startswith("D")
         try:
+            # Kept to the channel it happened in: Warden cannot tell a private channel from
+            # a public one by its id, and a reason written in one must not travel.
             core.store.remember(
                 kind="decision",
-                scope="channel" if dm else "workspace",
-                scope_id=action.channel if dm else "",
+                scope="channel",
+                scope_id=action.channel,
                 subject=core.privacy.lasting(subject, masker),
                 slot=None,
                 text=core.privacy.lasting(text, masker)[:1900],
@@ -350,8 +363,7 @@ class Memory:
         if not what:
             return "Usage: `/warden forget ID` or `/warden forget all`."
         if what[0].lower() == "all":
-            facts = core.store.facts_for([("user", user)], core.clock(), None, 500)
-            ids = [f.id for f in facts if f.id is not None]
+            ids = core.store.fact_ids_in_scope("user", user)  # every version, not only current
         else:
             ids = []
             for word in what[:50]:
@@ -365,9 +377,12 @@ class Memory:
                 if why_not:
                     return f"You can't forget #{digits}: {why_not}."
                 ids.append(int(digits))
+        calls = [f.action_id for i in ids if (f := core.store.fact_by_id(i)) and f.action_id]
         gone = core.store.forget_facts(ids, actor=user)
         if not gone:
             return "Nothing to forget."
+        for action_id in calls:  # the proposal that stored it held the text too
+            core.store.scrub_remember_call(action_id, FORGOTTEN_ARGS)
         ids_text = ", ".join(f"#{i}" for i, _ in gone)
         return f"Forgotten: {ids_text}. It will not reach the model again."
 

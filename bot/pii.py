@@ -763,9 +763,27 @@ class Masker:
             self._values[placeholder] = found.value
         return placeholder
 
+    def _known(self, text: str, found: list[Found]) -> list[Found]:
+        """`found` plus every occurrence of a value this request already holds: a value the
+        detector took only with a cue ("call me on …") is still masked where it stands
+        alone (as a tool argument, in a tool's output, in an edit)."""
+        extra: list[Found] = []
+        for placeholder, value in self._values.items():
+            if len(value) < 4:
+                continue
+            kind = Kind(PLACEHOLDER.fullmatch(placeholder).group(1))  # type: ignore[union-attr]
+            start = text.find(value)
+            while start >= 0:
+                end = start + len(value)
+                if not any(f.start < end and start < f.end for f in (*found, *extra)):
+                    normal = self.detector.normalise(kind, value)
+                    extra.append(Found(kind=kind, start=start, end=end, value=value, normal=normal))
+                start = text.find(value, end)
+        return sorted([*found, *extra], key=lambda f: f.start) if extra else found
+
     def mask(self, text: str) -> str:
         """`text` with each piece of personal data replaced by its placeholder."""
-        found = self.detector.find(text)
+        found = self._known(text, self.detector.find(text))
         if not found:
             return _neutralise(text) if "<" in text else text
         # A link whose address holds personal data (<http://10.1.2.3/x|status>) cannot keep

@@ -9,6 +9,7 @@ the same transaction (the outbox), so a crash after planning loses no message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import replace
@@ -19,7 +20,7 @@ from bot.core import Core, new_id
 from bot.errors import PlannerUnavailable
 from bot.execution import LEASE_GRACE, Execution, Executor
 from bot.gate import Decision, Origin, Verdict
-from bot.memory import Memory
+from bot.memory import REMEMBER, Memory
 from bot.pii import Masker
 from bot.planner import (
     Clarify,
@@ -87,7 +88,7 @@ class Planning:
             lookups.append(tool)
             output = self.executor.lookup(
                 tool,
-                args,
+                core.privacy.mask_value(masker, args),  # audited as placeholders
                 request_id=req.id,
                 trace_id=req.trace_id,
                 requester=req.requester,
@@ -126,17 +127,18 @@ class Planning:
             return
         if isinstance(plan, Proposals):
             taint = taint_of(history, lookups, recall.others)
-            self._propose(req, plan, taint, masker)
-            core.privacy.save(req.id, masker, known)
+            self._propose(req, plan, taint, masker, known)
             return
-        core.privacy.save(req.id, masker, known)
+        # Everything said back is masked, and the mapping saved, before the answer is owed.
         if isinstance(plan, Clarify):
-            question = f":thinking_face: {core.safe(plan.question)}"
-            self._finish(req, RequestStatus.PLANNED, question, plan.usage)
+            asked = core.privacy.mask_model_text(masker, plan.question)
+            status, text = RequestStatus.PLANNED, f":thinking_face: {core.safe(asked)}"
         else:
             status = RequestStatus.FAILED if plan.retryable else RequestStatus.DONE
-            text = unavailable_text(plan.message) if plan.retryable else core.safe(plan.message)
-            self._finish(req, status, text, plan.usage)
+            said = core.privacy.mask_model_text(masker, plan.message)
+            text = unavailable_text(said) if plan.retryable else core.safe(said)
+        core.privacy.save(req.id, masker, known)
+        self._finish(req, status, text, plan.usage)
 
     def _finish(self, req: Request, status: RequestStatus, answer: str, usage: Usage) -> None:
         core = self.core
@@ -165,13 +167,16 @@ class Planning:
             theirs = core.privacy.masker(earlier.pii_sealed)
 
             def again(text: str, theirs: Masker = theirs) -> str:
-                return masker.mask(theirs.reveal(text))
+                # Stored answers hold placeholders escaped (`&lt;EMAIL_1&gt;`): both forms.
+                return masker.mask(core.privacy.reveal_posted(theirs, text, lambda v: v))
 
             role = "requester" if earlier.requester == req.requester else "other"
             turns.append(Turn(role=role, author=earlier.requester, text=again(earlier.text)))
             if earlier.answer:
                 turns.append(Turn(role="warden", author="warden", text=again(earlier.answer)))
             for a in core.store.actions_for_request(earlier.id):
+                if a.tool == REMEMBER:
+                    continue  # facts reach the model only through memory (and can be forgotten)
                 turns.append(
                     Turn(
                         role="warden",
@@ -184,7 +189,9 @@ class Planning:
                 )
         return tuple(turns)
 
-    def _propose(self, req: Request, plan: Proposals, taint: str | None, masker: Masker) -> None:
+    def _propose(
+        self, req: Request, plan: Proposals, taint: str | None, masker: Masker, known: int
+    ) -> None:
         core = self.core
         now = core.now()
         actions: list[Action] = []
@@ -201,7 +208,8 @@ class Planning:
                 thread_ts=req.thread_ts,
                 taint=taint,
                 same_tool_earlier=per_tool.get(name, 0),
-                said=clean_text(req.text),
+                # The gate sees real values, so it grounds facts in the real message.
+                said=masker.reveal(clean_text(req.text)),
             )
             # The gate judges the real call (patterns, risk from arguments); what is stored
             # holds placeholders again.
@@ -224,7 +232,11 @@ class Planning:
                     "action.proposed",
                     req.trace_id,
                     tool=action.tool,
-                    args=action.args_json,
+                    # A fact to remember is audited as a hash: forgetting it must leave no text.
+                    args=action.args_json if action.tool != REMEMBER else None,
+                    args_sha256=hashlib.sha256(action.args_json.encode()).hexdigest()
+                    if action.tool == REMEMBER
+                    else None,
                     pii=core.privacy.digests(masker, action.args_json) or None,
                     risk=action.risk,
                     verdict=decision.verdict.value,
@@ -254,6 +266,7 @@ class Planning:
                 ),
             )
         status = RequestStatus.PLANNED if actions or answer else RequestStatus.DONE
+        core.privacy.save(req.id, masker, known)
         if not core.store.finish_planning(
             req.id,
             core.owner,
@@ -333,17 +346,14 @@ class Planning:
             return
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
             return
-        masker = core.privacy.for_request(action.request_id)
-        known = len(masker.mapping)
         shown = self.executor.dry_run(
-            action.tool,
-            masker.reveal_value(json.loads(action.args_json)),
-            action.requester,
-            action.trace_id,
+            action.tool, core.privacy.real_args(action), action.requester, action.trace_id
         )
         if shown.text:
-            shown = replace(shown, text=masker.mask(shown.text))
-        core.privacy.save(action.request_id, masker, known)
+            text = shown.text
+            shown = replace(
+                shown, text=core.privacy.masking(action.request_id, lambda m: m.mask(text))
+            )
         if not shown.ok and Risk(action.risk) is Risk.CRITICAL:
             if core.paused:
                 return  # held until /resume

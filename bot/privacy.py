@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.pii import PLACEHOLDER, Detector, Kind, Masker, Sealer, SealError
 from storage.models import Action
@@ -31,6 +31,7 @@ from storage.repo import Store
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 ESCAPED = re.compile(r"&lt;((?:EMAIL|PHONE|CARD|IBAN|IP|NATIONAL_ID|ADDRESS)_[1-9][0-9]{0,5})&gt;")
 LASTING = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|IP|NATIONAL_ID|ADDRESS)#([0-9a-f]{8})>")
 
@@ -59,6 +60,21 @@ class Privacy:
     def seal(self, masker: Masker) -> str | None:
         mapping = masker.mapping
         return self.sealer.seal(mapping) if mapping else None
+
+    def masking(self, request_id: str, work: Callable[[Masker], T]) -> T:
+        """Run `work` with the request's masker and keep any new placeholders it hands out,
+        atomically (see `Store.update_request_pii`): for changes after planning — edits,
+        dry runs, outputs, reasons — which may happen at once on one request's actions."""
+        if self.store is None:
+            return work(self.masker())
+
+        def change(sealed: str | None) -> tuple[T, str | None]:
+            masker = self.masker(sealed)
+            before = len(masker.mapping)
+            result = work(masker)
+            return result, self.seal(masker) if len(masker.mapping) > before else sealed
+
+        return self.store.update_request_pii(request_id, change)
 
     def save(self, request_id: str, masker: Masker, before: int) -> None:
         """Store the mapping again if it grew beyond `before` placeholders."""

@@ -165,7 +165,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         if c is None:
             return
         action_id, revision, user, channel = c
-        form = lc.approvals.edit_form(action_id, revision, user)
+        form = lc.approvals.edit_form(action_id, revision, user, channel)
         if isinstance(form, Reply):
             tell(channel, user, form)
             return

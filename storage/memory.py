@@ -51,7 +51,7 @@ from sqlmodel import col, select
 
 from storage import audit
 from storage.db import Database
-from storage.models import Fact, FactKind, FactScope, FactSource, utcnow
+from storage.models import Action, Fact, FactKind, FactScope, FactSource, Request, utcnow
 
 MAX_FACT_CHARS = 2000
 """The longest fact text stored: a fact is a sentence or two, never a transcript."""
@@ -370,22 +370,28 @@ class MemoryQueries:
         """Delete facts (and, with them, their full-text index entries): a forgotten fact is
         never found again, by search or history. Returns (id, digest) of each fact deleted;
         ids that do not exist are skipped. The `memory.forget` audit row keeps only those
-        pairs. Facts it had superseded stay closed, their `superseded_by` cleared."""
+        pairs. A current fact withdrawn this way gives its slot back to the fact it had
+        replaced (reopened: the newer statement is taken back, the older one stands again);
+        other facts it had superseded stay closed, their `superseded_by` cleared."""
         wanted = sorted({int(i) for i in ids})
         if not wanted:
             return []
         with self.db.write() as s:
-            gone = [
-                (int(fact_id), str(digest))
-                for fact_id, digest in s.execute(
-                    delete(Fact)
-                    .where(col(Fact.id).in_(wanted))
-                    .returning(col(Fact.id), col(Fact.digest))
-                ).all()
-            ]
+            rows = s.execute(
+                delete(Fact)
+                .where(col(Fact.id).in_(wanted))
+                .returning(col(Fact.id), col(Fact.digest), col(Fact.valid_to))
+            ).all()
+            gone = sorted((int(fact_id), str(digest)) for fact_id, digest, _ in rows)
             if not gone:
                 return []
-            gone.sort()
+            current = [int(fact_id) for fact_id, _, valid_to in rows if valid_to is None]
+            if current:
+                s.exec(
+                    update(Fact)
+                    .where(col(Fact.superseded_by).in_(current))
+                    .values(valid_to=None, superseded_by=None)
+                )
             s.exec(
                 update(Fact)
                 .where(col(Fact.superseded_by).in_([i for i, _ in gone]))
@@ -428,6 +434,37 @@ class MemoryQueries:
             return len(ids)
 
     # -- reading ---------------------------------------------------------------------------
+
+    def scrub_remember_call(self, action_id: str, args_json: str) -> bool:
+        """Replace the arguments (and rationale) of the `remember` action that stored a
+        now-forgotten fact, and the text of the message that asked for it, so the fact is
+        nowhere in Warden's rows and never reaches the model again as thread history."""
+        with self.db.write() as s:
+            request_id = s.execute(
+                update(Action)
+                .where(col(Action.id) == action_id, col(Action.tool) == "remember")
+                .values(args_json=args_json, rationale="(forgotten)")
+                .returning(col(Action.request_id))
+            ).scalar_one_or_none()
+            if request_id is None:
+                return False
+            s.exec(
+                update(Request)
+                .where(col(Request.id) == request_id)
+                .values(text="(this message held a fact that was forgotten)")
+            )
+            return True
+
+    def fact_ids_in_scope(self, scope: str, scope_id: str) -> list[int]:
+        """Every fact of a scope, current or not (what "forget everything about me" means)."""
+        with self.db.read() as s:
+            return [
+                int(i)
+                for i in s.exec(
+                    select(Fact.id).where(col(Fact.scope) == scope, col(Fact.scope_id) == scope_id)
+                ).all()
+                if i is not None
+            ]
 
     def fact_by_id(self, fact_id: int) -> Fact | None:
         with self.db.read() as s:

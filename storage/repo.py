@@ -10,6 +10,7 @@ begin IMMEDIATE, so nobody else can write in between). Singleton rows (`control`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -182,9 +183,11 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
                         kind="request.received",
                         trace_id=req.trace_id,
                         policy_version=policy_version,
+                        # The text itself stays in the request row (which a forgotten fact
+                        # scrubs); the chain keeps its hash, never a transcript.
                         data={
                             "channel": req.channel,
-                            "text": req.text[:500],
+                            "text_sha256": hashlib.sha256(req.text.encode()).hexdigest(),
                             "received_at": req.created_at.isoformat(),
                         },
                     ),

@@ -7,7 +7,9 @@ and opens it) in `request.pii_sealed`, and cleared as soon as nothing can need i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import and_, exists, or_, update
 from sqlmodel import col, select
@@ -20,6 +22,9 @@ LIVE_ACTIONS = sorted(set(ActionStatus) - TERMINAL - {ActionStatus.SUCCEEDED})
 its undo window is open)."""
 
 
+T = TypeVar("T")
+
+
 class VaultQueries:
     db: Database
 
@@ -30,6 +35,23 @@ class VaultQueries:
                 update(Request).where(col(Request.id) == request_id).values(pii_sealed=sealed)
             )
             return r.rowcount == 1
+
+    def update_request_pii(
+        self, request_id: str, change: Callable[[str | None], tuple[T, str | None]]
+    ) -> T:
+        """Read a request's sealed mapping, let `change` compute a result and the new seal,
+        and store it, in one transaction with the row locked: two changes of one request's
+        mapping (two edits, an edit and a dry run) never number two values alike."""
+        with self.db.write() as s:
+            current = s.exec(
+                select(Request.pii_sealed).where(col(Request.id) == request_id).with_for_update()
+            ).first()
+            result, sealed = change(current)
+            if sealed != current:
+                s.exec(
+                    update(Request).where(col(Request.id) == request_id).values(pii_sealed=sealed)
+                )
+            return result
 
     def request_pii(self, request_id: str) -> str | None:
         """A request's sealed mapping, or None (none stored, cleared, or no such request)."""

@@ -66,6 +66,11 @@ def test_grounding_accepts_rephrasings_and_refuses_what_was_not_said() -> None:
     assert not grounded("payments is owned by mallory from accounting", said)
     assert not grounded("deploy payments-db2 to staging first", said)  # an id not written
     assert not grounded("", said)
+    # A dropped "not", and a swapped name, are not what was said.
+    careful = "remember: do not restart payments during peak hours"
+    assert grounded("do not restart payments during peak hours", careful)
+    assert not grounded("restart payments during peak hours", careful)
+    assert not grounded("payments is owned by mallory", "payments is owned by riley")
 
 
 def test_subjects_are_identifier_like_arguments_or_the_tool() -> None:
