@@ -329,7 +329,9 @@ class Execution:
             )
             values["undo_until"] = None
         # Output is stored and audited with the request's placeholders (the card shows it).
-        output = core.privacy.masking(action.request_id, lambda m: m.mask(result.output))
+        output = core.privacy.masking(
+            action.request_id, lambda m: core.privacy.mask_output(m, result.output)
+        )
         notices = []
         if before == ActionStatus.EXECUTING:
             icon = (

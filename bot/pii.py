@@ -32,11 +32,13 @@ import hmac
 import ipaddress
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote
 
 import phonenumbers
 from cryptography.fernet import Fernet, InvalidToken
@@ -108,6 +110,14 @@ _DIGIT = re.compile(r"\d")
 # --- Emails ---------------------------------------------------------------------------------
 
 _EMAIL_HINT = re.compile(r"[\w.%+'-]@[^\W_]")
+_ENCODED_EMAIL = re.compile(r"(?i)[a-z0-9._+-]+%40[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
+# Decimal digits of every script but ASCII, to their ASCII digit (one character each).
+_DIGITS = {
+    cp: str(unicodedata.digit(chr(cp)))
+    for cp in range(0x80, 0x10000)
+    if unicodedata.category(chr(cp)) == "Nd"
+}
+_FOREIGN_DIGIT = re.compile("[" + "".join(chr(cp) for cp in _DIGITS) + "]")
 _MAILTO = re.compile(r"[^@\s|<>]+@[^@\s|<>.]+(?:\.[^@\s|<>.]+)+")
 _EMAIL = re.compile(
     r"(?<![\w.%+'@-])"
@@ -393,8 +403,15 @@ class Detector:
         return self._on[kind]
 
     def find(self, text: str) -> list[Found]:
-        """Every piece of personal data in `text`, in order, none overlapping another."""
-        return [f for f in self._find(text) if not self._allowed(f)]
+        """Every piece of personal data in `text`, in order, none overlapping another.
+
+        Digits of other scripts (fullwidth `４１１１`, Arabic-Indic…) are read as ASCII digits
+        (one character for one, so positions hold); a value found keeps its written form."""
+        folded = text.translate(_DIGITS) if _FOREIGN_DIGIT.search(text) else text
+        found = [f for f in self._find(folded) if not self._allowed(f)]
+        if folded is not text:
+            found = [replace(f, value=text[f.start : f.end]) for f in found]
+        return found
 
     def normalise(self, kind: Kind, value: str) -> str:
         """The form equal values of `kind` share: what `Found.normal` holds and what
@@ -437,6 +454,7 @@ class Detector:
         for kind, search in (
             (Kind.IBAN, self._ibans),
             (Kind.EMAIL, self._emails),
+            (Kind.EMAIL, self._encoded_emails),
             (Kind.NATIONAL_ID, self._national_ids),  # mod 97 (NIR) outranks Luhn
             (Kind.CARD, self._cards),
             (Kind.IP, self._ips),
@@ -493,6 +511,20 @@ class Detector:
         return Found(
             kind=Kind.PHONE, start=match.start(), end=match.end(), value=value, normal=normal
         )
+
+    def _encoded_emails(self, text: str, protected: Spans) -> Iterable[Found]:
+        """Addresses percent-encoded in a URL (`?email=jane.doe%40acme.io`): the written
+        form is replaced, the decoded one is what equal values share."""
+        for match in _ENCODED_EMAIL.finditer(text):
+            decoded = unquote(match.group(0))
+            if _MAILTO.fullmatch(decoded):
+                yield Found(
+                    kind=Kind.EMAIL,
+                    start=match.start(),
+                    end=match.end(),
+                    value=match.group(0),
+                    normal=decoded.casefold(),
+                )
 
     def _emails(self, text: str, protected: Spans) -> Iterable[Found]:
         if _EMAIL_HINT.search(text) is None:

@@ -96,7 +96,7 @@ class Planning:
                 thread_ts=req.thread_ts,
                 reveal=masker.reveal_value,
             )
-            return masker.mask(output)
+            return core.privacy.mask_output(masker, output)
 
         plan_request = PlanRequest(
             request_id=req.id,
@@ -308,7 +308,7 @@ class Planning:
                 shown = self.executor.dry_run(
                     decision.tool, decision.args, req.requester, req.trace_id
                 )
-                preview = masker.mask(shown.text) if shown.text else shown.text
+                preview = core.privacy.mask_output(masker, shown.text) if shown.text else shown.text
                 if decision.needs_preview and not shown.ok:
                     status = ActionStatus.REFUSED
                     note = f"Critical actions need a {shown.problem}."
@@ -352,7 +352,10 @@ class Planning:
         if shown.text:
             text = shown.text
             shown = replace(
-                shown, text=core.privacy.masking(action.request_id, lambda m: m.mask(text))
+                shown,
+                text=core.privacy.masking(
+                    action.request_id, lambda m: core.privacy.mask_output(m, text)
+                ),
             )
         if not shown.ok and Risk(action.risk) is Risk.CRITICAL:
             if core.paused:

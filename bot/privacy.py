@@ -36,13 +36,26 @@ ESCAPED = re.compile(r"&lt;((?:EMAIL|PHONE|CARD|IBAN|IP|NATIONAL_ID|ADDRESS)_[1-
 LASTING = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|IP|NATIONAL_ID|ADDRESS)#([0-9a-f]{8})>")
 
 
+WITHHELD = "withheld"  # in a sealed mapping: placeholders first seen in tool output
+
+
+class RequestMasker(Masker):
+    """A request's `Masker`, knowing which of its values came from tool output."""
+
+    withheld: set[str]
+
+    def __init__(self, detector: Detector, known: dict[str, str] | None = None) -> None:
+        super().__init__(detector, known)
+        self.withheld = set()
+
+
 class Privacy:
     def __init__(self, detector: Detector, sealer: Sealer, store: Store | None) -> None:
         self.detector = detector
         self.sealer = sealer
         self.store = store
 
-    def masker(self, sealed: str | None = None) -> Masker:
+    def masker(self, sealed: str | None = None) -> RequestMasker:
         """A request's masker, carrying on from its sealed mapping (if any). A seal that
         cannot be opened (the data key changed) gives an empty one: placeholders then stay
         placeholders, and a call that needs them fails rather than running with holes."""
@@ -52,14 +65,30 @@ class Privacy:
                 known = self.sealer.open(sealed)
             except SealError as exc:
                 log.warning("%s", exc)
-        return Masker(self.detector, known)
+        withheld = {p for p in known.pop(WITHHELD, "").split(",") if p}
+        masker = RequestMasker(self.detector, known)
+        masker.withheld = withheld & set(known)
+        return masker
 
-    def for_request(self, request_id: str) -> Masker:
+    def for_request(self, request_id: str) -> RequestMasker:
         return self.masker(self.store.request_pii(request_id) if self.store else None)
 
     def seal(self, masker: Masker) -> str | None:
         mapping = masker.mapping
+        withheld: set[str] = getattr(masker, "withheld", set())
+        if withheld:
+            mapping[WITHHELD] = ",".join(sorted(withheld))
         return self.sealer.seal(mapping) if mapping else None
+
+    @staticmethod
+    def mask_output(masker: Masker, text: str) -> str:
+        """Tool output masked: values first seen there are withheld from what Warden posts
+        in free text (nobody wrote them in the thread); tools and cards still use them."""
+        before = set(masker.mapping)
+        masked = masker.mask(text)
+        if isinstance(masker, RequestMasker):
+            masker.withheld |= set(masker.mapping) - before
+        return masked
 
     def masking(self, request_id: str, work: Callable[[Masker], T]) -> T:
         """Run `work` with the request's masker and keep any new placeholders it hands out,
@@ -89,9 +118,13 @@ class Privacy:
         if not mapping:
             return text
 
+        withheld: set[str] = getattr(masker, "withheld", set())
+
         def value(name: str, written: str) -> str:
             found = mapping.get(f"<{name}>")
-            return written if found is None else safe(found)
+            if found is None or f"<{name}>" in withheld:
+                return written
+            return safe(found)
 
         text = PLACEHOLDER.sub(lambda m: value(m.group(0)[1:-1], m.group(0)), text)
         return ESCAPED.sub(lambda m: value(m.group(1), m.group(0)), text)

@@ -217,11 +217,6 @@ def test_an_earlier_answers_placeholder_is_renumbered_in_the_thread_history(
     assert "EMAIL_1" not in history, history
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect (issue 8 note): values first seen in a lookup's output are revealed "
-    "into the thread when the model cites their placeholder; the mapping keeps no provenance",
-)
 def test_a_lookups_personal_data_is_posted_to_the_channel_when_the_model_cites_it(
     slack_factory: SlackFactory,
     anthropic_stub: AnthropicStub,
@@ -251,15 +246,10 @@ def test_a_lookups_personal_data_is_posted_to_the_channel_when_the_model_cites_i
     assert "pat.private@home-mail.io" not in shown and "4111 1111 1111 1111" not in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect (issue 8 note): card numbers in fullwidth digits and %40-encoded "
-    "emails inside link addresses are not detected",
-)
 def test_fullwidth_card_digits_and_an_encoded_email_in_a_link_reach_the_model(
     slack_factory: SlackFactory, anthropic_stub: AnthropicStub
 ) -> None:
-    # DEFECT: fullwidth card digits and a %40-encoded email in a link are not masked
+    # Fixed: fullwidth card digits and a %40-encoded email in a link were not masked
     slack = slack_factory(claude=anthropic_stub)
     anthropic_stub.enqueue(cannot_help())
     ask(
