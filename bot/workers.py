@@ -20,14 +20,19 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from storage.db import ACKS
+
 log = logging.getLogger(__name__)
 
 
 class Pool:
     """A named thread pool that counts outstanding work so tests and shutdown can wait."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, *, defer_to_acks: bool = True) -> None:
         self.name = name
+        # Deferrable work waits while Slack waits for acks (storage/db.py `AckGate`); work a
+        # person is waiting for (a runbook just approved, the answer to a click) does not.
+        self.defer_to_acks = defer_to_acks
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"warden-{name}")
         self._pending = 0
         self._idle = threading.Condition()
@@ -47,6 +52,10 @@ class Pool:
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
+            if not self.defer_to_acks:
+                with ACKS.exempt():
+                    return fn(*args)
+            ACKS.wait()
             return fn(*args)
         except Exception:
             log.exception("%s work failed: %s", self.name, getattr(fn, "__name__", fn))
@@ -118,12 +127,12 @@ class Workers:
 
     def __init__(self, planners: int, executors: int, outbox: int = 4, replies: int = 2) -> None:
         self.planners = FairPool("planner", planners)
-        self.executors = Pool("executor", executors)
+        self.executors = Pool("executor", executors, defer_to_acks=False)
         self.outbox = Pool("outbox", outbox)
         # Answers to the person who clicked or typed (ephemerals, modals, App Home) have their
         # own threads: a modal's trigger_id dies after 3 s, so it must never queue behind
         # posts that are sleeping through a channel's Retry-After.
-        self.replies = Pool("replies", replies)
+        self.replies = Pool("replies", replies, defer_to_acks=False)
 
     def all(self) -> tuple[Pool, ...]:
         return (self.planners, self.executors, self.outbox, self.replies)

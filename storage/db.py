@@ -7,7 +7,9 @@ has one writer at a time whatever we do; within a process, writers take turns on
 before `BEGIN` (SQLite's own busy handler polls in sleeps of up to 100 ms, which under a burst
 turns a sub-millisecond wait into a convoy), and writers acknowledging Slack (`urgent()`, set
 by the HTTP layer) go before background writers: a planner, sweep or outbox transaction
-never makes an ack wait in line behind it.
+never makes an ack wait in line behind it. On any database, background threads also let acks go
+first for CPU: every thread shares one GIL, so while an ack is in flight deferrable work
+waits (briefly, `AckGate`) before its next session or task.
 PostgreSQL is used as is (READ COMMITTED); conditional updates decide every race.
 The schema is managed by Alembic (`storage/migrations`); `Database.upgrade()` runs it.
 """
@@ -93,6 +95,66 @@ class WriterTurns:
 _URGENT = threading.local()
 
 
+class AckGate:
+    """Acks first. The threads of a process share one GIL, so background work (planners,
+    outbox delivery, sweeps) running while Slack waits for acks adds its CPU time to theirs.
+    While any ack is in flight (`Database.urgent()`), a background thread waits before its
+    next database session (and a worker pool before its next task, `bot/workers.py`) until
+    none is, but never longer than `max_wait` at a time: a burst of acks goes first, and
+    background work still moves on however long acks keep coming. Process-wide, like the GIL.
+    """
+
+    def __init__(self, max_wait: float) -> None:
+        self.max_wait = max_wait
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    @contextmanager
+    def ack(self) -> Iterator[None]:
+        with self._cond:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Let acks in flight go first (a no-op on an ack's own thread, on an exempt one, or
+        inside a session)."""
+        if not self._in_flight or any(getattr(_URGENT, k, 0) for k in ("on", "exempt", "depth")):
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: not self._in_flight, timeout=self.max_wait)
+
+    @staticmethod
+    @contextmanager
+    def exempt() -> Iterator[None]:
+        """This thread's work is not deferred to acks (someone is waiting for it) until exit."""
+        before = getattr(_URGENT, "exempt", False)
+        _URGENT.exempt = True
+        try:
+            yield
+        finally:
+            _URGENT.exempt = before
+
+
+ACKS = AckGate(max_wait=0.25)
+
+
+@contextmanager
+def _session_scope() -> Iterator[None]:
+    """Background threads let acks go first; nested sessions never wait (they may hold locks)."""
+    ACKS.wait()
+    _URGENT.depth = getattr(_URGENT, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _URGENT.depth -= 1
+
+
 class Database:
     """The database Warden uses: a write engine, a read engine and Alembic upgrades."""
 
@@ -118,10 +180,15 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any exception."""
         if self._writer is None:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            with (
+                _session_scope(),
+                Session(self.engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 yield session
             return
         with (
+            _session_scope(),
             self._writer.turn(getattr(_URGENT, "on", False)),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
@@ -131,18 +198,20 @@ class Database:
     @staticmethod
     @contextmanager
     def urgent() -> Iterator[None]:
-        """Mark this thread's writes as urgent (Slack is waiting for an ack) until exit."""
+        """Mark this thread's work as urgent (Slack is waiting for an ack) until exit: its
+        SQLite writes go first, and background threads wait for it (`AckGate`)."""
         before = getattr(_URGENT, "on", False)
         _URGENT.on = True
         try:
-            yield
+            with ACKS.ack():
+                yield
         finally:
             _URGENT.on = before
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only session (never blocks on SQLite writers)."""
-        with Session(self.read_engine, expire_on_commit=False) as session:
+        with _session_scope(), Session(self.read_engine, expire_on_commit=False) as session:
             yield session
 
     def upgrade(self) -> None:

@@ -11,13 +11,13 @@ begin IMMEDIATE, so nobody else can write in between). Singleton rows (`control`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, update
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -66,6 +66,89 @@ UNSURE = "unsure"
 """`action.card_ts` when a first card post was attempted and given up: it may be in Slack."""
 
 
+# Statements on Slack's ack path are built once per dialect and reused with bound values:
+# SQLAlchemy memoises a reused statement's cache key, so a request skips rebuilding,
+# re-keying and looking up the statement (most of its CPU time when built afresh; under a
+# burst every request thread waits on the others' CPU time for the GIL).
+_PREBUILT: dict[tuple[str, bool | None], Any] = {}
+
+
+def _prebuilt(name: str, build: Callable[[], Any], sqlite: bool | None = None) -> Any:
+    """The statement(s) `build` makes, built once (per dialect, for the dialect's INSERT)."""
+    key = (name, sqlite)
+    stmt = _PREBUILT.get(key)
+    if stmt is None:
+        stmt = _PREBUILT[key] = build()  # a race builds it twice, harmlessly
+    return stmt
+
+
+def _accept_statements(db: Database) -> tuple[Any, Any]:
+    """`accept_request`'s INSERT … SELECT (values bound as `v_<column>`, the requester and the
+    cap as `in_flight_requester` / `in_flight_cap`) and its in-flight count."""
+    table = Request.__table__  # type: ignore[attr-defined]
+    in_flight = (
+        sa_select(func.count())
+        .select_from(table)
+        .where(
+            table.c.requester == bindparam("in_flight_requester", type_=table.c.requester.type),
+            table.c.status.in_(list(IN_FLIGHT)),
+        )
+        .scalar_subquery()
+    )
+    row = sa_select(*(bindparam(f"v_{c.name}", type_=c.type).label(c.name) for c in table.c))
+    insert_new = (
+        insert_for(db, table)
+        .from_select(
+            [c.name for c in table.c],
+            row.where(in_flight < bindparam("in_flight_cap", type_=Integer())),
+        )
+        .on_conflict_do_nothing()
+        .returning(table.c.id)
+    )
+    return insert_new, sa_select(in_flight)
+
+
+def _first_delivery_statement(db: Database) -> Any:
+    table = SlackEvent.__table__  # type: ignore[attr-defined]
+    return (
+        insert_for(db, table)
+        .values(
+            event_id=bindparam("key", type_=table.c.event_id.type),
+            received_at=bindparam("at", type_=table.c.received_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(table.c.event_id)
+    )
+
+
+def _pause_statement() -> Any:
+    table = Control.__table__  # type: ignore[attr-defined]
+    c = table.c
+    return sa_select(c.paused, c.reason, c.changed_by, c.changed_at).where(c.id == 1)
+
+
+def _counts_statement() -> Any:
+    """Actions per status, for the statuses bound (a list) as `statuses`."""
+    status = Action.__table__.c.status  # type: ignore[attr-defined]
+    return (
+        sa_select(status, func.count())
+        .where(status.in_(bindparam("statuses", expanding=True)))
+        .group_by(status)
+    )
+
+
+def _usage_statement() -> Any:
+    c = Request.__table__.c  # type: ignore[attr-defined]
+    return sa_select(
+        func.count(),
+        func.coalesce(func.sum(c.input_tokens), 0),
+        func.coalesce(func.sum(c.output_tokens), 0),
+        func.coalesce(func.sum(c.cache_read_tokens), 0),
+        func.coalesce(func.sum(c.cache_write_tokens), 0),
+        func.coalesce(func.sum(c.cost_usd), 0.0),
+    )
+
+
 class IllegalTransition(RuntimeError):
     """A transition the lifecycle's state graph (`ACTION_GRAPH`) does not allow: a bug."""
 
@@ -105,44 +188,31 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
         chain's tip. A requester who already has `in_flight_cap` requests waiting or being
         planned gets OVER_CAP and nothing is stored.
         """
-        in_flight = (
-            select(func.count())
-            .select_from(Request)
-            .where(
-                col(Request.requester) == request.requester,
-                col(Request.status).in_(list(IN_FLIGHT)),
-            )
-            .scalar_subquery()
+        insert_new, count_in_flight = _prebuilt(
+            "accept", lambda: _accept_statements(self.db), self.db.is_sqlite
         )
-        table = Request.__table__  # type: ignore[attr-defined]
-        values = request.model_dump()
-        row = sa_select(*(literal(v, table.c[k].type).label(k) for k, v in values.items()))
+        params: dict[str, Any] = {f"v_{k}": v for k, v in request.model_dump().items()}
+        params["in_flight_requester"] = request.requester
+        params["in_flight_cap"] = in_flight_cap
         with self.db.write() as s:
+            conn = s.connection()
             # One statement: insert unless the requester is at the cap, and unless the
             # event or the message was seen (both unique keys).
-            inserted = s.execute(
-                self._insert(Request)
-                .from_select(list(values), row.where(in_flight < in_flight_cap))
-                .on_conflict_do_nothing()
-                .returning(col(Request.id))
-            ).first()
-            if inserted is not None:
+            if conn.execute(insert_new, params).first() is not None:
                 return Accepted.NEW
-            over = s.execute(sa_select(in_flight)).scalar_one() >= in_flight_cap
+            over = conn.execute(count_in_flight, params).scalar_one() >= in_flight_cap
             return Accepted.OVER_CAP if over else Accepted.DUPLICATE
 
     def first_delivery(self, key: str) -> bool:
         """True the first time `key` (a click's or command's trigger id) is seen, shared by
         every replica: Slack's signature allows a replay within 5 minutes, and a replayed
         `/resume` or Approve must not act twice."""
+        stmt = _prebuilt(
+            "first_delivery", lambda: _first_delivery_statement(self.db), self.db.is_sqlite
+        )
         with self.db.write() as s:
-            stmt = (
-                self._insert(SlackEvent)
-                .values(event_id=key[:64], received_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(col(SlackEvent.event_id))
-            )
-            return s.execute(stmt).first() is not None
+            seen = s.connection().execute(stmt, {"key": key[:64], "at": utcnow()}).first()
+            return seen is not None
 
     def claim_request(
         self, request_id: str, owner: str, lease_until: datetime, policy_version: str = ""
@@ -619,11 +689,9 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
 
     @staticmethod
     def _counts(s: Session, statuses: Iterable[str]) -> dict[str, int]:
-        rows = s.exec(
-            select(Action.status, func.count())
-            .where(col(Action.status).in_(list(statuses)))
-            .group_by(col(Action.status))
-        ).all()
+        rows = s.connection().execute(
+            _prebuilt("counts", _counts_statement), {"statuses": [str(x) for x in statuses]}
+        )
         return {str(status): int(n) for status, n in rows}
 
     def requests_in_flight(self) -> int:
@@ -689,7 +757,7 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
 
     @staticmethod
     def _pause(s: Session) -> PauseState:
-        row = s.get(Control, 1)
+        row = s.connection().execute(_prebuilt("pause", _pause_statement)).first()
         if row is None:
             return PauseState(paused=False, reason="", changed_by="", changed_at=None)
         return PauseState(
@@ -838,16 +906,7 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
 
     @staticmethod
     def _usage(s: Session) -> dict[str, Any]:
-        row = s.execute(
-            sa_select(
-                func.count(),
-                func.coalesce(func.sum(Request.input_tokens), 0),
-                func.coalesce(func.sum(Request.output_tokens), 0),
-                func.coalesce(func.sum(Request.cache_read_tokens), 0),
-                func.coalesce(func.sum(Request.cache_write_tokens), 0),
-                func.coalesce(func.sum(Request.cost_usd), 0.0),
-            )
-        ).one()
+        row = s.connection().execute(_prebuilt("usage", _usage_statement)).one()
         keys = (
             "requests",
             "input_tokens",
