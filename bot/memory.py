@@ -22,6 +22,7 @@ proposal touches are shown on its card (`previously`). Personal data is kept onl
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from storage.repo import Store
 
 if TYPE_CHECKING:
     from bot.core import Core
+
+log = logging.getLogger(__name__)
 
 FORGOTTEN_ARGS = (
     '{"about":"me","kind":"profile","slot":null,"subject":"(forgotten)","text":"(forgotten)"}'
@@ -327,9 +330,7 @@ class Memory:
                 now=when,
             )
         except Exception:  # memory must never break the lifecycle
-            import logging
-
-            logging.getLogger(__name__).exception("could not record the outcome of %s", action.id)
+            log.exception("could not record the outcome of %s", action.id)
 
     def previously(self, action: Action, args: dict[str, Any], limit: int = 3) -> list[str]:
         """Earlier decisions about what this call touches, for its card (newest first; not
