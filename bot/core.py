@@ -8,6 +8,7 @@ The steps themselves live in modules named after the path a request takes:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -28,6 +29,11 @@ from bot.workers import Workers
 from storage.models import Action, utcnow
 from storage.outbox import Notice
 from storage.repo import Audit, Store
+
+log = logging.getLogger(__name__)
+
+OutcomeListener = Callable[[Action, str, str | None, str | None], None]
+"""Called with an action, its outcome, who caused it (if a person) and their reason."""
 
 
 def new_id() -> str:
@@ -65,14 +71,23 @@ class Core:
     privacy: Privacy = field(init=False)
     # Set by `bot.delivery.Delivery`: start delivering owed messages now.
     kick: Callable[[], None] = field(default=lambda: None)
-    # Set by `bot.memory.Memory`: an action's outcome becomes a remembered decision.
-    record_outcome: Callable[[Action, str, str | None, str | None], None] = field(
-        default=lambda action, outcome, by, reason: None
-    )
+    # Told of every action's outcome (succeeded, failed, needs_review, rejected, undone, …)
+    # after it is stored: memory remembers it as a decision, the governor re-checks autonomy.
+    outcome_listeners: list[OutcomeListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.privacy = Privacy(Detector(self.policy.redaction), Sealer(self.data_key), self.store)
         self.gate = Gate(self.policy, self.registry, self.privacy.real_args)
+
+    def record_outcome(
+        self, action: Action, outcome: str, by: str | None = None, reason: str | None = None
+    ) -> None:
+        """Tell every listener; best effort: a listener's failure never undoes the outcome."""
+        for listener in self.outcome_listeners:
+            try:
+                listener(action, outcome, by, reason)
+            except Exception:
+                log.exception("outcome listener %r failed for action %s", listener, action.id)
 
     def audit(self, actor: str, kind: str, trace_id: str = "", **data: Any) -> Audit:
         return Audit(

@@ -254,7 +254,7 @@ class Recall:
 class Memory:
     def __init__(self, core: Core) -> None:
         self.core = core
-        core.record_outcome = self.record_outcome
+        core.outcome_listeners.append(self.record_outcome)
 
     def recall(self, query: str, requester: str, channel: str) -> Recall:
         """The facts most relevant to a request, filtered to what the requester may see."""

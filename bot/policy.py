@@ -257,6 +257,10 @@ class Runbook(_Strict):
     params: dict[str, Param] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     pass_env: list[str] = Field(default_factory=list)
+    # An outcome check run `verify_after` the command succeeded (service healthy, queue
+    # drained): exit 0 means the outcome is good; anything else is a failed outcome.
+    verify: Argv | None = None
+    verify_after: Duration = timedelta(seconds=30)
 
     @field_validator("env")
     @classmethod
@@ -295,6 +299,7 @@ class Runbook(_Strict):
             ("command", self.command),
             ("undo", self.undo),
             ("dry_run", self.dry_run),
+            ("verify", self.verify),
         ):
             for part in argv or []:
                 for name in PLACEHOLDER.findall(part):
@@ -302,6 +307,10 @@ class Runbook(_Strict):
                         raise ValueError(f"{key} uses {{{name}}} but params.{name} is not declared")
         if self.read_only and self.undo is not None:
             raise ValueError("a read_only runbook has nothing to undo")
+        if self.read_only and self.verify is not None:
+            raise ValueError("a read_only runbook changes nothing, so it has no outcome to verify")
+        if self.verify_after > timedelta(hours=24):
+            raise key_error("verify_after", "at most 24h: an outcome checked later says little")
         return self
 
 
@@ -431,6 +440,87 @@ class MemoryPolicy(_Strict):
     expiry: MemoryExpiry = MemoryExpiry()
 
 
+class _WindowAlert(_Strict):
+    """An alert on a rate over a sliding window: it fires when its threshold is crossed with
+    at least `min_volume` events in the window, then stays quiet for `cooldown`."""
+
+    enabled: bool = True
+    window: Duration = timedelta(hours=1)
+    min_volume: int = Field(default=10, ge=1)
+    cooldown: Duration = timedelta(hours=1)
+
+
+class ConfidenceAlert(_WindowAlert):
+    """The planner's median confidence over the window fell `below` this."""
+
+    window: Duration = timedelta(hours=24)
+    min_volume: int = Field(default=20, ge=1)
+    cooldown: Duration = timedelta(hours=6)
+    below: float = Field(default=0.7, ge=0.0, le=1.0)
+
+
+class OverrideAlert(_WindowAlert):
+    """The share of decided cards that people edited or rejected rose `above` this."""
+
+    above: float = Field(default=0.4, ge=0.0, le=1.0)
+
+
+class ErrorRateAlert(_WindowAlert):
+    """One tool's share of runs that failed (or failed their outcome check) rose `above`."""
+
+    min_volume: int = Field(default=5, ge=1)
+    above: float = Field(default=0.25, ge=0.0, le=1.0)
+
+
+class CostAlert(_Strict):
+    """Fires when the model's cost since midnight UTC passes `above_usd`."""
+
+    enabled: bool = True
+    above_usd: float = Field(default=25.0, gt=0)
+    cooldown: Duration = timedelta(hours=24)
+
+
+class AlertsPolicy(_Strict):
+    """`[alerts]`: checked every minute on one replica, posted to the admin channel and
+    audited. A failed outcome check (`verify`) always alerts at once."""
+
+    confidence_drop: ConfidenceAlert = ConfidenceAlert()
+    override_spike: OverrideAlert = OverrideAlert()
+    tool_error_rate: ErrorRateAlert = ErrorRateAlert()
+    daily_cost: CostAlert = CostAlert()
+
+
+class GovernorPolicy(_Strict):
+    """`[governor]`: a tool on `auto` whose failure, override or 👎 rate over `window` crosses
+    its limit (with at least `min_volume` outcomes) is demoted to `approve` at once."""
+
+    enabled: bool = True
+    window: Duration = timedelta(hours=24)
+    min_volume: int = Field(default=5, ge=1)
+    max_failure_rate: float = Field(default=0.3, ge=0.0, le=1.0)
+    max_override_rate: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_downvote_rate: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class UsagePolicy(_Strict):
+    """`[usage]`: a tool called far above its own usual rate needs approval even if `auto`.
+
+    Usual is the tool's average per `window` over the `baseline` before it (per requester and
+    overall); unusual is more than `factor` times that and more than `min_calls`."""
+
+    enabled: bool = True
+    window: Duration = timedelta(hours=1)
+    baseline: Duration = timedelta(days=7)
+    factor: float = Field(default=5.0, ge=1.0)
+    min_calls: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _spans(self) -> UsagePolicy:
+        if self.baseline <= self.window:
+            raise key_error("baseline", "must be longer than `window`")
+        return self
+
+
 # Tools whose default differs from `approve`: a `remember` runs at once (its author sees it on
 # the card and can forget it), unless the taint rule asks for the author's click.
 DEFAULT_OVERRIDES: dict[str, ToolOverride] = {"remember": ToolOverride(autonomy=Autonomy.AUTO)}
@@ -448,6 +538,9 @@ class Policy(_Strict):
     workers: Workers = Workers()
     redaction: RedactionPolicy = RedactionPolicy()
     memory: MemoryPolicy = MemoryPolicy()
+    alerts: AlertsPolicy = AlertsPolicy()
+    governor: GovernorPolicy = GovernorPolicy()
+    usage: UsagePolicy = UsagePolicy()
 
     @field_validator("runbooks")
     @classmethod

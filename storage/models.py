@@ -201,8 +201,48 @@ class Action(SQLModel, table=True):
     taint: str | None = Field(default=None, sa_column=Column(Text))
     # Warden's own words about the result (may hold Slack mentions); `result` is tool output.
     result_note: str | None = Field(default=None, sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow)
+    # When it was decided (approved, by a person or the gate, or rejected), started, and first
+    # finished (succeeded, failed or needs review): set by `Store.transition`, read by metrics.
+    decided_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = Field(default=None, index=True)
+    # A runbook's outcome check (`verify`): pending → running → passed | failed | error.
+    verify_status: str | None = Field(default=None, max_length=16)
+    verify_at: datetime | None = None  # when it is due (pending) or was done
+    verify_note: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class VerifyStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"  # the check ran and said the outcome is bad: a failed outcome
+
+
+class Feedback(SQLModel, table=True):
+    """One person's 👍 / 👎 on one finished action; a changed mind updates the row."""
+
+    __tablename__ = "feedback"
+    action_id: str = Field(primary_key=True, foreign_key="action.id", max_length=32)
+    person: str = Field(primary_key=True, max_length=32)
+    vote: int  # +1 or -1
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    source: str = Field(default="button", max_length=16)  # "button" | "reaction"
+    tool: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AlertState(SQLModel, table=True):
+    """When an alert (one rule, one subject: e.g. "tool_error_rate:restart_service") last
+    fired: the cool-down is a conditional update of this row, so two replicas fire once."""
+
+    __tablename__ = "alert_state"
+    key: str = Field(primary_key=True, max_length=128)
+    fired_at: datetime
+    value: float = 0.0
 
 
 class Approval(SQLModel, table=True):

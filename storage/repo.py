@@ -26,6 +26,7 @@ from storage import audit
 from storage.audit import Problem
 from storage.db import Database
 from storage.memory import MemoryQueries
+from storage.metrics import MetricsQueries
 from storage.models import (
     ACTION_GRAPH,
     IN_FLIGHT,
@@ -71,6 +72,17 @@ UNSURE = "unsure"
 # re-keying and looking up the statement (most of its CPU time when built afresh; under a
 # burst every request thread waits on the others' CPU time for the GIL).
 _PREBUILT: dict[tuple[str, bool | None], Any] = {}
+
+
+def _stamps(before: ActionStatus, after: ActionStatus, now: datetime) -> dict[str, datetime]:
+    """The lifecycle times a transition records (what latency and wait metrics read)."""
+    if after in (ActionStatus.APPROVED, ActionStatus.REJECTED) and before is not after:
+        return {"decided_at": now}
+    if after is ActionStatus.EXECUTING:
+        return {"started_at": now}
+    if before is ActionStatus.EXECUTING:  # succeeded, failed or needs review: the first outcome
+        return {"finished_at": now}
+    return {}
 
 
 def _prebuilt(name: str, build: Callable[[], Any], sqlite: bool | None = None) -> Any:
@@ -169,7 +181,7 @@ class PauseState:
     changed_at: datetime | None
 
 
-class Store(OutboxQueries, MemoryQueries, VaultQueries):
+class Store(OutboxQueries, MemoryQueries, VaultQueries, MetricsQueries):
     """Warden's persistence API over a `Database` (the outbox and job queries live in
     `storage/outbox.py`)."""
 
@@ -338,6 +350,8 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
             for action, a_audit in zip(actions, action_audits, strict=True):
                 if action.status not in INITIAL:
                     raise IllegalTransition(f"a new action cannot start as {action.status}")
+                if action.status == ActionStatus.APPROVED and action.decided_at is None:
+                    action.decided_at = action.created_at  # the gate let it run at once
                 s.add(action)
                 s.flush()
                 self._audit(s, a_audit, subject=action.id, before=None, after=action.status)
@@ -465,10 +479,12 @@ class Store(OutboxQueries, MemoryQueries, VaultQueries):
                 return None
             if ActionStatus(to_state) not in ACTION_GRAPH[ActionStatus(current)]:
                 raise IllegalTransition(f"{current} → {to_state} is not a lifecycle transition")
+            now = utcnow()
+            stamps = _stamps(ActionStatus(current), ActionStatus(to_state), now)
             stmt = (
                 update(Action)
                 .where(col(Action.id) == action_id, col(Action.status) == current, *where)
-                .values(status=to_state, updated_at=utcnow(), **(values or {}))
+                .values(status=to_state, updated_at=now, **{**stamps, **(values or {})})
             )
             if revision is not None:
                 stmt = stmt.where(col(Action.revision) == revision)

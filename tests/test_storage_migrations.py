@@ -34,7 +34,7 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(database_url: str) 
     try:
         with db.read() as s:
             assert s.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-                "0004"
+                "0005"
             ]
             assert s.execute(text("SELECT count(*) FROM audit_head")).scalar_one() == 1
             assert s.execute(text("SELECT count(*) FROM control")).scalar_one() == 1

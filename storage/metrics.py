@@ -1,0 +1,193 @@
+"""What metrics read (part of `storage.repo.Store`): the rows behind every rate, computed from
+the database so every replica reports the same numbers.
+
+Rates are defined once, in `bot/metrics.py`; the queries here only fetch the facts they are
+computed from — one row per action proposed in a window (with its request's arrival time),
+the model's usage and cost of the requests that arrived in it, and the 👍 / 👎 given on those
+actions — plus the call counts the gate's unusual-usage rule compares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import select as sa_select
+from sqlmodel import col
+
+from storage.db import Database
+from storage.models import Action, Feedback, Request, RequestStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    """The facts about one action that the rates are computed from."""
+
+    id: str
+    tool: str
+    risk: str
+    status: str
+    confidence: float
+    revision: int
+    edited: bool
+    required_approvals: int
+    requester: str
+    request_id: str
+    requested_at: datetime
+    created_at: datetime
+    decided_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    verify_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """The model's usage by the requests that arrived in a window."""
+
+    requests: int = 0
+    failed: int = 0  # the planner gave up on them
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRow:
+    action_id: str
+    tool: str
+    vote: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallCounts:
+    """How often one tool was proposed: in the recent window and in the baseline before it."""
+
+    recent_by_requester: int
+    recent_overall: int
+    baseline_by_requester: int
+    baseline_overall: int
+
+
+MAX_ROWS = 200_000
+"""At most this many actions are read for one window (the newest): a bound on memory."""
+
+
+class MetricsQueries:
+    db: Database
+
+    def action_rows(
+        self, since: datetime, until: datetime, tool: str | None = None
+    ) -> list[ActionRow]:
+        """Every action proposed in [since, until), newest first, at most `MAX_ROWS`."""
+        stmt = (
+            sa_select(
+                col(Action.id),
+                col(Action.tool),
+                col(Action.risk),
+                col(Action.status),
+                col(Action.confidence),
+                col(Action.revision),
+                col(Action.edited_by).is_not(None),
+                col(Action.required_approvals),
+                col(Action.requester),
+                col(Action.request_id),
+                col(Request.created_at),
+                col(Action.created_at),
+                col(Action.decided_at),
+                col(Action.started_at),
+                col(Action.finished_at),
+                col(Action.verify_status),
+            )
+            .join(Request, col(Request.id) == col(Action.request_id))
+            .where(col(Action.created_at) >= since, col(Action.created_at) < until)
+        )
+        if tool is not None:
+            stmt = stmt.where(col(Action.tool) == tool)
+        stmt = stmt.order_by(col(Action.created_at).desc()).limit(MAX_ROWS)
+        with self.db.read() as s:
+            rows = s.connection().execute(stmt).all()
+            return [ActionRow(*cast(tuple[Any, ...], row)) for row in rows]
+
+    def usage_between(self, since: datetime, until: datetime) -> UsageRow:
+        """Requests that arrived in [since, until), their token usage and cost."""
+        stmt = sa_select(
+            func.count(),
+            _count_if(col(Request.status) == RequestStatus.FAILED.value),
+            func.coalesce(func.sum(Request.input_tokens), 0),
+            func.coalesce(func.sum(Request.output_tokens), 0),
+            func.coalesce(func.sum(Request.cache_read_tokens), 0),
+            func.coalesce(func.sum(Request.cache_write_tokens), 0),
+            func.coalesce(func.sum(Request.cost_usd), 0.0),
+        ).where(col(Request.created_at) >= since, col(Request.created_at) < until)
+        with self.db.read() as s:
+            row = s.connection().execute(stmt).one()
+        return UsageRow(
+            requests=int(row[0]),
+            failed=int(row[1]),
+            input_tokens=int(row[2]),
+            output_tokens=int(row[3]),
+            cache_read_tokens=int(row[4]),
+            cache_write_tokens=int(row[5]),
+            cost_usd=float(row[6]),
+        )
+
+    def request_costs(self, request_ids: Sequence[str]) -> dict[str, float]:
+        """Each request's model cost (what a tool's cost per successful task shares out)."""
+        out: dict[str, float] = {}
+        ids = list(dict.fromkeys(request_ids))
+        with self.db.read() as s:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for rid, cost in s.connection().execute(
+                    sa_select(col(Request.id), col(Request.cost_usd)).where(
+                        col(Request.id).in_(chunk)
+                    )
+                ):
+                    out[str(rid)] = float(cost)
+        return out
+
+    def votes_between(
+        self, since: datetime, until: datetime, tool: str | None = None
+    ) -> list[VoteRow]:
+        """The 👍 (+1) and 👎 (-1) on actions proposed in [since, until)."""
+        stmt = (
+            sa_select(col(Feedback.action_id), col(Feedback.tool), col(Feedback.vote))
+            .join(Action, col(Action.id) == col(Feedback.action_id))
+            .where(col(Action.created_at) >= since, col(Action.created_at) < until)
+        )
+        if tool is not None:
+            stmt = stmt.where(col(Feedback.tool) == tool)
+        with self.db.read() as s:
+            return [VoteRow(str(a), str(t), int(v)) for a, t, v in s.connection().execute(stmt)]
+
+    def call_counts(
+        self, tool: str, requester: str, recent_since: datetime, baseline_since: datetime
+    ) -> CallCounts:
+        """Proposals of `tool` since `recent_since`, and in [baseline_since, recent_since);
+        each overall and by `requester`. Refused proposals count too: asking is usage."""
+        recent = col(Action.created_at) >= recent_since
+        mine = col(Action.requester) == requester
+        stmt = sa_select(
+            _count_if(recent & mine),
+            _count_if(recent),
+            _count_if(~recent & mine),
+            func.count(),
+        ).where(col(Action.tool) == tool, col(Action.created_at) >= baseline_since)
+        with self.db.read() as s:
+            a, b, c, total = s.connection().execute(stmt).one()
+        return CallCounts(
+            recent_by_requester=int(a),
+            recent_overall=int(b),
+            baseline_by_requester=int(c),
+            baseline_overall=int(total) - int(b),
+        )
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
