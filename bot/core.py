@@ -74,6 +74,8 @@ class Core:
     # Told of every action's outcome (succeeded, failed, needs_review, rejected, undone, …)
     # after it is stored: memory remembers it as a decision, the governor re-checks autonomy.
     outcome_listeners: list[OutcomeListener] = field(default_factory=list)
+    # Told when a tool got feedback (👍 / 👎), so the governor can re-check its rates.
+    feedback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.privacy = Privacy(Detector(self.policy.redaction), Sealer(self.data_key), self.store)
@@ -88,6 +90,13 @@ class Core:
                 listener(action, outcome, by, reason)
             except Exception:
                 log.exception("outcome listener %r failed for action %s", listener, action.id)
+
+    def record_feedback(self, tool: str) -> None:
+        for listener in self.feedback_listeners:
+            try:
+                listener(tool)
+            except Exception:
+                log.exception("feedback listener %r failed for tool %s", listener, tool)
 
     def audit(self, actor: str, kind: str, trace_id: str = "", **data: Any) -> Audit:
         return Audit(

@@ -23,8 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage import audit
+from storage.alerts import AlertQueries
 from storage.audit import Problem
+from storage.checks import CheckQueries
 from storage.db import Database
+from storage.feedback import FeedbackQueries
 from storage.memory import MemoryQueries
 from storage.metrics import MetricsQueries
 from storage.models import (
@@ -181,7 +184,15 @@ class PauseState:
     changed_at: datetime | None
 
 
-class Store(OutboxQueries, MemoryQueries, VaultQueries, MetricsQueries):
+class Store(
+    OutboxQueries,
+    MemoryQueries,
+    VaultQueries,
+    MetricsQueries,
+    FeedbackQueries,
+    CheckQueries,
+    AlertQueries,
+):
     """Warden's persistence API over a `Database` (the outbox and job queries live in
     `storage/outbox.py`)."""
 
