@@ -10,6 +10,7 @@ runs and dry runs are handed to worker pools.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +21,14 @@ from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
 from bot.execution import Execution
 from bot.gate import Decision, Origin, Ruling, Step, Verdict
+from bot.logcontext import bind, scoped
 from bot.planning import critical_notice, mask_json
 from bot.policy import Risk
 from bot.redact import redact
 from storage.models import Action, ActionStatus
 from storage.outbox import Notice
+
+log = logging.getLogger(__name__)
 
 STALE = (
     "This card changed since you looked at it (it was edited or re-checked). "
@@ -61,9 +65,11 @@ class Approvals:
     ) -> Action | Reply:
         """The clicked action as it is now, if the click saw its current revision and the
         gate's `rule` for this click allows it; otherwise the reply saying why not."""
+        bind(action_id=action_id, owner=self.core.owner)  # the click handler's log lines
         action = self.core.store.get_action(action_id)
         if action is None:
             return Reply(ok=False, text="I can't find that action any more.")
+        bind(trace_id=action.trace_id, request_id=action.request_id)
         if action.revision != revision:
             return Reply(ok=False, text=STALE)
         why_not = rule(action) if rule is not None else None
@@ -73,6 +79,7 @@ class Approvals:
 
     # -- Approve ----------------------------------------------------------------------------
 
+    @scoped
     def approve(self, action_id: str, revision: int, user: str) -> Reply:
         """An Approve click: the gate rules; record the approval; start if the rule is met."""
         core = self.core
@@ -112,6 +119,7 @@ class Approvals:
             core.kick()
             if count is None:
                 return Reply(ok=False, text="You already approved this.")
+            log.info("approval recorded (%d of %d)", count, action.required_approvals)
         approvals = core.store.approvals(action.id, action.revision)
         if not core.gate.met(action, approvals):
             have = len(core.gate.counted(action, approvals))
@@ -227,6 +235,7 @@ class Approvals:
         why_not = self.core.gate.may_reject(action, user)
         return f"You can't reject this: {why_not}." if why_not else None
 
+    @scoped
     def reject(self, action_id: str, revision: int, user: str, reason: str) -> Reply:
         """Reject (approvers) or withdraw (the requester) an action awaiting approval."""
         core = self.core
@@ -255,6 +264,7 @@ class Approvals:
 
     # -- Edit -------------------------------------------------------------------------------
 
+    @scoped
     def edit_form(
         self, action_id: str, revision: int, user: str, where: str = ""
     ) -> EditForm | Reply:
@@ -290,6 +300,7 @@ class Approvals:
             hints=hints,
         )
 
+    @scoped
     def edit(
         self, action_id: str, revision: int, user: str, raw_args: Mapping[str, Any]
     ) -> dict[str, str] | Reply:
@@ -377,6 +388,7 @@ class Approvals:
 
     # -- Undo -------------------------------------------------------------------------------
 
+    @scoped
     def undo(self, action_id: str, revision: int, user: str) -> Reply:
         core = self.core
         found = self._clicked(

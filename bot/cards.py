@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from bot.gate import FEEDBACK_ON
 from bot.memory import REMEMBER
 from bot.policy import Risk
 from storage.models import Action, ActionStatus
@@ -27,6 +28,8 @@ class Intent(StrEnum):
     EDIT = "edit"
     REJECT = "reject"
     UNDO = "undo"
+    VOTE_UP = "vote_up"  # feedback on an action that has ended
+    VOTE_DOWN = "vote_down"
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -36,6 +39,11 @@ class Button:
     style: str | None = None  # "primary" | "danger"
     confirm: str | None = None  # a question to confirm before the click counts
 
+
+FEEDBACK_BUTTONS = (
+    Button(intent=Intent.VOTE_UP, label="👍"),
+    Button(intent=Intent.VOTE_DOWN, label="👎"),
+)
 
 STATUS_LINE = {
     ActionStatus.PROPOSED: ":hourglass: Proposed",
@@ -74,6 +82,7 @@ class CardFacts:
     command: str | None = None
     allowed_domains: tuple[str, ...] = ()
     previously: tuple[str, ...] = ()  # earlier decisions about what this call touches
+    feedback: tuple[int, int] = (0, 0)  # 👍, 👎 given so far
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -110,6 +119,15 @@ class Card:
     buttons: tuple[Button, ...]
     allowed_domains: tuple[str, ...]
     previously: tuple[str, ...] = ()  # untrusted: people's reasons are in them
+    # A runbook's outcome check (`verify`): its state (`VerifyStatus`: pending, running,
+    # passed, failed, error, canceled), when it is due (pending) or was done, and its note
+    # (untrusted: the check's own output, redacted and cut short). None: no check.
+    check: str | None = None
+    check_at: datetime | None = None
+    check_note: str | None = None
+    # Once it has ended: 👍 / 👎 buttons and the tallies so far (None: no feedback yet).
+    feedback_buttons: tuple[Button, ...] = ()
+    feedback: tuple[int, int] | None = None
 
     @property
     def summary(self) -> str:
@@ -194,4 +212,9 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         buttons=tuple(buttons),
         allowed_domains=facts.allowed_domains,
         previously=facts.previously,
+        check=action.verify_status,
+        check_at=action.verify_at,
+        check_note=action.verify_note,
+        feedback_buttons=FEEDBACK_BUTTONS if status in FEEDBACK_ON else (),
+        feedback=facts.feedback if status in FEEDBACK_ON else None,
     )

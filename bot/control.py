@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.core import Core, Reply
+from bot.governor import demotion_note
 from bot.policy import Autonomy
 from bot.redact import redact
 from storage.models import ActionStatus
@@ -101,8 +102,12 @@ class Control:
         return Reply(ok=True, text=f"`{tool}` autonomy is now `{stage}`.")
 
     def autonomy_listing(self) -> str:
-        overrides = self.core.store.autonomy_overrides()
-        return "\n".join(
-            f"• `{t}`: {self.core.gate.autonomy_label(t, overrides)}"
-            for t in self.core.registry.names()
-        )
+        """Each tool's stage; a tool the governor demoted says when, why, and how to undo it."""
+        settings = self.core.store.autonomy_settings()
+        overrides = {tool: s.autonomy for tool, s in settings.items()}
+        lines = []
+        for t in self.core.registry.names():
+            label = self.core.gate.autonomy_label(t, overrides)
+            note = demotion_note(self.core, settings.get(t))
+            lines.append(f"• `{t}`: {label}" + (f" — {note}" if note else ""))
+        return "\n".join(lines)

@@ -79,7 +79,9 @@ class Core:
 
     def __post_init__(self) -> None:
         self.privacy = Privacy(Detector(self.policy.redaction), Sealer(self.data_key), self.store)
-        self.gate = Gate(self.policy, self.registry, self.privacy.real_args)
+        self.gate = Gate(
+            self.policy, self.registry, self.privacy.real_args, usage=self.store.call_counts
+        )
 
     def record_outcome(
         self, action: Action, outcome: str, by: str | None = None, reason: str | None = None

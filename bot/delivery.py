@@ -26,6 +26,8 @@ from typing import Any
 
 from bot.cards import Card, CardFacts, build_card
 from bot.core import Core
+from bot.gate import FEEDBACK_ON
+from bot.logcontext import bind, scoped
 from bot.memory import Memory
 from bot.runbooks import command_preview
 from bot.tools import canonical_json
@@ -79,9 +81,11 @@ class Delivery:
             done += len(rows)
         return done
 
+    @scoped
     def deliver(self, row: Outbox) -> bool:
         """Deliver one row; True if Slack took it (the caller marks it delivered)."""
         core = self.core
+        bind(action_id=row.action_id, request_id=row.request_id, owner=core.owner)
         try:
             if row.kind == "card" and row.action_id:
                 self._card(row.action_id)
@@ -101,6 +105,7 @@ class Delivery:
             log.warning("outbox row %s (%s) failed, attempt %s: %s", row.id, row.kind, attempt, exc)
             core.store.outbox_failed(row, retry_at, f"{type(exc).__name__}: {exc}")
             return False
+        log.debug("outbox row %s (%s) delivered", row.id, row.kind)
         return True
 
     def _lock(self, action_id: str) -> threading.Lock:
@@ -130,6 +135,9 @@ class Delivery:
             command=command,
             allowed_domains=tuple(core.policy.agent.link_domains),
             previously=tuple(self._previously(action)),
+            feedback=core.store.feedback_tally(action.id)
+            if action.status in FEEDBACK_ON
+            else (0, 0),
         )
 
     def _previously(self, action: Action) -> list[str]:
@@ -161,6 +169,7 @@ class Delivery:
             action = core.store.get_action(action_id)
             if action is None:
                 return
+            bind(trace_id=action.trace_id, request_id=action.request_id)
             card = self.card_of(action)
             if action.card_ts is None or action.card_ts.startswith(("pending:", UNSURE)):
                 if action.card_ts != f"pending:{core.owner}"[:64]:

@@ -1,19 +1,21 @@
 """Execution: the one executor that calls tool code, and the run of an approved action.
 
-`Executor` is the only code in Warden that calls a tool's functions — run, undo, dry run and
-the agent loop's read-only lookups are four faces of it — so timeouts, redaction, truncation
-and auditing happen once, here. `Execution` claims an approved action (asking the gate
-again first), runs it through the executor and records how it ended, exactly once.
+`Executor` is the only code in Warden that calls a tool's functions — run, undo, dry run,
+a runbook's outcome check (`verify`) and the agent loop's read-only lookups are five faces of
+it — so timeouts, redaction, truncation and auditing happen once, here. `Execution` claims an
+approved action (asking the gate again first), runs it through the executor and records how
+it ended, exactly once; it claims and records due outcome checks the same way.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,11 +24,13 @@ from sqlmodel import col
 from bot.core import Core, new_id
 from bot.errors import WardenError
 from bot.gate import EXPIRED, Verdict
+from bot.logcontext import bind, scoped
 from bot.pii import PLACEHOLDER
 from bot.redact import redact
-from bot.runbooks import truncate_middle
+from bot.runbooks import truncate_middle, verify_runner
 from bot.tools import Tool, ToolContext, ToolResult, canonical_json
-from storage.models import Action, ActionStatus
+from storage.checks import cancel_open_check
+from storage.models import Action, ActionStatus, VerifyStatus
 from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ RESULT_KEEP = 4000  # characters kept from each end of a stored result
 PREVIEW_KEEP = 1500
 LOOKUP_KEEP = 2000
 CALL_GRACE_S = 5.0  # beyond a tool's timeout: time for a runbook to kill its process group
+CHECK_ATTEMPTS = 3  # interrupted outcome-check attempts before it is given up as "error"
+CHECK_NOTE_KEEP = 150  # characters kept from each end of a check's output on the card
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -73,7 +79,8 @@ class Executor:
         """Call tool code with its timeout; exceptions and timeouts become failed results and
         output is redacted and bounded."""
         try:
-            future = self._threads.submit(fn)
+            # The tool's thread logs with the ids of the action it runs for.
+            future = self._threads.submit(contextvars.copy_context().run, fn)
             result = future.result(timeout=tool.timeout_s + CALL_GRACE_S)
         except FutureTimeout:
             return ToolResult(
@@ -106,8 +113,10 @@ class Executor:
             raise WardenError("arguments are not canonical")
         return tool, args
 
+    @scoped
     def run(self, action: Action) -> ToolResult:
         """Run an action's call: its arguments re-validated and checked canonical first."""
+        _bind_action(action, self.core.owner)
         try:
             tool, args = self._real_args(action)
         except (WardenError, ValueError) as exc:
@@ -121,7 +130,9 @@ class Executor:
         )
         return self._call(tool, lambda: tool.run(args, ctx))
 
+    @scoped
     def undo(self, action: Action) -> ToolResult:
+        _bind_action(action, self.core.owner)
         try:
             tool, args = self._real_args(action)
             data = json.loads(action.undo_data) if action.undo_data else {}
@@ -139,10 +150,12 @@ class Executor:
         )
         return self._call(tool, lambda: undo(args, ctx, data))
 
+    @scoped
     def dry_run(
         self, tool_name: str, args: dict[str, Any], requester: str, trace_id: str
     ) -> Preview:
         """A call's dry-run preview. None runs while Warden is paused (it is still a command)."""
+        bind(trace_id=trace_id, owner=self.core.owner)
         tool = self.core.registry.get(tool_name)
         preview = tool.dry_run
         if preview is None:
@@ -164,6 +177,31 @@ class Executor:
             text = truncate_middle(f"(dry run failed: {result.output})", PREVIEW_KEEP)
             return Preview(text=text, ok=False, problem="dry-run preview, and the dry run failed")
         return Preview(text=truncate_middle(result.output, PREVIEW_KEEP), ok=True)
+
+    @scoped
+    def verify(self, action: Action) -> ToolResult:
+        """Run a succeeded runbook action's outcome check (`verify`) with the run's own
+        arguments (personal data put back, as for the run). A timeout is a failed check.
+        Raises WardenError when there is nothing it can check: no check declared, or the
+        arguments can no longer be rebuilt."""
+        _bind_action(action, self.core.owner)
+        runbook = self.core.policy.runbooks.get(action.tool)
+        check = verify_runner(runbook) if runbook is not None else None
+        if check is None:
+            raise WardenError(f"{action.tool} declares no outcome check")
+        try:
+            tool, args = self._real_args(action)
+        except ValueError as exc:
+            raise WardenError(f"its arguments are no longer valid ({exc})") from None
+        ctx = self._context(
+            action.id,
+            action.trace_id,
+            action.requester,
+            channel=action.channel,
+            thread_ts=action.thread_ts,
+        )
+        result = self._call(tool, lambda: check(args, ctx))
+        return replace(result, unknown=False) if result.unknown else result
 
     def lookup(
         self,
@@ -221,13 +259,16 @@ class Execution:
             timeout = 60.0
         return self.core.clock() + timedelta(seconds=timeout) + LEASE_GRACE
 
+    @scoped
     def execute(self, action_id: str) -> None:
         """Claim an approved action and run it once (executor worker). The gate is asked
         again first; while paused the action stays approved and runs after /resume."""
         core = self.core
+        bind(action_id=action_id, owner=core.owner)
         action = core.store.get_action(action_id)
         if action is None or action.status != ActionStatus.APPROVED:
             return
+        _bind_action(action, core.owner)
         now = core.now()
         why_not = core.gate.runnable(action, core.store.approvals(action.id, action.revision), now)
         if why_not and not now.paused:
@@ -247,6 +288,7 @@ class Execution:
         core.kick()
         if claimed is None:
             return
+        log.info("running %s", claimed.tool)
         result = self.executor.run(claimed)
         undo_until = None
         tool = core.registry.get(claimed.tool) if claimed.tool in core.registry else None
@@ -258,7 +300,20 @@ class Execution:
             result,
             undo_until=undo_until,
             undo_data=json.dumps(result.undo_data) if result.undo_data else None,
+            **self._check_due(claimed, result),
         )
+
+    def _check_due(self, action: Action, result: ToolResult) -> dict[str, Any]:
+        """A succeeded runbook call with a `verify` owes an outcome check `verify_after` from
+        now: stored with the success, in the same transition."""
+        runbook = self.core.policy.runbooks.get(action.tool)
+        if not result.ok or runbook is None or runbook.verify is None:
+            return {}
+        return {
+            "verify_status": VerifyStatus.PENDING.value,
+            "verify_at": self.core.clock() + runbook.verify_after,
+            "verify_note": None,
+        }
 
     def _not_runnable(self, action: Action, why_not: str) -> None:
         """The rules changed between approval and start: the action goes back to people."""
@@ -363,6 +418,7 @@ class Execution:
         if row is None:
             log.error("action %s finished but its row was no longer ours", action.id)
         else:
+            log.info("action %s: %s", final.value, action.tool)
             by = row.decided_by if before == ActionStatus.UNDOING else None
             core.record_outcome(row, final.value, by, None)
         core.kick()
@@ -379,7 +435,13 @@ class Execution:
             core.audit(user, "action.undo_requested", action.trace_id),
             revision=action.revision,
             unless_paused=True,
-            values={"decided_by": user, "owner": core.owner, "lease_until": self._lease(action)},
+            values={
+                "decided_by": user,
+                "owner": core.owner,
+                "lease_until": self._lease(action),
+                # Its outcome check, if not done yet, has nothing left to check.
+                **cancel_open_check("not run: the action was undone first"),
+            },
             where=[col(Action.undo_until).is_not(None), col(Action.undo_until) > now],
         )
         core.kick()
@@ -388,9 +450,122 @@ class Execution:
         core.workers.executors.submit(self._undo, action.id)
         return True
 
+    @scoped
     def _undo(self, action_id: str) -> None:
+        bind(action_id=action_id, owner=self.core.owner)
         action = self.core.store.get_action(action_id)
         if action is None or action.status != ActionStatus.UNDOING:
             return
+        _bind_action(action, self.core.owner)
+        log.info("undoing %s", action.tool)
         result = self.executor.undo(action)
         self._outcome(action, ActionStatus.UNDOING, result, undo_until=None)
+
+    # -- outcome checks (a runbook's `verify`) -----------------------------------------------
+
+    @scoped
+    def check(self, action_id: str) -> None:
+        """Claim a due outcome check and run it once (a background worker). The claim fails
+        while Warden is paused (a check is tool code), once the action was undone, or when
+        another replica took it. The result is recorded with its audit row and the card's
+        refresh; a failed check also alerts the admin channel in the same transaction and
+        is told to the outcome listeners (the governor, memory) as "verify_failed"."""
+        core = self.core
+        bind(action_id=action_id, owner=core.owner)
+        action = core.store.get_action(action_id)
+        if action is None or action.verify_status != VerifyStatus.PENDING:
+            return
+        _bind_action(action, core.owner)
+        claimed = core.store.claim_check(
+            action_id,
+            core.owner,
+            core.clock(),
+            self._lease(action),
+            core.audit("warden", "action.verify_started", action.trace_id),
+        )
+        if claimed is None:
+            return
+        try:
+            result = self.executor.verify(claimed)
+        except WardenError as exc:
+            self._checked(claimed, VerifyStatus.ERROR, str(exc))
+            return
+        output = core.privacy.masking(
+            claimed.request_id, lambda m: core.privacy.mask_output(m, result.output)
+        )
+        self._checked(claimed, VerifyStatus.PASSED if result.ok else VerifyStatus.FAILED, output)
+
+    def requeue_stale_checks(self) -> int:
+        """Checks whose process died while running them (the lease ran out) go back to
+        pending; after `CHECK_ATTEMPTS` interrupted attempts one is given up as "error"."""
+        core = self.core
+        now = core.clock()
+        requeued = 0
+        for action in core.store.stale_checks(now):
+            if core.store.check_attempts(action.id) >= CHECK_ATTEMPTS:
+                self._checked(
+                    action,
+                    VerifyStatus.ERROR,
+                    f"interrupted {CHECK_ATTEMPTS} times",
+                    expired=True,
+                )
+            elif core.store.requeue_check(
+                action.id, now, core.audit("warden", "action.verify_interrupted", action.trace_id)
+            ):
+                requeued += 1
+        core.kick()
+        return requeued
+
+    def _checked(
+        self, action: Action, status: VerifyStatus, output: str, *, expired: bool = False
+    ) -> None:
+        """Record a check's result (`output` already redacted and masked) and say so."""
+        core = self.core
+        note = truncate_middle(output.strip(), CHECK_NOTE_KEEP) or "(no output)"
+        where = f"*{action.tool}* (action `{action.id}`, trace `{action.trace_id}`)"
+        notices: list[Notice] = []
+        if status is VerifyStatus.FAILED:
+            shown = core.safe(note, 600)
+            notices += [
+                core.to_admins(
+                    f":x: Outcome check failed: {where} succeeded, but its check says the "
+                    f"outcome is not right:\n{shown}"
+                ),
+                Notice(
+                    channel=action.channel,
+                    thread_ts=action.thread_ts,
+                    text=f":x: *{action.tool}* succeeded, but its outcome check failed "
+                    f"(action `{action.id[:8]}`); the card has the details.",
+                ),
+            ]
+        elif status is VerifyStatus.ERROR:
+            notices.append(
+                core.to_admins(
+                    f":warning: {where}: its outcome could not be checked "
+                    f"({core.safe(note, 300)}). Check it by hand."
+                )
+            )
+        kind = {
+            VerifyStatus.PASSED: "action.verified",
+            VerifyStatus.FAILED: "action.verify_failed",
+        }.get(status, "action.verify_error")
+        row = core.store.finish_check(
+            action.id,
+            core.owner,
+            status,
+            note,
+            core.audit("warden", kind, action.trace_id, note=note[:500]),
+            now=core.clock(),
+            expired=expired,
+            notices=notices,
+        )
+        core.kick()
+        if row is None:
+            log.info("the outcome check of %s was canceled or taken over meanwhile", action.id)
+        elif status is VerifyStatus.FAILED:
+            core.record_outcome(row, "verify_failed", None, None)
+
+
+def _bind_action(action: Action, owner: str) -> None:
+    """Log lines from here on (to the end of the scoped call) carry the action's ids."""
+    bind(action_id=action.id, request_id=action.request_id, trace_id=action.trace_id, owner=owner)

@@ -12,35 +12,59 @@ below its `clarify_below` Warden asks instead); it never lowers what a risk tier
 
 | tier     | gate                                                                    |
 |----------|-------------------------------------------------------------------------|
-| low      | runs at once if autonomy is auto, confidence ≥ min, untainted, not paused |
+| low      | runs at once if autonomy is auto, confidence ≥ min, untainted, not paused, |
+|          | and the tool's recent usage is usual (`[usage]`)                         |
 | medium   | one approver (the requester may approve if they are an approver)        |
 | high     | one approver who is neither the requester nor the arguments' editor     |
 | critical | dry-run preview, escalated, two such approvers                          |
 
 Taint: once text not written by the requester (a lookup's output, thread history, another
 person's message) has entered the loop that proposed a call, it never runs without a click.
+
+Unusual usage: a new call of a tool proposed far more often lately than usual — by its
+requester or by everyone, against the tool's own baseline (`[usage]`) — waits for a click
+even if the tool is `auto`; its card says why (`Decision.checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from bot.errors import PreconditionFailed, ToolArgumentsError, UnknownTool
 from bot.memory import REMEMBER, grounded
+from bot.metrics import Stats
 from bot.policy import Autonomy, Policy, Risk
 from bot.tools import Tool, ToolRegistry
-from storage.models import Action, ActionStatus, Approval, Fact
+from storage.metrics import CallCounts
+from storage.models import Action, ActionStatus, Approval, Fact, utcnow
+
+log = logging.getLogger(__name__)
 
 EXPIRED = "its approval request expired"
 
+UsageCounts = Callable[[str, str, datetime, datetime], CallCounts]
+"""(tool, requester, recent since, baseline since) → how often the tool was proposed."""
+
 GATE = "gate"
 """`Action.decided_by` for a call the gate let run at once (low risk, autonomy auto)."""
+
+FEEDBACK_ON = frozenset(
+    {
+        ActionStatus.SUCCEEDED,
+        ActionStatus.FAILED,
+        ActionStatus.UNDONE,
+        ActionStatus.UNDO_FAILED,
+        ActionStatus.NEEDS_REVIEW,
+    }
+)
+"""The ends of an action that ask for feedback (👍 / 👎): it ran, or its run was undone."""
 
 
 class Verdict(StrEnum):
@@ -97,10 +121,38 @@ class Decision:
     escalate: bool = False
     reason: str = ""
     policy_version: str = ""
+    # A human checkpoint that holds a call which would otherwise run at once (unusual
+    # usage): what its card says about why it waits.
+    checkpoint: str = ""
 
     @property
     def status(self) -> ActionStatus:
         return VERDICT_STATUS[self.verdict]
+
+
+@dataclass(kw_only=True, frozen=True)
+class Demotion:
+    """Why a tool's record calls for taking it off `auto` (the governor's rule)."""
+
+    rule: str  # "failure rate", "override rate", "👎 rate"
+    rate: float
+    limit: float
+    count: int  # failures, overrides or 👎 …
+    volume: int  # … out of outcomes, decided cards or votes
+    window: str  # "24h", or "since its autonomy last changed"
+    reason: str  # "failure rate 60% (3/5) over 24h"
+
+
+def span_text(span: timedelta) -> str:
+    """A window in words: "10m", "1h", "24h", "7d"."""
+    seconds = int(span.total_seconds())
+    if seconds % 86400 == 0 and seconds > 86400:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
 
 
 class Step(StrEnum):
@@ -128,9 +180,14 @@ class Gate:
         policy: Policy,
         registry: ToolRegistry,
         real_args: Callable[[Action], Any] | None = None,
+        usage: UsageCounts | None = None,
     ) -> None:
         self.policy = policy
         self.registry = registry
+        # How often a tool was proposed lately and before (`Store.call_counts`), for the
+        # unusual-usage checkpoint; None (no database, e.g. `warden eval`): the only history
+        # is the plan's own earlier calls.
+        self.usage = usage
         # A stored action's arguments with personal data put back (they are stored with
         # placeholders); a re-check judges the real call, as the first decision did.
         self.real_args = real_args or (lambda action: json.loads(action.args_json))
@@ -148,6 +205,47 @@ class Gate:
         if tool in self.registry and self.registry.get(tool).read_only:
             return "read-only (the agent may run it to look things up)"
         return self.autonomy(tool, overrides).value
+
+    def demotion(self, stats: Stats, now: datetime) -> Demotion | None:
+        """Whether an `auto` tool's record over the governor's window (`stats`, counted from
+        its last autonomy change at most) calls for demoting it to `approve`: its failure,
+        override or 👎 rate above `[governor]`'s limit, with at least `min_volume` behind it.
+        None: it keeps its stage."""
+        governor = self.policy.governor
+        if not governor.enabled:
+            return None
+        clipped = stats.since > now - governor.window
+        window = "since its autonomy last changed" if clipped else span_text(governor.window)
+        checks = (
+            ("failure rate", stats.failure_rate, stats.outcomes, governor.max_failure_rate),
+            (
+                "override rate",
+                stats.override_rate,
+                stats.decided_cards,
+                governor.max_override_rate,
+            ),
+            (
+                "👎 rate",
+                stats.downvote_rate,
+                stats.thumbs_up + stats.thumbs_down,
+                governor.max_downvote_rate,
+            ),
+        )
+        for rule, rate, volume, limit in checks:
+            if rate is None or volume < governor.min_volume or rate <= limit:
+                continue
+            count = round(rate * volume)
+            over = window if clipped else f"over {window}"
+            return Demotion(
+                rule=rule,
+                rate=rate,
+                limit=limit,
+                count=count,
+                volume=volume,
+                window=window,
+                reason=f"{rule} {rate:.0%} ({count}/{volume}) {over}",
+            )
+        return None
 
     def may_set_autonomy(self, tool: str, stage: Autonomy) -> str | None:
         """Why an admin may not set `tool` to `stage` (None: they may)."""
@@ -287,6 +385,10 @@ class Gate:
             else self.policy.gate.min_confidence
         )
         hold = self._hold(risk, autonomy, confidence, min_confidence, origin, now, human)
+        checkpoint = ""
+        if hold is None:
+            hold = self._unusual(tool, origin, now)
+            checkpoint = hold or ""
         if hold is None:
             return Decision(verdict=Verdict.RUN_NOW, required_approvals=0, **base)
         required = 2 if risk is Risk.CRITICAL else 1
@@ -312,6 +414,7 @@ class Gate:
             needs_preview=risk is Risk.CRITICAL,
             escalate=risk is Risk.CRITICAL,
             reason=hold,
+            checkpoint=checkpoint,
             **base,
         )
 
@@ -339,6 +442,41 @@ class Gate:
             return f"confidence is below {min_confidence:.0%}"
         if now.paused:
             return "Warden is paused"
+        return None
+
+    def _unusual(self, tool: str, origin: Origin, now: Now) -> str | None:
+        """The unusual-usage checkpoint (`[usage]`), for a new call that would otherwise run
+        at once: more calls of `tool` in the last `window` (counting this one and the plan's
+        earlier ones) than `min_calls` and than `factor` times the tool's average per window
+        over the `baseline` before — by this requester, or by everyone — need a click. A
+        failure to count fails closed."""
+        rule = self.policy.usage
+        if not rule.enabled:
+            return None
+        at = now.at or utcnow()
+        recent_since = at - rule.window
+        if self.usage is None:
+            counts = CallCounts(0, 0, 0, 0)
+        else:
+            try:
+                baseline_since = recent_since - rule.baseline
+                counts = self.usage(tool, origin.requester, recent_since, baseline_since)
+            except Exception:
+                log.exception("could not count recent calls of %s", tool)
+                return "its recent usage could not be counted, so it waits for a click"
+        this = origin.same_tool_earlier + 1  # not stored yet
+        windows = rule.baseline / rule.window
+        for who, recent, baseline in (
+            ("by the requester", counts.recent_by_requester, counts.baseline_by_requester),
+            ("by everyone", counts.recent_overall, counts.baseline_overall),
+        ):
+            usual = baseline / windows
+            if recent + this > max(rule.min_calls, rule.factor * usual):
+                shown = round(usual, 1) if usual >= 1 else round(usual, 2)
+                return (
+                    f"unusual usage: {recent + this} calls of {tool} {who} in the last "
+                    f"{span_text(rule.window)}; usual ≈ {shown:g}"
+                )
         return None
 
     @staticmethod
@@ -396,6 +534,32 @@ class Gate:
         if (fact.scope == "user" and fact.scope_id == user) or fact.author == user:
             return None
         return "only the person it is about, its author or an admin may forget it"
+
+    def may_give_feedback(
+        self, action: Action, user: str, approved_by: Iterable[str] = ()
+    ) -> str | None:
+        """Who may give 👍 / 👎 on an action, once it has ended: its requester, the tool's
+        approvers, anyone who approved it (`approved_by`, any revision) and admins."""
+        if action.status not in FEEDBACK_ON:
+            return f"this action is {_words(action.status)}; feedback opens once it has ended"
+        if (
+            user == action.requester
+            or user in self.approvers(action.tool, action.requester)
+            or user in set(approved_by)
+            or user in self.policy.access.admins
+        ):
+            return None
+        return "only the requester, its approvers and admins may give feedback on this action"
+
+    def may_see_stats(self, user: str) -> str | None:
+        """Who may read Warden's stats in Slack (`/warden stats`): admins and approvers. They
+        hold no personal data, but they are the operators' view of how Warden is doing."""
+        access = self.policy.access
+        if user in access.admins or user in access.approvers:
+            return None
+        if any(user in (o.approvers or ()) for o in self.policy.tools.values()):
+            return None
+        return "only Warden's approvers and admins can see its stats"
 
     def recheck(self, action: Action, now: Now) -> Decision | None:
         """The decision a waiting or approved action would get now, if the rules changed

@@ -21,6 +21,7 @@ Runs on Slack's ack path: one short transaction, then hand-offs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from bot.core import Core, new_id, new_trace
+from bot.logcontext import bind, scoped
 from bot.redact import redact
 from storage.models import Request, RequestStatus
 from storage.repo import Accepted
@@ -35,6 +37,7 @@ from storage.repo import Accepted
 DM_QUESTION_OPEN = timedelta(minutes=30)
 REPLY_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 RETRY_WORDS = frozenset({"retry", "try again"})
+log = logging.getLogger(__name__)
 CAP_NOTICE_EVERY = 60.0  # seconds between "too many in flight" answers to one person
 
 
@@ -91,6 +94,7 @@ class Intake:
             return False
         return self.accept(msg)
 
+    @scoped
     def accept(self, msg: Incoming) -> bool:
         """Store a request (once per event id and per message) and queue it for planning."""
         core = self.core
@@ -110,12 +114,16 @@ class Intake:
             text=text,
             pii_sealed=core.privacy.seal(masker),
         )
+        bind(trace_id=request.trace_id, request_id=request.id, owner=core.owner)
         outcome = core.store.accept_request(request, core.policy.workers.per_requester)
         if outcome is Accepted.OVER_CAP:
+            log.info("request not stored: the requester has too many in flight")
             self._tell_over_cap(msg)
             return False
         if outcome is Accepted.DUPLICATE:
+            log.debug("request not stored: this message was stored before")
             return False
+        log.info("request accepted")
         core.workers.outbox.submit(core.chat.react, msg.channel, msg.ts, "eyes")
         self.queue(request.id, request.requester)
         return True

@@ -4,8 +4,9 @@ Each job is an importable top-level function referenced by its "module:function"
 `JOBS` (the form APScheduler needs to persist and find a job); it takes the `instance` id of
 the Lifecycle it serves and looks it up. Sweeps run on every replica (they are idempotent).
 A job that must happen once per deployment (`Job.once`) runs at wall-clock times from a
-cron trigger, and the replica that claims the period in the `job_run` table runs it; a
-replica starting after the time catches up on a missed period.
+cron trigger — daily at a time, or every minute — and the replica that claims the period in
+the `job_run` table runs it; a replica starting after a daily job's time catches up on a
+missed day.
 
 To add one: write `def my_job(instance: str) -> object` here and add a `Job` row.
 """
@@ -75,16 +76,28 @@ def repair_cards(instance: str) -> int:
     return lifecycle.sweeps.cards() if lifecycle is not None else 0
 
 
+def run_checks(instance: str) -> int:
+    """Due outcome checks (a runbook's `verify`) are started; dead checkers' ones requeued."""
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.checks() if lifecycle is not None else 0
+
+
 def forget_old_events(instance: str) -> int:
     """Slack event and trigger ids are kept 48 h for de-duplication (Slack retries within
-    ~5 min); delivered outbox rows are kept 7 days."""
+    ~5 min); delivered outbox rows are kept 7 days; claims of each-minute jobs, a day."""
     lifecycle = _INSTANCES.get(instance)
     if lifecycle is None:  # stopping
         return 0
     now = lifecycle.core.clock()
-    return lifecycle.store.forget_events_before(
-        now - timedelta(hours=48)
-    ) + lifecycle.store.forget_delivered_before(now - timedelta(days=7))
+    return (
+        lifecycle.store.forget_events_before(now - timedelta(hours=48))
+        + lifecycle.store.forget_delivered_before(now - timedelta(days=7))
+        + sum(
+            lifecycle.store.forget_job_runs_before(job.func, now - timedelta(days=1))
+            for job in JOBS
+            if job.every_minute
+        )
+    )
 
 
 def forget_personal_data(instance: str) -> int:
@@ -97,6 +110,14 @@ def forget_personal_data(instance: str) -> int:
     return lifecycle.sweeps.personal_data()
 
 
+def evaluate_alerts(instance: str) -> list[str]:
+    """`[alerts]` are checked against the rates of the moment; crossed ones are posted to the
+    admin channel (each minute, on the replica that claims the minute; the alert's own
+    cool-down, kept in storage, holds even if two replicas evaluate)."""
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.alerts.evaluate() if lifecycle is not None else []
+
+
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
@@ -107,7 +128,13 @@ def publish_audit_anchor(instance: str) -> tuple[int, str]:
 class Job:
     func: str
     seconds: int = 0  # run every `seconds` on every replica …
-    daily_at: str = ""  # … or once per deployment per day at this UTC time ("HH:MM")
+    daily_at: str = ""  # … or once per deployment per day at this UTC time ("HH:MM") …
+    every_minute: bool = False  # … or once per deployment each minute
+
+    @property
+    def once(self) -> bool:
+        """Run once per deployment per period, by the replica that claims it."""
+        return bool(self.daily_at) or self.every_minute
 
 
 JOBS = [
@@ -118,9 +145,11 @@ JOBS = [
     Job(func="bot.jobs:deliver_outbox", seconds=5),
     Job(func="bot.jobs:requeue_requests", seconds=60),
     Job(func="bot.jobs:repair_cards", seconds=60),
+    Job(func="bot.jobs:run_checks", seconds=5),
     Job(func="bot.jobs:forget_old_events", seconds=3600),
     Job(func="bot.jobs:forget_personal_data", seconds=300),
     Job(func="bot.jobs:publish_audit_anchor", daily_at="00:05"),
+    Job(func="bot.jobs:evaluate_alerts", every_minute=True),
 ]
 
 
@@ -134,17 +163,19 @@ def _resolve(ref: str) -> Callable[[str], Any]:
 
 def period_of(job: Job, now: datetime) -> str | None:
     """The period a once-per-deployment job is due for at `now` (None: not yet today)."""
+    if job.every_minute:
+        return now.strftime("%Y-%m-%dT%H:%M")
     hour, minute = (int(p) for p in job.daily_at.split(":"))
     due = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
     return now.strftime("%Y-%m-%d") if now >= due else None
 
 
-def run_once(instance: str, func: str, daily_at: str) -> object:
-    """Run a once-per-deployment job if this replica claims today's period."""
+def run_once(instance: str, func: str, daily_at: str = "", every_minute: bool = False) -> object:
+    """Run a once-per-deployment job if this replica claims the current period."""
     lifecycle = _INSTANCES.get(instance)
     if lifecycle is None:
         return None
-    job = Job(func=func, daily_at=daily_at)
+    job = Job(func=func, daily_at=daily_at, every_minute=every_minute)
     period = period_of(job, lifecycle.core.clock())
     if period is None or not lifecycle.store.claim_job(func, period, lifecycle.owner):
         return None
@@ -160,6 +191,18 @@ class Jobs:
             _INSTANCES[self.instance] = lifecycle
         self.scheduler: Any = BackgroundScheduler(timezone="UTC")
         for job in JOBS:
+            if job.every_minute:
+                self.scheduler.add_job(
+                    "bot.jobs:run_once",
+                    "cron",
+                    minute="*",
+                    kwargs={"instance": self.instance, "func": job.func, "every_minute": True},
+                    id=job.func,
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=30,
+                )
+                continue
             if job.daily_at:
                 hour, minute = job.daily_at.split(":")
                 self.scheduler.add_job(

@@ -5,6 +5,9 @@
     approvals.Approvals  Approve / Edit / Reject / Undo, each asked of the gate again
     execution.Execution  claim an approved action and run it once through the one Executor
     control.Control      /pause, /resume, run-time autonomy
+    governor.Governor    demotes an `auto` tool whose failure, override or 👎 rate turns bad
+    alerts.Alerts        [alerts] evaluated each minute, posted to the admin channel
+    feedback.Feedback    👍 / 👎 (buttons, reactions, a comment) on actions that have ended
     sweeps.Sweeps        scheduled repairs (expiry, undo windows, interrupted runs, resume)
     delivery.Delivery    the outbox worker that brings Slack up to date
 
@@ -16,12 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from bot.alerts import Alerts
 from bot.approvals import Approvals
 from bot.chat import Chat
 from bot.control import Control
 from bot.core import Core
 from bot.delivery import Delivery
 from bot.execution import Execution, Executor
+from bot.feedback import Feedback
+from bot.governor import Governor
 from bot.intake import Intake
 from bot.memory import Memory
 from bot.planner import Planner
@@ -61,6 +67,8 @@ class Lifecycle:
         )
         self.planner = planner
         self.memory = Memory(core)
+        self.governor = Governor(core)  # after memory: told of outcomes once stored
+        self.alerts = Alerts(core)
         self.delivery = Delivery(core, self.memory)
         self.executor = Executor(core)
         self.execution = Execution(core, self.executor)
@@ -71,6 +79,7 @@ class Lifecycle:
             core, self.intake, self.planning, self.approvals, self.execution, self.delivery
         )
         self.control = Control(core, self.sweeps.after_resume)
+        self.feedback = Feedback(core)
 
     @property
     def policy(self) -> Policy:

@@ -251,6 +251,10 @@ class Recall:
     others: bool  # some were written by someone other than the requester (taint)
 
 
+OUTCOME_AUTHOR = "warden"
+"""The author of Warden's own record of how a call ended."""
+
+
 class Memory:
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -284,8 +288,19 @@ class Memory:
             kept.append(hit)
             lines.append(text)
             used += len(text) + 1
-        others = any(h.author != requester for h in kept)
+        others = any(not self._own(h, requester) for h in kept)
         return Recall(facts=tuple(kept), text="\n".join(lines), others=others)
+
+    def _own(self, fact: Fact | FactHit, requester: str) -> bool:
+        """Whether a fact holds only the requester's own words: one they said, or Warden's
+        record of how their own call ended (its arguments came from their loop). A record
+        carrying someone else's reason is that person's (`record_outcome`)."""
+        if fact.author == requester:
+            return True
+        if fact.source != "outcome" or fact.author != OUTCOME_AUTHOR or not fact.request_id:
+            return False
+        origin = self.core.store.get_request(fact.request_id)
+        return origin is not None and origin.requester == requester
 
     def record_outcome(
         self, action: Action, outcome: str, by: str | None = None, reason: str | None = None
@@ -302,7 +317,13 @@ class Memory:
         masker = core.privacy.for_request(action.request_id)
         shown = ", ".join(f"{k}={v}" for k, v in args.items())
         when = core.clock()
-        text = f"{action.tool}({shown}) {OUTCOME_WORDS.get(outcome, outcome)}"
+        # A failed outcome check (`verify`) comes after the success it overturns.
+        words = (
+            "succeeded, but its outcome check failed"
+            if outcome == "verify_failed"
+            else OUTCOME_WORDS.get(outcome, outcome)
+        )
+        text = f"{action.tool}({shown}) {words}"
         if by:
             text += f" by <@{by}>"
         text += f" on {when:%Y-%m-%d}"
@@ -319,7 +340,8 @@ class Memory:
                 subject=core.privacy.lasting(subject, masker),
                 slot=None,
                 text=core.privacy.lasting(text, masker)[:1900],
-                author="warden",
+                # A reason is its writer's words, so a fact carrying one is theirs.
+                author=by if reason and by else OUTCOME_AUTHOR,
                 source="outcome",
                 expires_at=when + core.policy.memory.expiry.of("decision"),
                 request_id=action.request_id,

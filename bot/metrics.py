@@ -252,7 +252,9 @@ def compute(
         card = row.required_approvals > 0
         counts["cards"] += card
         rejected = row.status == ActionStatus.REJECTED.value
-        edited = row.edited or row.revision > 1
+        # A person's edit sets `edited`; a revision also moves on when the rules change under
+        # a waiting card (re-check, hold), which is nobody's override.
+        edited = row.edited
         if row.decided_at is not None:
             counts["decided"] += 1
             counts["corrections"] += edited or row.status in UNDONE
@@ -323,6 +325,15 @@ def window_stats(
 
 def report(source: MetricsSource, until: datetime, span: timedelta) -> Report:
     """Stats for [until − span, until) overall and per tool, and overall for the span before."""
+    overall, tools = breakdown(source, until, span)
+    previous = window_stats(source, until - 2 * span, until - span)
+    return Report(overall=overall, tools=tools, previous=previous)
+
+
+def breakdown(
+    source: MetricsSource, until: datetime, span: timedelta
+) -> tuple[Stats, dict[str, Stats]]:
+    """Stats for [until − span, until): overall, and per tool (one read of each kind)."""
     since = until - span
     rows = source.action_rows(since, until)
     votes = source.votes_between(since, until)
@@ -343,8 +354,7 @@ def report(source: MetricsSource, until: datetime, span: timedelta) -> Report:
         )
         for name, tool_rows in sorted(by_tool.items())
     }
-    previous = window_stats(source, since - span, since)
-    return Report(overall=overall, tools=tools, previous=previous)
+    return overall, tools
 
 
 def worst(tools: dict[str, Stats], limit: int = 3, min_outcomes: int = 1) -> list[Stats]:

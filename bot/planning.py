@@ -20,6 +20,7 @@ from bot.core import Core, new_id
 from bot.errors import PlannerUnavailable
 from bot.execution import LEASE_GRACE, Execution, Executor
 from bot.gate import Decision, Origin, Verdict
+from bot.logcontext import bind, bound, scoped
 from bot.memory import REMEMBER, Memory
 from bot.pii import Masker
 from bot.planner import (
@@ -67,15 +68,19 @@ class Planning:
         self.execution = execution
         self.memory = memory
 
+    @scoped
     def plan(self, request_id: str) -> None:
         """Plan one request (planner worker). Safe to call twice: the lease decides."""
         core = self.core
+        bind(request_id=request_id, owner=core.owner)
         agent = core.policy.agent
         # A planner may overrun max_seconds by one model call (see bot/claude.py).
         lease = core.clock() + agent.max_seconds + agent.call_timeout + LEASE_GRACE
         req = core.store.claim_request(request_id, core.owner, lease, core.policy.version)
         if req is None:
             return
+        bind(trace_id=req.trace_id)
+        log.info("planning the request")
         # One masker for the whole loop: earlier messages, lookup outputs and previews get
         # this request's placeholders, so the model can refer to them consistently.
         masker = core.privacy.masker(req.pii_sealed)
@@ -153,6 +158,7 @@ class Planning:
                 Notice(channel=req.channel, thread_ts=req.thread_ts, text=answer, request_id=req.id)
             ],
         ):
+            log.info("request %s without an action", status.value)
             core.kick()
             core.workers.outbox.submit(core.chat.unreact, req.channel, req.message_ts, "eyes")
 
@@ -279,6 +285,10 @@ class Planning:
             notices=notices,
         ):
             return
+        log.info("request planned: %d action(s)", len(actions))
+        for action in actions:
+            with bound(action_id=action.id):
+                log.info("action %s: %s (%s risk)", action.status, action.tool, action.risk)
         core.kick()
         core.workers.outbox.submit(core.chat.unreact, req.channel, req.message_ts, "eyes")
         for action in actions:
@@ -297,7 +307,9 @@ class Planning:
     ) -> Action:
         core = self.core
         status = decision.status
-        preview, note = None, decision.reason if status == ActionStatus.REFUSED else None
+        preview = None
+        # A refusal says why; a call held by a human checkpoint (unusual usage) says why too.
+        note = decision.reason if status == ActionStatus.REFUSED else decision.checkpoint or None
         if decision.verdict in (Verdict.AWAIT, Verdict.SUGGEST):
             if decision.needs_preview and core.paused:
                 note = (
@@ -337,13 +349,16 @@ class Planning:
             decided_by="gate" if status == ActionStatus.APPROVED else None,
         )
 
+    @scoped
     def fill_preview(self, action_id: str, revision: int) -> None:
         """Run a waiting action's dry run (after an Edit, or after /resume for a critical
         action held while paused) off the ack path, and show it on the card."""
         core = self.core
+        bind(action_id=action_id, owner=core.owner)
         action = core.store.get_action(action_id)
         if action is None or action.revision != revision:
             return
+        bind(trace_id=action.trace_id, request_id=action.request_id)
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
             return
         shown = self.executor.dry_run(

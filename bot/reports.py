@@ -1,4 +1,4 @@
-"""What `/warden status|pending|autonomy|audit|help` and the App Home say, as plain data.
+"""What `/warden status|pending|autonomy|audit|stats|help` and the App Home say, as plain data.
 
 Texts are Slack mrkdwn strings (a message's text); views (Block Kit) are rendered from the
 data here by `handlers/blocks.py`.
@@ -6,10 +6,13 @@ data here by `handlers/blocks.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.lifecycle import Lifecycle
 from bot.memory import line as memory_line
+from bot.metrics import WINDOWS, Latency, Stats, report, window_stats, worst
 from storage.models import Action, ActionStatus
 
 HELP = """*Warden* plans with an LLM and asks before it acts.
@@ -20,6 +23,8 @@ HELP = """*Warden* plans with an LLM and asks before it acts.
 • `/warden pending` — actions waiting for your approval
 • `/warden autonomy [tool] [suggest|approve|auto]` — show or change a tool's stage (admins)
 • `/warden audit [verify|trace-id]` — check the audit chain or show one request's trail (admins)
+• `/warden stats [tool] [24h|7d]` — success, error, override and correction rates with their
+  trend, latency, cost, 👍/👎 (approvers and admins)
 • `/warden memory [query]` — what I remember about you and this channel
 • `/warden forget ID|all` — forget a fact, or all about you: it never reaches the model again"""
 
@@ -111,6 +116,181 @@ def audit_text(lc: Lifecycle, user: str, args: list[str]) -> str:
     )
 
 
+# -- stats (every number from bot/metrics.py) ------------------------------------------------
+
+STATS_USAGE = "Usage: `/warden stats [tool] [1h|24h|7d]` (default 24h)"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes = int(value // 60)
+    if minutes < 60:
+        return f"{minutes}m {int(value % 60)}s"
+    return f"{minutes // 60}h {minutes % 60}m"
+
+
+def _latency(lat: Latency) -> str:
+    if not lat.count:
+        return "—"
+    return f"median {_secs(lat.median)}, p95 {_secs(lat.p95)} ({lat.count})"
+
+
+def trend(now: float | None, before: float | None, show: str = "pct") -> str:
+    """A value with its change against the previous window: "40% (↑ from 20%)"."""
+    fmt: Callable[[float | None], str] = {"pct": _pct, "usd": _usd, "num": _num}[show]
+    if now is None:
+        return fmt(now)
+    if before is None:
+        return f"{fmt(now)} (none before)"
+    if abs(now - before) < 1e-9:
+        return f"{fmt(now)} (= {fmt(before)} before)"
+    arrow = "↑" if now > before else "↓"
+    return f"{fmt(now)} ({arrow} from {fmt(before)})"
+
+
+def _has_data(stats: Stats) -> bool:
+    return bool(stats.proposed or stats.requests or stats.thumbs_up or stats.thumbs_down)
+
+
+def rate_lines(now: Stats, before: Stats) -> list[str]:
+    """The rates, each with its trend against `before`."""
+    return [
+        f"Task success: {trend(now.task_success_rate, before.task_success_rate)}",
+        f"Error rate: {trend(now.error_rate, before.error_rate)}",
+        f"Override rate: {trend(now.override_rate, before.override_rate)}",
+        f"Manual correction rate: {trend(now.correction_rate, before.correction_rate)}",
+        f"Tool failure rate: {trend(now.tool_failure_rate, before.tool_failure_rate)}",
+        f"Cost per successful task: {trend(now.cost_per_success, before.cost_per_success, 'usd')}",
+        f"Median confidence: {trend(now.confidence_median, before.confidence_median, 'num')}",
+        f"👎 share: {trend(now.downvote_rate, before.downvote_rate)}",
+    ]
+
+
+def stats_lines(now: Stats, before: Stats) -> list[str]:
+    """Everything `/warden stats` says about one window (overall or one tool's)."""
+    lines = [
+        f"*Counts*: {now.proposed} proposed ({now.refused} refused) · {now.cards} cards, "
+        f"{now.decided_cards} decided by people ({now.overrides} edited or rejected) · "
+        f"{now.outcomes} runs finished: {now.successes} succeeded, {now.tool_failures} failed, "
+        f"{now.verify_failures} failed their check, {now.undone} undone",
+        *(f"• {line}" for line in rate_lines(now, before)),
+        f"*Latency*: request → card {_latency(now.to_card)} · approve → done "
+        f"{_latency(now.approve_to_done)}",
+        f"*Approval wait*: {_latency(now.approval_wait)} · *time to recovery*: "
+        f"{_latency(now.recovery)}",
+        f"*Cost*: {_usd(now.cost_usd)} over {now.requests} requests"
+        + (f" ({now.planner_failures} the planner gave up on)" if now.planner_failures else ""),
+        f"*Feedback*: 👍 {now.thumbs_up} · 👎 {now.thumbs_down}",
+    ]
+    if now.tool is None:
+        lines.append(
+            f"*Prompt cache*: {trend(now.cache_share, before.cache_share)} of input tokens "
+            f"read from the cache"
+        )
+    return lines
+
+
+def _worst_line(stats: Stats) -> str:
+    return (
+        f"*{stats.tool}*: {_pct(stats.failure_rate)} failed outcomes "
+        f"({stats.tool_failures + stats.verify_failures}/{stats.outcomes}), "
+        f"{_pct(stats.override_rate)} overridden ({stats.overrides}/{stats.decided_cards})"
+    )
+
+
+def stats_text(lc: Lifecycle, user: str, args: list[str]) -> str:
+    """`/warden stats [tool] [1h|24h|7d]`: the window's rates with their trend, per tool when
+    one is named (approvers and admins: stats hold no personal data, but they are the
+    operators' view)."""
+    core = lc.core
+    refusal = core.gate.may_see_stats(user)
+    if refusal:
+        return f"Sorry, {refusal}."
+    windows = [a for a in args if a.lower() in WINDOWS]
+    tools = [a for a in args if a.lower() not in WINDOWS]
+    if len(windows) > 1 or len(tools) > 1:
+        return STATS_USAGE
+    window = windows[0].lower() if windows else "24h"
+    span = WINDOWS[window]
+    until = core.clock()
+    if tools:
+        tool = tools[0][:64]
+        now = window_stats(core.store, until - span, until, tool)
+        if not _has_data(now) and tool not in core.registry:
+            return f"There is no tool called `{core.safe(tool, 64)}`.\n{STATS_USAGE}"
+        before = window_stats(core.store, until - 2 * span, until - span, tool)
+        head = f"*Stats for `{tool}`, last {window}* (trend against the {window} before)"
+        if not _has_data(now):
+            return f"{head}\nNo data yet: `{tool}` was not proposed in the last {window}."
+        return "\n".join([head, *stats_lines(now, before)])
+    rep = report(core.store, until, span)
+    head = f"*Warden stats, last {window}* (trend against the {window} before)"
+    if not _has_data(rep.overall):
+        return f"{head}\nNo data yet: nothing was asked or proposed in the last {window}."
+    lines = [head, *stats_lines(rep.overall, rep.previous)]
+    bad = worst(rep.tools)
+    if bad:
+        lines.append("*Worst tools*: " + " · ".join(_worst_line(s) for s in bad))
+    if len(rep.tools) > 1:
+        lines.append(
+            "*Per tool*: "
+            + " · ".join(f"`{name}` {s.successes}/{s.outcomes} ok" for name, s in rep.tools.items())
+            + f"\n_`/warden stats TOOL {window}` for one tool's numbers._"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(kw_only=True, frozen=True)
+class HomeStats:
+    """The App Home's admin section: the main rates with their trend, and the worst tools."""
+
+    window: str
+    rates: tuple[str, ...]  # "Task success: 80% (↑ from 60%)"
+    summary: str  # counts and cost
+    worst: tuple[str, ...]  # one line per tool, worst first
+    empty: bool = False
+
+
+HOME_WINDOW = "24h"
+
+
+def home_stats(lc: Lifecycle, window: str = HOME_WINDOW) -> HomeStats:
+    core = lc.core
+    span: timedelta = WINDOWS[window]
+    rep = report(core.store, core.clock(), span)
+    now = rep.overall
+    return HomeStats(
+        window=window,
+        rates=tuple(rate_lines(now, rep.previous)),
+        summary=(
+            f"{now.proposed} proposed · {now.outcomes} runs finished · "
+            f"{now.requests} requests · {_usd(now.cost_usd)} · 👍 {now.thumbs_up} 👎 "
+            f"{now.thumbs_down} · cache {_pct(now.cache_share)}"
+        ),
+        worst=tuple(_worst_line(s) for s in worst(rep.tools)),
+        empty=not _has_data(now) and not _has_data(rep.previous),
+    )
+
+
 @dataclass(kw_only=True, frozen=True)
 class HomeItem:
     """One action waiting for the viewer, with what its buttons need."""
@@ -127,6 +307,7 @@ class Home:
     paused_by: str | None
     waiting: tuple[HomeItem, ...]
     remembered: tuple[tuple[int, str], ...] = ()  # (fact id, line) about the viewer
+    stats: HomeStats | None = None  # admins only
 
 
 def home(lc: Lifecycle, user: str) -> Home:
@@ -147,4 +328,5 @@ def home(lc: Lifecycle, user: str) -> Home:
         paused_by=pause.changed_by if pause.paused else None,
         waiting=items,
         remembered=remembered,
+        stats=home_stats(lc) if core.is_admin(user) else None,
     )

@@ -19,7 +19,7 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -161,22 +161,45 @@ def run_argv(argv: list[str], timeout_s: float, env: Mapping[str, str]) -> ToolR
     return ToolResult(ok=True, output=output)
 
 
+def _values(args: BaseModel) -> dict[str, str]:
+    return {k: str(v) for k, v in args.model_dump().items()}
+
+
+def _env(runbook: Runbook, ctx: ToolContext, **extra: str) -> dict[str, str]:
+    warden = {
+        "WARDEN_ACTION_ID": ctx.action_id,
+        "WARDEN_TRACE_ID": ctx.trace_id,
+        "WARDEN_REQUESTER": ctx.requester,
+        **extra,
+    }
+    return child_env(warden, runbook.env, runbook.pass_env)
+
+
+def verify_runner(runbook: Runbook) -> Callable[[BaseModel, ToolContext], ToolResult] | None:
+    """A runbook's outcome check (`verify`), called like its command: the same `{param}`
+    values and environment (plus `WARDEN_VERIFY=1`) and timeout; exit status 0 means the
+    outcome is good. None if the runbook declares no check."""
+    argv = runbook.verify
+    if argv is None:
+        return None
+    timeout_s = runbook.timeout.total_seconds()
+
+    def verify(args: BaseModel, ctx: ToolContext) -> ToolResult:
+        return run_argv(
+            substitute(argv, _values(args)), timeout_s, _env(runbook, ctx, WARDEN_VERIFY="1")
+        )
+
+    return verify
+
+
 def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
     """Build the tool for one `[runbooks.NAME]` entry."""
     model = args_model(name, runbook)
     timeout_s = runbook.timeout.total_seconds()
-
-    def values(args: BaseModel) -> dict[str, str]:
-        return {k: str(v) for k, v in args.model_dump().items()}
+    values = _values
 
     def env(ctx: ToolContext, **extra: str) -> dict[str, str]:
-        warden = {
-            "WARDEN_ACTION_ID": ctx.action_id,
-            "WARDEN_TRACE_ID": ctx.trace_id,
-            "WARDEN_REQUESTER": ctx.requester,
-            **extra,
-        }
-        return child_env(warden, runbook.env, runbook.pass_env)
+        return _env(runbook, ctx, **extra)
 
     def run(args: BaseModel, ctx: ToolContext) -> ToolResult:
         return run_argv(substitute(runbook.command, values(args)), timeout_s, env(ctx))

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,9 +31,16 @@ class Settings(BaseSettings):
     database_url: str = Field(default="sqlite:///warden.db", alias="DATABASE_URL")
     warden_config: str = Field(default="warden.toml", alias="WARDEN_CONFIG", min_length=1)
     port: int = Field(default=3000, alias="PORT", ge=1, le=65535)
+    # `GET /metrics` and `/readyz` on a port of their own (Socket Mode has no HTTP port;
+    # in HTTP mode they are also on PORT). Unset: no metrics port.
+    warden_metrics_port: int | None = Field(
+        default=None, alias="WARDEN_METRICS_PORT", ge=1, le=65535
+    )
     # Seals personal values an action still needs and keys their equality hashes
     # (bot/pii.py). Unset: derived from SLACK_SIGNING_SECRET, so every replica agrees.
     warden_data_key: SecretStr | None = Field(default=None, alias="WARDEN_DATA_KEY")
+    # One log record per line: `text` (key=value ids appended) or `json` (handlers/logs.py).
+    warden_log_format: Literal["text", "json"] = Field(default="text", alias="WARDEN_LOG_FORMAT")
 
     @field_validator("slack_api_url", "anthropic_base_url")
     @classmethod
@@ -41,6 +48,11 @@ class Settings(BaseSettings):
         if value is not None and not value.lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("warden_log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("warden_data_key")
     @classmethod

@@ -4,7 +4,8 @@ Each is idempotent and safe on every replica at once (conditional transitions an
 decide): approvals that outlived `approval_ttl` expire; closed undo windows lose their
 button; runs whose process died become `needs_review` (never re-run silently); requests
 nobody is planning are queued again; undelivered outbox rows are delivered; approved actions
-nobody started are started; after `/resume`, what waited on the pause continues.
+nobody started are started; due outcome checks run; after `/resume`, what waited on the
+pause continues.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from storage.outbox import Notice
 STALE = timedelta(seconds=30)
 PII_GRACE = timedelta(minutes=10)  # a finished request's sealed values outlive it this long
 FACT_RETENTION = timedelta(days=365)  # expired and superseded facts are kept as history
+CHECKS = "warden:checks"  # the planner pool's queue key for outcome checks (no user id has ":")
 
 
 class Sweeps:
@@ -110,6 +112,20 @@ class Sweeps:
                     self.execution.submit(action.id)
         return released
 
+    def checks(self) -> int:
+        """Outcome checks (a runbook's `verify`): those whose process died go back to pending,
+        and due ones are handed to the planner pool's fair queue under their own key — work
+        that waits for Slack's acks and takes its turn with people's requests, never their
+        place. None is started while paused (the claim checks it again)."""
+        core = self.core
+        self.execution.requeue_stale_checks()
+        if core.paused:
+            return 0
+        due = core.store.due_checks(core.clock())
+        for action_id in due:
+            core.workers.planners.submit_fair(CHECKS, self.execution.check, action_id)
+        return len(due)
+
     def after_resume(self) -> int:
         """What waited on the pause continues, each asked of the gate again: approved actions
         start; waiting ones whose approvals on record meet their rule start; critical ones
@@ -136,6 +152,7 @@ class Sweeps:
             if core.gate.met(action, approvals[action.id]):
                 self.approvals.start(action, "warden")
                 started += 1
+        self.checks()  # outcome checks that fell due while paused
         return started
 
     def personal_data(self) -> int:

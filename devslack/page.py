@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devslack.workspace import escape_text
+from devslack.workspace import SlackError, escape_text
 
 if TYPE_CHECKING:
     from devslack.workspace import Workspace
@@ -100,9 +100,20 @@ def handle_ui(ws: Workspace, action: str, data: dict[str, Any]) -> tuple[int, di
         if action == "close_view":
             ws.close_view(user, str(data["view_id"]))
             return 200, {"ok": True}
+        if action == "react":
+            d = ws.react(
+                user,
+                str(data["channel"]),
+                str(data["ts"]),
+                str(data["name"]),
+                remove=bool(data.get("remove")),
+            )
+            return 200, {"ok": True, "status": d.status}
         if action == "home":
             d = ws.open_home(user)
             return 200, {"ok": True, "status": d.status}
     except (LookupError, KeyError) as exc:
         return 400, {"ok": False, "error": str(exc)}
+    except SlackError as exc:  # already_reacted, no_reaction…: as reactions.add answers
+        return 200, {"ok": False, "error": exc.error}
     return 404, {"ok": False, "error": f"unknown action {action}"}

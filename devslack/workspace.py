@@ -441,21 +441,64 @@ class Workspace:
         )
         return {"message_ts": msg["ts"]}
 
+    # Reactions are kept as Slack returns them on a message: [{name, users, count}]. The bot
+    # token's own reactions (reactions.add/remove) are not delivered back to the bot as
+    # events: Warden ignores its own reactions, and an event sent from inside a Web API call
+    # would make the call wait on the bot.
+
+    def _react(self, msg: JSON, user: str, name: str, add: bool) -> None:
+        """Add or remove `user`'s reaction `name` as Slack answers reactions.add/remove."""
+        if not name or not re.fullmatch(r"[a-z0-9_+'-]+(::skin-tone-[2-6])?", name):
+            raise SlackError("invalid_name")
+        reactions: list[JSON] = msg.setdefault("reactions", [])
+        found = next((r for r in reactions if r["name"] == name), None)
+        mine = found is not None and user in found["users"]
+        if add:
+            if mine:
+                raise SlackError("already_reacted")
+            if found is None:
+                found = {"name": name, "users": [], "count": 0}
+                reactions.append(found)
+            found["users"].append(user)
+        else:
+            if not mine or found is None:
+                raise SlackError("no_reaction")
+            found["users"].remove(user)
+            if not found["users"]:
+                reactions.remove(found)
+        if found is not None:
+            found["count"] = len(found["users"])
+
     def _m_reactions_add(self, p: JSON) -> JSON:
         msg = self._find(self._channel(p), str(p.get("timestamp") or ""))
-        name = str(p.get("name") or "")
-        if name in msg["reactions"]:
-            raise SlackError("already_reacted")
-        msg["reactions"].append(name)
+        self._react(msg, self.bot_user_id, str(p.get("name") or ""), add=True)
         return {}
 
     def _m_reactions_remove(self, p: JSON) -> JSON:
         msg = self._find(self._channel(p), str(p.get("timestamp") or ""))
-        name = str(p.get("name") or "")
-        if name not in msg["reactions"]:
-            raise SlackError("no_reaction")
-        msg["reactions"].remove(name)
+        self._react(msg, self.bot_user_id, str(p.get("name") or ""), add=False)
         return {}
+
+    def react(self, user: str, channel: str, ts: str, name: str, remove: bool = False) -> Delivery:
+        """`user` adds (or, with `remove`, takes back) the reaction `name` on a message, and
+        the bot gets `reaction_added` / `reaction_removed` as Slack shapes it. Raises
+        SlackError as reactions.add/remove would answer (`already_reacted`, `no_reaction`,
+        `message_not_found`, `invalid_name`)."""
+        with self._cond:
+            msg = self._find(self._channel({"channel": channel}), ts)
+            self._react(msg, user, name, add=not remove)
+            item_user = str(msg.get("user") or "")
+            self._changed()
+        event: JSON = {
+            "type": "reaction_removed" if remove else "reaction_added",
+            "user": user,
+            "reaction": name,
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "event_ts": f"{time.time():.6f}",
+        }
+        if item_user:
+            event["item_user"] = item_user
+        return self._event(event)
 
     def _m_views_open(self, p: JSON) -> JSON:
         trigger = str(p.get("trigger_id") or "")

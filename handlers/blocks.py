@@ -17,8 +17,9 @@ from typing import Any
 
 from bot.approvals import EditForm
 from bot.cards import Button, Card, Intent
+from bot.feedback import MAX_COMMENT
 from bot.policy import Risk
-from bot.reports import Home
+from bot.reports import Home, HomeStats
 from bot.sanitize import neutralise
 
 SECTION_MAX = 3000
@@ -27,8 +28,16 @@ HEADER_MAX = 150
 
 APPROVE, EDIT, REJECT, UNDO = "warden_approve", "warden_edit", "warden_reject", "warden_undo"
 FORGET = "warden_forget"  # App Home: forget one remembered fact (value: its id)
-ACTION_IDS = {Intent.APPROVE: APPROVE, Intent.EDIT: EDIT, Intent.REJECT: REJECT, Intent.UNDO: UNDO}
-EDIT_VIEW, REJECT_VIEW = "warden_edit", "warden_reject"
+VOTE_UP, VOTE_DOWN = "warden_vote_up", "warden_vote_down"  # 👍 / 👎 on an ended action
+ACTION_IDS = {
+    Intent.APPROVE: APPROVE,
+    Intent.EDIT: EDIT,
+    Intent.REJECT: REJECT,
+    Intent.UNDO: UNDO,
+    Intent.VOTE_UP: VOTE_UP,
+    Intent.VOTE_DOWN: VOTE_DOWN,
+}
+EDIT_VIEW, REJECT_VIEW, FEEDBACK_VIEW = "warden_edit", "warden_reject", "warden_feedback"
 
 RISK_BADGE = {
     Risk.LOW: ":large_green_circle: low",
@@ -169,6 +178,8 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
         if card.result:
             body += ("\n" if body else "") + code(safe(card.result, d, 2600))
         blocks.append(section(f"*{label}*\n{body or code('(no output)')}"))
+    if card.check:
+        blocks.append(section(check_line(card)))
     if card.paused:
         blocks.append(
             context(":double_vertical_bar: Warden is paused: nothing runs until /resume.")
@@ -184,6 +195,16 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
                 "elements": [button(b, value) for b in card.buttons],
             }
         )
+    if card.feedback is not None:
+        up, down = card.feedback
+        blocks.append(context(f"Feedback: 👍 {up} · 👎 {down}"))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"feedback:{card.action_id}",
+                "elements": [button(b, value) for b in card.feedback_buttons],
+            }
+        )
     blocks.append(
         context(
             f"trace `{card.trace_id}` · action `{card.action_id}` · rev {card.revision} · "
@@ -192,6 +213,40 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
         )
     )
     return card.summary, blocks[:MAX_BLOCKS]
+
+
+def stats_blocks(stats: HomeStats) -> list[dict[str, Any]]:
+    """The App Home's admin section: the main rates with their trend, and the worst tools."""
+    title = f"*How Warden is doing* (last {stats.window}, trend against the {stats.window} before)"
+    if stats.empty:
+        return [{"type": "divider"}, section(f"{title}\nNo data yet.")]
+    worst = (
+        "*Worst tools*\n" + "\n".join(f"• {line}" for line in stats.worst)
+        if stats.worst
+        else "*Worst tools*\nNo tool is failing or being overridden."
+    )
+    return [
+        {"type": "divider"},
+        section(title + "\n" + "\n".join(f"• {line}" for line in stats.rates)),
+        context(stats.summary),
+        section(worst),
+        context("`/warden stats [tool] [24h|7d]` for more · admins only"),
+    ]
+
+
+def check_line(card: Card) -> str:
+    """A card's outcome-check line (`verify`): due, running, passed, failed (with what the
+    check printed), could not check, or not run because the action was undone."""
+    note = safe(card.check_note or "", card.allowed_domains, 400)
+    line = {
+        "pending": f":hourglass_flowing_sand: due at {when(card.check_at)}",
+        "running": ":hourglass_flowing_sand: running now",
+        "passed": ":white_check_mark: passed",
+        "failed": f":x: failed: {code(note or '(no output)', 460)}",
+        "error": f":warning: could not check: {note or 'unknown reason'}",
+        "canceled": f":heavy_minus_sign: {note or 'not run'}",
+    }.get(card.check or "", card.check or "")
+    return f"*Outcome check:* {line}"
 
 
 def home_view(home: Home) -> dict[str, Any]:
@@ -232,6 +287,8 @@ def home_view(home: Home) -> dict[str, Any]:
         elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
         blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
         blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))
+    if home.stats is not None:
+        blocks += stats_blocks(home.stats)
     blocks.append({"type": "divider"})
     blocks.append(
         section(
@@ -324,6 +381,33 @@ def reject_modal(action_id: str, revision: int, channel: str) -> dict[str, Any]:
                     "max_length": 500,
                 },
             }
+        ],
+    }
+
+
+def feedback_modal(action_id: str, revision: int, channel: str) -> dict[str, Any]:
+    """ "What went wrong?" after a 👎 (optional: the vote is already recorded)."""
+    return {
+        "type": "modal",
+        "callback_id": FEEDBACK_VIEW,
+        "private_metadata": f"{action_id}:{revision}:{channel}",
+        "title": {"type": "plain_text", "text": "Feedback"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Skip"},
+        "blocks": [
+            context("Your 👎 is recorded. Anything to add helps tune what Warden may do alone."),
+            {
+                "type": "input",
+                "block_id": "comment",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "What went wrong?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": True,
+                    "max_length": MAX_COMMENT,
+                },
+            },
         ],
     }
 

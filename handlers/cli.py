@@ -6,11 +6,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
 from bot.errors import ConfigError
 from bot.settings import Settings, describe_settings_error, load_settings
+from handlers.logs import configure as configure_logging
 
 log = logging.getLogger("warden")
 
@@ -34,7 +36,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"aliases: {len(policy.aliases)} · approvers: {len(policy.access.approvers)} · "
         f"admins: {len(policy.access.admins)}"
     )
+    _check_prompt_cache(settings, policy, registry)
     return 0
+
+
+def _check_prompt_cache(settings: Settings, policy: Any, registry: Any) -> None:
+    """A prefix too short to be cached is a warning, not a failure: Warden works, at full
+    price for every call."""
+    from bot.prompt_cache import measure
+
+    size = measure(settings, policy, registry)
+    print(size.describe())
+    warning = size.warning()
+    if warning:
+        print(f"warden: {warning}", file=sys.stderr)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -135,12 +150,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
-        _settings()  # every command: a bad environment value is a clear error, not a traceback
+        # Every command: a bad environment value (WARDEN_LOG_FORMAT too) is a clear error,
+        # not a traceback; then every log line goes through Warden's handler (handlers/logs.py).
+        configure_logging(_settings().warden_log_format, verbose=args.verbose)
         return int(args.func(args))
     except ConfigError as exc:
         sep = "\n" if "\n" in str(exc) else " "

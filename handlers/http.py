@@ -1,7 +1,8 @@
 """HTTP mode: one WSGI app served by waitress (a production WSGI server).
 
 `POST /slack/events` carries events, interactivity and slash commands; `GET /healthz`
-reports liveness and whether the database answers.
+reports liveness and whether the database answers; `GET /readyz` whether the database answers
+and its schema is current; `GET /metrics` is Prometheus's (`handlers/prometheus.py`).
 
 Order on `/slack/events`, cheapest and safest first: the body is read (at most `MAX_BODY`
 bytes, else 413), then Slack's signature and 5-minute timestamp window are checked on the
@@ -28,6 +29,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.errors import ConfigError
 from bot.lifecycle import Lifecycle
+from handlers.prometheus import Probes
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def _respond(start: StartResponse, status: str, body: dict[str, Any]) -> list[by
 
 
 class WardenWSGI:
-    """Routes `/healthz` and `/slack/events`; everything else is 404.
+    """Routes `/healthz`, `/readyz`, `/metrics` and `/slack/events`; everything else is 404.
 
     `signing_secret` is the Slack app's signing secret; None (Socket Mode, where Slack does
     not sign anything) leaves the signature check to Bolt alone. An empty secret is refused:
@@ -59,6 +61,7 @@ class WardenWSGI:
         self.slack = SlackRequestHandler(app, path="/slack/events")
         self.lifecycle = lifecycle
         self.verifier = None if signing_secret is None else SignatureVerifier(signing_secret)
+        self.probes = Probes(lifecycle.store, lifecycle.core.clock)
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -75,6 +78,8 @@ class WardenWSGI:
                 "200 OK",
                 {"ok": True, "paused": paused, "policy_version": self.lifecycle.policy.version},
             )
+        if path in Probes.PATHS:
+            return self.probes(environ, start)
         if path == "/slack/events":
             if method != "POST":
                 return _respond(start, "405 Method Not Allowed", {"error": "use POST"})

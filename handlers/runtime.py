@@ -15,6 +15,7 @@ from bot.app import Warden, build
 from bot.errors import ConfigError
 from bot.settings import Settings
 from handlers.http import WardenWSGI, make_server
+from handlers.prometheus import MetricsServer, Probes
 from handlers.slack_app import create_app
 from handlers.slack_client import SlackChat, make_web_client
 
@@ -30,6 +31,7 @@ class Running:
     server: Any
     thread: threading.Thread
     closing: threading.Event
+    metrics: MetricsServer | None = None  # WARDEN_METRICS_PORT
 
     @property
     def url(self) -> str:
@@ -39,6 +41,8 @@ class Running:
         self.closing.set()
         self.server.close()
         self.thread.join(timeout=10)
+        if self.metrics is not None:
+            self.metrics.stop()
         self.warden.stop()
 
 
@@ -82,7 +86,24 @@ def start(
         target=_serve, args=(server, closing), name="warden-http", daemon=True
     )
     thread.start()
-    return Running(warden=warden, app=app, server=server, thread=thread, closing=closing)
+    return Running(
+        warden=warden,
+        app=app,
+        server=server,
+        thread=thread,
+        closing=closing,
+        metrics=metrics_server(warden, settings, host),
+    )
+
+
+def metrics_server(warden: Warden, settings: Settings, host: str) -> MetricsServer | None:
+    """`/metrics` and `/readyz` on WARDEN_METRICS_PORT, started; None when it is unset."""
+    if settings.warden_metrics_port is None:
+        return None
+    probes = Probes(warden.lifecycle.store, warden.lifecycle.core.clock)
+    server = MetricsServer(probes, host, settings.warden_metrics_port).start()
+    log.info("metrics on port %s (GET /metrics, GET /readyz)", server.port)
+    return server
 
 
 def serve(settings: Settings, socket_mode: bool = False) -> int:
@@ -91,7 +112,7 @@ def serve(settings: Settings, socket_mode: bool = False) -> int:
         return _socket_mode(settings)
     running = start(settings)
     log.info(
-        "Warden listening on port %s (POST /slack/events, GET /healthz)",
+        "Warden listening on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
         running.server.effective_port,
     )
     stop = threading.Event()
@@ -114,9 +135,12 @@ def _socket_mode(settings: Settings) -> int:
     warden = build(settings, chat=SlackChat(client))
     app = create_app(warden.lifecycle, signing_secret="socket-mode-unused", client=client)
     warden.start()
+    metrics = metrics_server(warden, settings, "0.0.0.0")
     handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
     try:
         handler.start()  # type: ignore[no-untyped-call]
     finally:
+        if metrics is not None:
+            metrics.stop()
         warden.stop()
     return 0

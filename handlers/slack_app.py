@@ -12,23 +12,35 @@ import logging
 import re
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 
 from bot.core import Reply
 from bot.intake import Incoming
 from bot.lifecycle import Lifecycle
-from bot.reports import HELP, audit_text, autonomy_text, home, pending_text, status_text
+from bot.reports import (
+    HELP,
+    audit_text,
+    autonomy_text,
+    home,
+    pending_text,
+    stats_text,
+    status_text,
+)
 from handlers.blocks import (
     APPROVE,
     EDIT,
     EDIT_VIEW,
+    FEEDBACK_VIEW,
     FORGET,
     REJECT,
     REJECT_VIEW,
     UNDO,
+    VOTE_DOWN,
+    VOTE_UP,
     edit_modal,
+    feedback_modal,
     home_view,
     parse_card_value,
     parse_metadata,
@@ -42,6 +54,8 @@ EVENT_SUBSCRIPTIONS = {
     "app_mention": ("app_mention",),  # requests in channels
     "message": ("message.channels", "message.groups", "message.im"),  # DMs, thread follow-ups
     "app_home_opened": ("app_home_opened",),  # the approver's App Home
+    "reaction_added": ("reaction_added",),  # 👍 / 👎 reactions on a card are feedback
+    "reaction_removed": ("reaction_removed",),
 }
 COMMANDS = ("/pause", "/resume", "/warden")
 SCOPES = {
@@ -51,6 +65,7 @@ SCOPES = {
     "im:history": "requests by DM; finding a card already posted",
     "chat:write": "cards, answers, ephemeral notes, admin-channel alerts, App Home replies",
     "reactions:write": "the eyes reaction while a request is planned",
+    "reactions:read": "👍 / 👎 reactions on a card count as feedback",
     "users:read": "the agent's lookup_user tool (users.info)",
     "assistant:write": "the thinking… status in assistant threads",
     "commands": "/pause, /resume, /warden",
@@ -185,6 +200,52 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         tell("", user, Reply(ok=True, text=lc.memory.forget(user, [value])))
         refresh_home(user)
 
+    def on_vote(body: dict[str, Any], action: Any, vote: int) -> None:
+        c = clicked(body, action)
+        if c is None:
+            return
+        action_id, revision, user, channel = c
+        reply = lc.feedback.give(action_id, user, vote)
+        tell(channel, user, reply)
+        trigger = body.get("trigger_id")
+        if vote < 0 and reply.ok and isinstance(trigger, str):
+            view = feedback_modal(action_id, revision, channel)
+            replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
+
+    @app.action(VOTE_UP)
+    def on_vote_up(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        on_vote(body, action, 1)
+
+    @app.action(VOTE_DOWN)
+    def on_vote_down(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        on_vote(body, action, -1)
+
+    def on_reaction(event: dict[str, Any], body: dict[str, Any], added: bool) -> None:
+        item = event.get("item")
+        vote = REACTION_VOTES.get(str(event.get("reaction") or "").split("::")[0])
+        user = slack_id(event.get("user"))
+        if vote is None or user is None or not isinstance(item, dict):
+            return  # another emoji, or a malformed event: not feedback
+        channel, ts = slack_id(item.get("channel")), item.get("ts")
+        if item.get("type") != "message" or channel is None:
+            return
+        if not (isinstance(ts, str) and _TS.fullmatch(ts)):
+            return
+        event_id = body.get("event_id")
+        if isinstance(event_id, str) and event_id and not lc.store.first_delivery(f"e:{event_id}"):
+            return  # Slack retried an event already acted on
+        lc.feedback.react(channel, ts, user, vote, added)
+
+    @app.event("reaction_added")
+    def on_reaction_added(event: dict[str, Any], body: dict[str, Any]) -> None:
+        on_reaction(event, body, True)
+
+    @app.event("reaction_removed")
+    def on_reaction_removed(event: dict[str, Any], body: dict[str, Any]) -> None:
+        on_reaction(event, body, False)
+
     # -- modals ----------------------------------------------------------------------------
 
     @app.view(EDIT_VIEW)
@@ -222,6 +283,15 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         tell(meta[2], user, lc.approvals.reject(meta[0], meta[1], user, reason))
         refresh_home(user)
 
+    @app.view(FEEDBACK_VIEW)
+    def on_feedback_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ack()
+        meta = parse_metadata(view.get("private_metadata"))
+        user = slack_id(dig(body, "user", "id"))
+        if meta is None or user is None:
+            return
+        tell(meta[2], user, lc.feedback.comment(meta[0], user, _values(view).get("comment", "")))
+
     # -- slash commands --------------------------------------------------------------------
 
     @app.command("/pause")
@@ -234,10 +304,16 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         ack(text=lc.control.resume(str(command.get("user_id"))).text)
 
     @app.command("/warden")
-    def on_warden(ack: Ack, command: dict[str, Any]) -> None:
+    def on_warden(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         user = str(command.get("user_id"))
         words = unescape(str(command.get("text") or "")).split()
         sub, rest = (words[0].lower(), words[1:]) if words else ("help", [])
+        if sub == "stats":
+            # A week of actions can take longer to read than Slack waits for an ack: the
+            # answer follows through the command's response_url.
+            ack()
+            replies.submit(answer_stats, respond, user, rest)
+            return
         if sub == "status":
             text = status_text(lc)
         elif sub == "pending":
@@ -254,6 +330,14 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         else:
             text = HELP
         ack(text=text)
+
+    def answer_stats(respond: Respond, user: str, args: list[str]) -> None:
+        try:
+            text = stats_text(lc, user, args)
+        except Exception:
+            log.exception("could not compute /warden stats")
+            text = "Sorry, I could not read the stats just now; try again in a moment."
+        respond(text=text, response_type="ephemeral")
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -282,6 +366,9 @@ def dig(data: Any, *keys: str) -> str | None:
         data = data.get(key)
     return data if isinstance(data, str) and data else None
 
+
+REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+"""Reactions that are feedback (a skin tone, `+1::skin-tone-2`, is the same vote)."""
 
 _ID = re.compile(r"[A-Z0-9]{2,32}")
 _TS = re.compile(r"\d{1,20}\.\d{1,10}")

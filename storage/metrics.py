@@ -4,7 +4,9 @@ the database so every replica reports the same numbers.
 Rates are defined once, in `bot/metrics.py`; the queries here only fetch the facts they are
 computed from — one row per action proposed in a window (with its request's arrival time),
 the model's usage and cost of the requests that arrived in it, and the 👍 / 👎 given on those
-actions — plus the call counts the gate's unusual-usage rule compares.
+actions — plus the call counts the gate's unusual-usage rule compares, the all-time totals
+`GET /metrics` exports as Prometheus counters (group-by queries, one row per label set), and
+the schema revision `GET /readyz` compares with the code's.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Action, Feedback, Request, RequestStatus
+from storage.models import Action, ActionStatus, Feedback, Request, RequestStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,38 @@ class CallCounts:
     baseline_overall: int
 
 
+@dataclass(frozen=True, slots=True)
+class ActionCount:
+    """How many actions (of all time) share one tool, tier, status and outcome check."""
+
+    tool: str
+    risk: str
+    status: str
+    verify_status: str | None
+    finished: bool  # the tool call finished (succeeded, failed or cut off)
+    edited: bool
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceCount:
+    """The confidence of one tool's and tier's proposals (refused ones excluded), of all time:
+    `buckets[i]` counts confidences <= `bounds[i]` (cumulative, as Prometheus histograms are)."""
+
+    tool: str
+    risk: str
+    buckets: tuple[int, ...]
+    total: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteCount:
+    tool: str
+    vote: int
+    count: int
+
+
 MAX_ROWS = 200_000
 """At most this many actions are read for one window (the newest): a bound on memory."""
 
@@ -116,6 +150,9 @@ class MetricsQueries:
 
     def usage_between(self, since: datetime, until: datetime) -> UsageRow:
         """Requests that arrived in [since, until), their token usage and cost."""
+        return self._usage_rows((since, until))
+
+    def _usage_rows(self, between: tuple[datetime, datetime] | None) -> UsageRow:
         stmt = sa_select(
             func.count(),
             _count_if(col(Request.status) == RequestStatus.FAILED.value),
@@ -124,7 +161,10 @@ class MetricsQueries:
             func.coalesce(func.sum(Request.cache_read_tokens), 0),
             func.coalesce(func.sum(Request.cache_write_tokens), 0),
             func.coalesce(func.sum(Request.cost_usd), 0.0),
-        ).where(col(Request.created_at) >= since, col(Request.created_at) < until)
+        )
+        if between is not None:
+            since, until = between
+            stmt = stmt.where(col(Request.created_at) >= since, col(Request.created_at) < until)
         with self.db.read() as s:
             row = s.connection().execute(stmt).one()
         return UsageRow(
@@ -187,6 +227,83 @@ class MetricsQueries:
             baseline_by_requester=int(c),
             baseline_overall=int(total) - int(b),
         )
+
+    # -- all-time totals (Prometheus counters) ---------------------------------------------
+
+    def action_counts(self) -> list[ActionCount]:
+        """Every action ever proposed, counted by tool, tier, status, outcome check, whether
+        the call finished and whether a person edited it."""
+        finished = col(Action.finished_at).is_not(None)
+        edited = col(Action.edited_by).is_not(None)
+        stmt = sa_select(
+            col(Action.tool),
+            col(Action.risk),
+            col(Action.status),
+            col(Action.verify_status),
+            finished,
+            edited,
+            func.count(),
+        ).group_by(
+            col(Action.tool),
+            col(Action.risk),
+            col(Action.status),
+            col(Action.verify_status),
+            finished,
+            edited,
+        )
+        with self.db.read() as s:
+            return [
+                ActionCount(str(t), str(r), str(st), v, bool(f), bool(e), int(n))
+                for t, r, st, v, f, e, n in s.connection().execute(stmt)
+            ]
+
+    def confidence_counts(self, bounds: Sequence[float]) -> list[ConfidenceCount]:
+        """The planner's confidence per tool and tier, bucketed by `bounds` (upper bounds)."""
+        conf = col(Action.confidence)
+        stmt = (
+            sa_select(
+                col(Action.tool),
+                col(Action.risk),
+                func.coalesce(func.sum(conf), 0.0),
+                func.count(),
+                *(_count_if(conf <= bound) for bound in bounds),
+            )
+            .where(col(Action.status) != ActionStatus.REFUSED.value)
+            .group_by(col(Action.tool), col(Action.risk))
+        )
+        with self.db.read() as s:
+            return [
+                ConfidenceCount(
+                    tool=str(row[0]),
+                    risk=str(row[1]),
+                    total=float(row[2]),
+                    count=int(row[3]),
+                    buckets=tuple(int(n) for n in row[4:]),
+                )
+                for row in s.connection().execute(stmt)
+            ]
+
+    def vote_counts(self) -> list[VoteCount]:
+        """Every 👍 (+1) and 👎 (-1) standing now, counted per tool."""
+        stmt = sa_select(col(Feedback.tool), col(Feedback.vote), func.count()).group_by(
+            col(Feedback.tool), col(Feedback.vote)
+        )
+        with self.db.read() as s:
+            return [VoteCount(str(t), int(v), int(n)) for t, v, n in s.connection().execute(stmt)]
+
+    def usage_all_time(self) -> UsageRow:
+        """Every request's token usage and cost, of all time."""
+        return self._usage_rows(None)
+
+    def schema_revisions(self) -> tuple[str | None, str | None]:
+        """The database's Alembic revision and the code's newest (what `/readyz` compares)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self.db.alembic_config()).get_current_head()
+        with self.db.read() as s:
+            current = MigrationContext.configure(s.connection()).get_current_revision()
+        return current, head
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:

@@ -166,7 +166,11 @@ class Request(SQLModel, table=True):
 
 class Action(SQLModel, table=True):
     __tablename__ = "action"
-    __table_args__ = (Index("ix_action_status_expires", "status", "expires_at"),)
+    __table_args__ = (
+        Index("ix_action_status_expires", "status", "expires_at"),
+        Index("ix_action_card", "channel", "card_ts"),  # a reaction names its card's message
+        Index("ix_action_tool_created", "tool", "created_at"),  # unusual usage counts
+    )
     id: str = Field(primary_key=True, max_length=32)
     request_id: str = Field(foreign_key="request.id", max_length=32, index=True)
     trace_id: str = Field(max_length=32)
@@ -219,6 +223,10 @@ class VerifyStatus(StrEnum):
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"  # the check ran and said the outcome is bad: a failed outcome
+    # Warden could not check (the personal data the check needs is gone, or every attempt
+    # was interrupted): the outcome is unknown, not counted as failed; admins are told.
+    ERROR = "error"
+    CANCELED = "canceled"  # the action was undone before its check ran: nothing to check
 
 
 class Feedback(SQLModel, table=True):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, update
 from sqlalchemy import select as sa_select
@@ -843,31 +843,75 @@ class Store(
         with self.db.read() as s:
             return {r.tool: r.autonomy for r in s.exec(select(AutonomySetting)).all()}
 
+    def autonomy_setting(self, tool: str) -> AutonomySetting | None:
+        """A tool's run-time autonomy override (who set it, when), if any."""
+        with self.db.read() as s:
+            return s.get(AutonomySetting, tool)
+
+    def autonomy_settings(self) -> dict[str, AutonomySetting]:
+        with self.db.read() as s:
+            return {r.tool: r for r in s.exec(select(AutonomySetting)).all()}
+
+    def last_autonomy_audit(self, tool: str, kind: str) -> AuditEvent | None:
+        """The newest audit row of `kind` about `tool`'s autonomy (e.g. why it was demoted)."""
+        with self.db.read() as s:
+            return s.exec(
+                select(AuditEvent)
+                .where(col(AuditEvent.subject) == f"tool:{tool}"[:64], col(AuditEvent.kind) == kind)
+                .order_by(col(AuditEvent.seq).desc())
+                .limit(1)
+            ).first()
+
     def set_autonomy(
-        self, tool: str, autonomy: str, by: str, audit_: Audit, notices: Sequence[Notice] = ()
-    ) -> None:
+        self,
+        tool: str,
+        autonomy: str,
+        by: str,
+        audit_: Audit,
+        notices: Sequence[Notice] = (),
+        *,
+        expect: AutonomySetting | Literal[True] | None = True,
+    ) -> bool:
+        """Set a tool's run-time autonomy, audited, with `notices`, in one transaction.
+
+        `expect` True: unconditionally (an admin's command). Otherwise only if the override is
+        still what the caller read — `expect` None: there is none; a row: the same stage set
+        at the same time — so two replicas acting on the same reading change it once (False
+        for the one that lost, which writes nothing)."""
         with self.db.write() as s:
             now = utcnow()
-            created = s.execute(
-                self._insert(AutonomySetting)
-                .values(tool=tool, autonomy=autonomy, changed_by=by, changed_at=now)
-                .on_conflict_do_nothing(index_elements=["tool"])
-                .returning(col(AutonomySetting.tool))
-            ).first()
             before = None
+            created = None
+            if not isinstance(expect, AutonomySetting):
+                created = s.execute(
+                    self._insert(AutonomySetting)
+                    .values(tool=tool, autonomy=autonomy, changed_by=by, changed_at=now)
+                    .on_conflict_do_nothing(index_elements=["tool"])
+                    .returning(col(AutonomySetting.tool))
+                ).first()
             if created is None:  # the row exists: lock it, remember the old stage, change it
+                if expect is None:
+                    return False
                 before = s.exec(
                     select(AutonomySetting.autonomy)
                     .where(col(AutonomySetting.tool) == tool)
                     .with_for_update()
-                ).one()
-                s.exec(
+                ).first()
+                stmt = (
                     update(AutonomySetting)
                     .where(col(AutonomySetting.tool) == tool)
                     .values(autonomy=autonomy, changed_by=by, changed_at=now)
                 )
+                if isinstance(expect, AutonomySetting):
+                    stmt = stmt.where(
+                        col(AutonomySetting.autonomy) == expect.autonomy,
+                        col(AutonomySetting.changed_at) == expect.changed_at,
+                    )
+                if before is None or s.exec(stmt).rowcount != 1:
+                    return False
             self._audit(s, audit_, subject=f"tool:{tool}", before=before, after=autonomy)
             self._enqueue(s, notices)
+            return True
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -15,7 +15,15 @@ from sqlalchemy import and_, exists, or_, update
 from sqlmodel import col, select
 
 from storage.db import Database
-from storage.models import IN_FLIGHT, TERMINAL, Action, ActionStatus, Request, utcnow
+from storage.models import (
+    IN_FLIGHT,
+    TERMINAL,
+    Action,
+    ActionStatus,
+    Request,
+    VerifyStatus,
+    utcnow,
+)
 
 LIVE_ACTIONS = sorted(set(ActionStatus) - TERMINAL - {ActionStatus.SUCCEEDED})
 """Action statuses that may still run, be approved or be undone (SUCCEEDED counts only while
@@ -77,6 +85,8 @@ class VaultQueries:
                     col(Action.undo_until).is_not(None),
                     col(Action.undo_until) > now,
                 ),
+                # An outcome check still to run needs the real arguments too.
+                col(Action.verify_status).in_([VerifyStatus.PENDING, VerifyStatus.RUNNING]),
             ),
         )
         with self.db.write() as s:

@@ -95,6 +95,7 @@ class AnthropicStub:
         self.script: deque[Answer] = deque()
         self.responder: Callable[[dict[str, Any]], Answer] | None = None
         self.seen: list[Seen] = []
+        self.counted: list[dict[str, Any]] = []  # bodies sent to /v1/messages/count_tokens
         self.unscripted = 0
         self._prefixes: set[str] = set()
         self._lock = threading.Lock()
@@ -110,6 +111,9 @@ class AnthropicStub:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
+                if self.path.split("?")[0].endswith("/messages/count_tokens"):
+                    stub._count(self, raw)
+                    return
                 stub._answer(self, raw)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -155,6 +159,21 @@ class AnthropicStub:
             "cache_read_input_tokens": prefix_tokens if seen else 0,
             "cache_creation_input_tokens": 0 if seen else prefix_tokens,
         }
+
+    def _count(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        """`POST /v1/messages/count_tokens`, counted as `_usage` counts: about four characters
+        a token for the system + tools prefix and for the messages."""
+        body = json.loads(raw)
+        with self._lock:
+            self.counted.append(body)
+        prefix = json.dumps([body.get("tools"), body.get("system")], sort_keys=True)
+        tokens = len(prefix) // 4 + len(json.dumps(body.get("messages"))) // 4
+        payload = json.dumps({"input_tokens": tokens}).encode()
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
 
     def _answer(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
         try:

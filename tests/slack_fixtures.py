@@ -110,9 +110,12 @@ def card_text(msg: dict[str, Any]) -> str:
 
 
 def buttons(msg: dict[str, Any]) -> list[str]:
+    """The card's own buttons (Approve, Edit, Reject, Undo…), not its 👍 / 👎 feedback row."""
     out = []
     for block in msg.get("blocks") or []:
-        if block.get("type") == "actions":
+        if block.get("type") == "actions" and not str(block.get("block_id")).startswith(
+            "feedback:"
+        ):
             out += [e["text"]["text"] for e in block.get("elements", [])]
     return out
 

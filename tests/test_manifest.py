@@ -61,6 +61,7 @@ def test_every_web_api_call_has_its_scope_declared() -> None:
         "groups:history",
         "im:history",
         "commands",
+        "reactions:read",  # reaction_added / reaction_removed events only
     }
 
 

@@ -179,12 +179,28 @@ function renderMessage(m, channel, inThread) {
     : m.blocks && m.blocks.length ? renderBlocks(m.blocks, ctx) : `<div>${mrkdwn(m.text)}</div>`;
   const replies = !inThread && m.reply_count ? `<button class="replies" data-thread="${esc(m.ts)}">${m.reply_count} ${m.reply_count === 1 ? "reply" : "replies"}</button>` : "";
   const status = !inThread ? threadStatus(channel, m.ts) : "";
-  const reactions = (m.reactions || []).map((r) => `<span class="reaction">${emoji(":" + esc(r) + ":")}</span>`).join("");
+  const reactions = m.ephemeral_to || m.subtype === "tombstone" ? "" : renderReactions(m, channel);
   const time = new Date(Number(m.ts.split(".")[0]) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return `<div class="msg${eph}" data-ts="${esc(m.ts)}">
     <span class="author">${esc(nameOf(m.user))}</span><span class="time">${esc(time)}${m.edited ? " (edited)" : ""}</span>
     ${m.ephemeral_to ? `<div class="ephemeral-note">Only visible to you</div>` : ""}
     ${body}${reactions}${replies}${status}</div>`;
+}
+
+/* A message's reactions (click one to add or take back yours) and quick 👍 / 👎, as
+   reactions.add / reactions.remove would make them; the bot gets reaction_added / _removed. */
+function renderReactions(m, channel) {
+  const list = m.reactions || [];
+  const chip = (name, count, mine, label) => `<button type="button" class="reaction${mine ? " mine" : ""}${count ? "" : " add"}"
+    data-react="${esc(name)}" data-react-ts="${esc(m.ts)}" data-react-channel="${esc(channel)}" data-mine="${mine ? "1" : ""}"
+    aria-label="${esc(label)}">${emoji(":" + esc(name.split("::")[0]) + ":")}${count ? " " + count : ""}</button>`;
+  const shown = list.map((r) => {
+    const mine = (r.users || []).includes(ui.user);
+    return chip(r.name, r.count || 0, mine, `${mine ? "Remove" : "Add"} reaction ${r.name}`);
+  });
+  const quick = ["+1", "-1"].filter((n) => !list.some((r) => r.name === n))
+    .map((n) => chip(n, 0, false, `React ${n}`));
+  return `<div class="reactions">${shown.concat(quick).join("")}</div>`;
 }
 
 /* The bot's assistant status for a thread ("warden is thinking…"), if one is live. */
@@ -321,8 +337,15 @@ function askConfirm(confirm) {
 }
 
 document.addEventListener("click", async (ev) => {
-  const t = ev.target.closest("[data-channel],[data-home],[data-suggest],[data-thread],[data-action-id],#close-thread,#modal-cancel");
+  const t = ev.target.closest("[data-react],[data-channel],[data-home],[data-suggest],[data-thread],[data-action-id],#close-thread,#modal-cancel");
   if (!t) return;
+  if (t.dataset.react) {
+    ev.preventDefault();
+    t.disabled = true;
+    await post("react", { channel: t.dataset.reactChannel, ts: t.dataset.reactTs, name: t.dataset.react, remove: !!t.dataset.mine });
+    await refresh();
+    return;
+  }
   if (t.id === "close-thread") { ui.thread = null; render(); return; }
   if (t.id === "modal-cancel") {
     const viewId = $("overlay").dataset.viewId;

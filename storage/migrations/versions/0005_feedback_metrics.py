@@ -1,9 +1,11 @@
 """feedback and metrics: lifecycle times on actions, outcome checks, feedback, alert state
 
 `action` gains the times metrics read (`decided_at`, `started_at`, `finished_at`, set by
-`Store.transition`) and a runbook's outcome check (`verify_status`, `verify_at`,
-`verify_note`); `feedback` keeps one 👍 / 👎 per (action, person); `alert_state` keeps when
-each alert last fired, so its cool-down holds across replicas.
+`Store.transition`), a runbook's outcome check (`verify_status`, `verify_at`,
+`verify_note`), `ix_action_card` (a reaction names its card's message) and
+`ix_action_tool_created` (unusual-usage counts); `feedback` keeps one 👍 / 👎 per
+(action, person); `alert_state` keeps when each alert last fired, so its cool-down holds
+across replicas.
 
 Revision ID: 0005
 Revises: 0004
@@ -44,6 +46,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("verify_note", sa.Text(), nullable=True))
         batch_op.create_index(batch_op.f("ix_action_finished_at"), ["finished_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_action_created_at"), ["created_at"], unique=False)
+        batch_op.create_index("ix_action_card", ["channel", "card_ts"], unique=False)
+        batch_op.create_index("ix_action_tool_created", ["tool", "created_at"], unique=False)
     op.create_table(
         "feedback",
         sa.Column("action_id", AutoString(length=32), nullable=False),
@@ -75,6 +79,8 @@ def downgrade() -> None:
     op.drop_table("feedback")
     # Plain ALTER TABLE … DROP COLUMN (SQLite ≥ 3.35): a batch rebuild of `action` would drop a
     # table that `approval` rows reference while foreign keys are enforced.
+    op.drop_index("ix_action_tool_created", table_name="action")
+    op.drop_index("ix_action_card", table_name="action")
     op.drop_index("ix_action_created_at", table_name="action")
     op.drop_index("ix_action_finished_at", table_name="action")
     for name in ACTION_COLUMNS:
