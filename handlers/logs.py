@@ -171,4 +171,7 @@ def configure(fmt: str = "text", *, verbose: bool = False) -> logging.Handler | 
         library.propagate = True
         for own in list(library.handlers):
             library.removeHandler(own)
+    if not verbose:
+        # The scheduler says "Running job …" at INFO every few seconds for each sweep.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     return installed

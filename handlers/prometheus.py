@@ -3,7 +3,8 @@
 Every number comes from the database, so each replica exports the same values and a
 Prometheus that scrapes any of them (or all) sees the deployment's truth. A scrape reads the
 database once; the result is kept for `ttl` seconds, so a burst of scrapes (several
-Prometheus servers, replicas behind one address) costs one read.
+Prometheus servers, replicas behind one address) costs one read, and scrapes that arrive
+while a read is under way answer from the previous one rather than wait for it.
 
 Two kinds of series:
 
@@ -42,6 +43,8 @@ StartResponse = Callable[..., Any]
 GAUGE_WINDOWS = ("1h", "24h")
 """The windows every rate is exported for (each scrape computes each)."""
 CACHE_SECONDS = 5.0
+FIRST_READ_WAIT = 2.0
+"""How long a scrape waits for a read another scrape started when there is none to reuse."""
 
 # Window gauges: name → (help, the Stats value). Ratios are 0..1, times in seconds.
 RATES: dict[str, tuple[str, Callable[[Stats], float | None]]] = {
@@ -154,11 +157,26 @@ class WardenCollector(Collector):
         self._read_at = 0.0
 
     def collect(self) -> Iterator[Metric]:
-        with self._lock:  # concurrent scrapes wait for one read
+        # One scrape reads; the others never queue behind it (they hold HTTP threads Slack's
+        # requests need): they answer from the last read, or, before the first one is done,
+        # wait at most FIRST_READ_WAIT seconds and then fail (a 503).
+        if self._cached is None:
+            got = self._lock.acquire(timeout=FIRST_READ_WAIT)
+        else:
+            got = self._lock.acquire(blocking=False)
+        if not got:
+            cached = self._cached
+            if cached is None:
+                raise TimeoutError("the first read of the metrics is still under way")
+            yield from cached
+            return
+        try:
             if self._cached is None or time.monotonic() - self._read_at >= self.ttl:
                 self._cached = self.read()
                 self._read_at = time.monotonic()
             cached = self._cached
+        finally:
+            self._lock.release()
         yield from cached
 
     def read(self) -> list[Metric]:
@@ -238,17 +256,19 @@ class WardenCollector(Collector):
             )
         families.append(current)
 
+        # Standing votes: a changed mind moves one from up to down, so this is a gauge (a
+        # counter that went down would read as a reset to rate() and increase()).
         votes: dict[tuple[str, str], int] = defaultdict(int)
         for vote in store.vote_counts():
             votes[(vote.tool, "up" if vote.vote > 0 else "down")] += vote.count
-        families.append(
-            counter(
-                "warden_feedback_total",
-                "Thumbs up and down standing on finished actions",
-                ("tool", "vote"),
-                votes,
-            )
+        standing = _metric(
+            "warden_feedback_votes",
+            "Thumbs up and down standing now on finished actions (a changed mind moves a vote)",
+            "gauge",
         )
+        for (tool, word), value in sorted(votes.items()):
+            standing.add_sample("warden_feedback_votes", {"tool": tool, "vote": word}, value)
+        families.append(standing)
 
         usage = store.usage_all_time()
         families.append(

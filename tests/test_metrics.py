@@ -341,8 +341,8 @@ def test_the_collector_exports_the_same_numbers(make: Maker) -> None:
     assert value(fams, "warden_undos_total", **flush) == 1
     assert value(fams, "warden_edits_total", **flush) == 1
     assert value(fams, "warden_actions_by_status", **hi, status="rejected") == 2
-    assert value(fams, "warden_feedback_total", tool="restart_service", vote="up") == 2
-    assert value(fams, "warden_feedback_total", tool="restart_service", vote="down") == 2
+    assert value(fams, "warden_feedback_votes", tool="restart_service", vote="up") == 2
+    assert value(fams, "warden_feedback_votes", tool="restart_service", vote="down") == 2
     assert value(fams, "warden_requests_total") == 12
     assert value(fams, "warden_planner_failures_total") == 1
     assert value(fams, "warden_model_tokens_total", kind="cache_read") == 300

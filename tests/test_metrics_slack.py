@@ -350,7 +350,7 @@ def test_the_deploy_files_reference_only_exported_metrics(scenario: Slack) -> No
         "warden_approve_to_done_seconds",
         "warden_approval_wait_seconds",
         "warden_confidence_bucket",
-        "warden_feedback_total",
+        "warden_feedback_votes",
         "warden_cache_read_ratio",
     ):
         assert any(rate in e for e in exprs), rate
