@@ -1,6 +1,9 @@
 # One command for every check: `make check` (CI runs exactly this via .ci/run).
 VENV ?= .venv
 PY ?= python3.11
+# The suite on two pytest-xdist workers, each with its own SQLite files and PostgreSQL database
+# (tests/conftest.py); the tests of one module-scoped Chromium stay on one worker.
+PYTEST_WORKERS ?= -n 2 --dist loadgroup
 
 .PHONY: check lint test bench dev
 
@@ -9,7 +12,7 @@ check: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict bot handlers storage devslack
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_WORKERS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)

@@ -55,6 +55,7 @@ from tests.conftest import (
     REQUESTER,
     STRANGER,
     RecordingChat,
+    examples,
     policy_data,
 )
 from tests.harness import mention, warden
@@ -408,7 +409,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 LifecycleMachine.TestCase.settings = settings(
-    max_examples=50,
+    max_examples=examples(50),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -18,7 +18,7 @@ from bot.errors import ConfigError
 from bot.pii import PLACEHOLDER, Detector, Kind, Masker, Sealer, SealError
 from bot.policy import MemoryPolicy, RedactionPolicy, parse_policy
 from bot.settings import Settings, insecure_dev_data_key, load_settings
-from tests.conftest import policy_data
+from tests.conftest import examples, policy_data
 
 DETECTOR = Detector()
 
@@ -256,7 +256,7 @@ SLACK_PIECES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(SLACK_PIECES, min_size=1, max_size=8), st.sampled_from([" ", ", ", " and ", "\n"]))
 def test_masking_slack_markup_ids_and_timestamps_changes_nothing(
     pieces: list[str], separator: str
@@ -327,7 +327,7 @@ FILLER = st.text(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(FILLER, PII_VALUES), max_size=5), FILLER)
 def test_reveal_undoes_mask(parts: list[tuple[str, str]], tail: str) -> None:
     # Values stand apart from the words around them, as in chat ("…, <value>, …").

@@ -16,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.sanitize import ZWSP, neutralise
+from tests.conftest import examples
 
 DOCS = ["docs.example.com"]
 _CONTROL = re.compile(r"<([^<>]*)>")
@@ -445,7 +446,7 @@ HOSTILE = st.one_of(
 ALLOWED = st.sampled_from([[], ["docs.example.com"], ["example.com", "Docs.Example.COM."]])
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(text=HOSTILE, allowed=ALLOWED, limit=st.one_of(st.just(3000), st.integers(0, 120)))
 @example(text="https://evil.example\\@docs.example.com/x", allowed=DOCS, limit=3000)
 @example(text="<https://docs.example.com@evil.example/|x>", allowed=DOCS, limit=3000)

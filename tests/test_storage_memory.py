@@ -19,8 +19,9 @@ from sqlalchemy import inspect, text
 
 from storage.db import Database
 from storage.memory import MAX_QUERY_TERMS, fact_digest, fts_match, query_terms
-from storage.models import Action, ActionStatus, Request, RequestStatus, utcnow
+from storage.models import Action, ActionStatus, Request, RequestStatus, VerifyStatus, utcnow
 from storage.repo import Store
+from tests.conftest import examples
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=utcnow().tzinfo)
 LATER = NOW + timedelta(days=90)
@@ -329,7 +330,9 @@ def test_hostile_queries_never_raise(db: Database, query: str) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(query=st.text(max_size=300))
 def test_arbitrary_queries_never_raise(db: Database, query: str) -> None:
@@ -524,6 +527,8 @@ def test_sealed_pii_is_kept_while_anything_can_still_need_it(db: Database) -> No
         "undoing": (RequestStatus.PLANNED, old, [(S.UNDOING, None)], False),
         "settled": (RequestStatus.PLANNED, old, [(S.SUCCEEDED, NOW - DAY)], True),
         "no_undo": (RequestStatus.PLANNED, old, [(S.SUCCEEDED, None)], True),
+        "checking": (RequestStatus.PLANNED, old, [(S.SUCCEEDED, None)], False),
+        "checked": (RequestStatus.PLANNED, old, [(S.SUCCEEDED, None)], True),
         "ended": (
             RequestStatus.PLANNED,
             old,
@@ -531,10 +536,13 @@ def test_sealed_pii_is_kept_while_anything_can_still_need_it(db: Database) -> No
             True,
         ),
     }
+    # An outcome check still due needs the real arguments; a finished one does not.
+    checks = {"checking": VerifyStatus.PENDING, "checked": VerifyStatus.PASSED}
     for rid, (status, updated, actions, _) in cases.items():
-        _request(
-            db, rid, status, updated, *(_action(rid, i, a, u) for i, (a, u) in enumerate(actions))
-        )
+        rows = [_action(rid, i, a, u) for i, (a, u) in enumerate(actions)]
+        for row in rows:
+            row.verify_status = checks.get(rid)
+        _request(db, rid, status, updated, *rows)
         assert store.set_request_pii(rid, f"sealed-{rid}")
     assert not store.set_request_pii("nope", "x")
     assert store.request_pii("done") == "sealed-done"
