@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -42,6 +42,8 @@ LOOKUP_KEEP = 2000
 CALL_GRACE_S = 5.0  # beyond a tool's timeout: time for a runbook to kill its process group
 CHECK_ATTEMPTS = 3  # interrupted outcome-check attempts before it is given up as "error"
 CHECK_NOTE_KEEP = 150  # characters kept from each end of a check's output on the card
+NOT_RUN = "not run in evaluation"
+NO_DATA = "(no data)"
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -54,10 +56,17 @@ class Preview:
 
 
 class Executor:
-    """The only caller of tool code."""
+    """The only caller of tool code.
 
-    def __init__(self, core: Core) -> None:
+    `evaluation` (`warden eval`, bot/evaluation.py): no tool code runs at all. Lookups answer
+    with the case's recorded outputs (`NO_DATA` for a tool it does not list), a dry run is a
+    stand-in preview when the tool declares one (so the preview rule decides as it would),
+    and every run, undo and outcome check fails with `NOT_RUN`.
+    """
+
+    def __init__(self, core: Core, evaluation: Mapping[str, str] | None = None) -> None:
         self.core = core
+        self.evaluation = evaluation
         # Python tools run here so a hung one can be timed out (runbooks kill their own
         # process group on timeout).
         self._threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="warden-tool")
@@ -78,6 +87,8 @@ class Executor:
     def _call(self, tool: Tool[Any], fn: Callable[[], ToolResult]) -> ToolResult:
         """Call tool code with its timeout; exceptions and timeouts become failed results and
         output is redacted and bounded."""
+        if self.evaluation is not None:
+            return ToolResult(ok=False, output=f"{tool.name}: {NOT_RUN}")
         try:
             # The tool's thread logs with the ids of the action it runs for.
             future = self._threads.submit(contextvars.copy_context().run, fn)
@@ -164,6 +175,8 @@ class Executor:
             return Preview(
                 text=None, ok=False, problem="dry-run preview, and none runs while paused"
             )
+        if self.evaluation is not None:
+            return Preview(text=f"(dry run of {tool_name}: {NOT_RUN})", ok=True)
         ctx = self._context(f"dryrun-{new_id()[:12]}", trace_id, requester)
 
         def call() -> ToolResult:
@@ -227,7 +240,11 @@ class Executor:
         ctx = self._context(
             f"lookup-{new_id()[:12]}", trace_id, requester, channel=channel, thread_ts=thread_ts
         )
-        result = self._call(tool, lambda: tool.run(parsed, ctx))
+        if self.evaluation is not None:
+            shown = redact(self.evaluation.get(tool_name, NO_DATA))
+            result = ToolResult(ok=True, output=truncate_middle(shown, RESULT_KEEP))
+        else:
+            result = self._call(tool, lambda: tool.run(parsed, ctx))
         self.core.store.audit(
             self.core.audit(
                 "warden",

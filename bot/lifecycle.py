@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from bot.alerts import Alerts
@@ -55,7 +55,9 @@ class Lifecycle:
         workers: Workers,
         clock: Callable[[], datetime] = utcnow,
         data_key: bytes | None = None,
+        evaluation: Mapping[str, str] | None = None,
     ) -> None:
+        """`evaluation`: lookup outputs for `warden eval`; no tool code runs (`Executor`)."""
         self.core = core = Core(
             policy=policy,
             registry=registry,
@@ -70,7 +72,7 @@ class Lifecycle:
         self.governor = Governor(core)  # after memory: told of outcomes once stored
         self.alerts = Alerts(core)
         self.delivery = Delivery(core, self.memory)
-        self.executor = Executor(core)
+        self.executor = Executor(core, evaluation)
         self.execution = Execution(core, self.executor)
         self.planning = Planning(core, planner, self.executor, self.execution, self.memory)
         self.intake = Intake(core, self.planning.plan)

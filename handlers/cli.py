@@ -108,7 +108,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from handlers.evaluate import run_eval
 
-    return run_eval(_settings(args.config), args.cases)
+    if not args.verbose:  # the report is the output; the bot's own log lines are noise here
+        logging.getLogger().setLevel(logging.WARNING)
+    return run_eval(
+        _settings(args.config),
+        args.cases,
+        policies=args.policy or (),
+        model=args.model,
+        record=args.record,
+        baseline=args.baseline,
+        json_path=args.json,
+        junit_path=args.junit,
+        thresholds=args.thresholds,
+        concurrency=args.concurrency,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -141,9 +154,22 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database tools")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
-    e = sub.add_parser("eval", help="run scenario cases against the planner and gate")
-    e.add_argument("cases", nargs="+", help="TOML case files")
-    e.add_argument("--config", help="policy file")
+    e = sub.add_parser("eval", help="run evaluation suites through the production path")
+    e.add_argument("cases", nargs="+", help="suites: TOML case files or case modules (.py)")
+    e.add_argument("--config", help="policy file for suites that name none")
+    e.add_argument(
+        "--policy",
+        action="append",
+        metavar="FILE",
+        help="run every suite under this policy; twice (OLD, NEW): review what changes",
+    )
+    e.add_argument("--model", choices=["alias", "replay", "live"], default="alias")
+    e.add_argument("--record", action="store_true", help="with --model live: write cassettes")
+    e.add_argument("--baseline", metavar="FILE", help="an earlier --json report to compare")
+    e.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    e.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    e.add_argument("--thresholds", metavar="FILE", help="default: evals/thresholds.toml")
+    e.add_argument("--concurrency", type=int, default=4, help="cases run at once")
     e.set_defaults(func=cmd_eval)
     return p
 

@@ -1,108 +1,160 @@
-"""`warden eval CASES…`: run scenario cases against the planner and the gate.
+"""`warden eval CASES…`: evaluation suites through the production path (bot/evaluation.py).
 
-A case file is TOML with `[[case]]` tables::
+    warden eval [--policy FILE]... [--model alias|replay|live] [--record]
+                [--baseline FILE] [--json FILE] [--junit FILE] [--thresholds FILE] CASES...
 
-    [[case]]
-    name = "restart in staging"
-    request = "restart checkout-api"
-    requester = "U0REQ"              # optional
-    expect = "await"                  # refuse | run_now | await | suggest | clarify | answer
-    tool = "restart_service"          # optional: the tool the first proposal must use
-    args = { service = "checkout-api" }   # optional: arguments that must match
-    risk = "high"                     # optional
+CASES are TOML suites (`evals/*.toml`) or Python modules whose `cases()` returns cases
+(`evals/injections.py`). One `--policy` runs every suite under that policy instead of its
+own `[suite] policy`; two (`--policy OLD --policy NEW`) is a policy review: every case runs
+under both and only the cases whose decision changes are printed.
 
-Nothing runs: planners only propose (read-only lookups are refused here) and the gate only
-decides. Exit status 1 if any case fails.
+Exit status: 0 when every suite meets its threshold (`evals/thresholds.toml`, else every case
+must pass) and, with `--baseline`, no case that passed there fails now; 1 otherwise; a policy
+review exits 1 only when a case could not be evaluated.
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from bot.app import build_planner, check
-from bot.errors import ConfigError, PlannerUnavailable
-from bot.gate import Gate, Now, Origin
-from bot.planner import Clarify, PlanRequest, Proposals, close_planner
+from rich.console import Console
+from rich.table import Table
+
+from bot.errors import ConfigError
+from bot.evaluation import (
+    SuiteResult,
+    baseline_report,
+    decision_changes,
+    describe_decision,
+    junit_xml,
+    load_baseline,
+    load_suite,
+    load_thresholds,
+    regressions,
+    report_json,
+    run_suite,
+)
 from bot.settings import Settings
 
-
-def _refuse_lookup(name: str, args: dict[str, Any]) -> str:
-    return "(lookups are not run during eval)"
+DEFAULT_THRESHOLDS = Path("evals/thresholds.toml")
 
 
-def evaluate_case(case: dict[str, Any], gate: Gate, planner: Any) -> tuple[bool, str]:
-    request = str(case.get("request", ""))
-    requester = str(case.get("requester", "U0EVAL"))
-    channel = str(case.get("channel", "C0GENERAL"))
-    plan = planner.plan(
-        PlanRequest(
-            request_id="eval",
-            trace_id="eval",
-            text=request,
-            requester=requester,
-            channel=channel,
-            run_read_only=_refuse_lookup,
+def run_eval(
+    settings: Settings,
+    cases: Sequence[str],
+    *,
+    policies: Sequence[str] = (),
+    model: str = "alias",
+    record: bool = False,
+    baseline: str | None = None,
+    json_path: str | None = None,
+    junit_path: str | None = None,
+    thresholds: str | None = None,
+    concurrency: int = 4,
+    console: Console | None = None,
+) -> int:
+    console = console or Console()
+    if len(policies) > 2:
+        raise ConfigError("--policy: give one policy, or two (OLD NEW) to review a change")
+    suites = [load_suite(c) for c in cases]
+    if len(policies) == 2:
+        return _review(settings, suites, policies, model, concurrency, console)
+    policy = policies[0] if policies else None
+    results = [
+        run_suite(
+            s, settings, policy_file=policy, model=model, record=record, concurrency=concurrency
         )
+        for s in suites
+    ]
+    before = load_baseline(Path(baseline)) if baseline else None
+    for result in results:
+        _print_suite(result, console, before)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report_json(results), indent=1) + "\n")
+    if junit_path:
+        Path(junit_path).write_bytes(junit_xml(results))
+    limits = load_thresholds(Path(thresholds) if thresholds else DEFAULT_THRESHOLDS)
+    problems = regressions(results, before, limits)
+    passed = sum(r.passed for r in results)
+    total = sum(len(r.cases) for r in results)
+    console.print(f"{passed} of {total} cases passed", highlight=False)
+    if problems:
+        console.print("[bold red]Regressions:[/]")
+        for problem in problems:
+            console.print(f"  {problem}", markup=False, highlight=False)
+        return 1
+    return 0
+
+
+def _print_suite(result: SuiteResult, console: Console, before: dict[str, object] | None) -> None:
+    stamp = (
+        f"suite {result.suite.name} · policy {result.policy_version} ({result.policy_file}) · "
+        f"prompt {result.prompt_hash} · model {result.model}"
     )
-    expect = str(case.get("expect", "await"))
-    if isinstance(plan, Clarify):
-        got = "clarify"
-        detail = plan.question
-    elif not isinstance(plan, Proposals) or not plan.calls:
-        got = "answer"
-        detail = getattr(plan, "message", "")
-    else:
-        call = plan.calls[0]
-        decision = gate.decide(
-            tool=call.tool,
-            args=call.args,
-            confidence=call.confidence,
-            origin=Origin(requester=requester, channel=channel),
-            now=Now(paused=False),
+    console.print(stamp, style="bold", markup=False, highlight=False)
+    old = baseline_report(before, result.suite.name) if before else None
+    result.report.print(console=console, baseline=old, include_durations=False)
+    table = Table(title=f"{result.suite.name}: {result.passed} of {len(result.cases)} passed")
+    for column in ("case", "result", "observed", "why"):
+        table.add_column(column, overflow="fold")
+    for case in result.cases:
+        out = case.observed
+        seen = describe_decision(out.decision()) if out else "error"
+        table.add_row(
+            case.name,
+            "[green]PASS[/]" if case.passed else "[red]FAIL[/]",
+            seen,
+            "; ".join(case.reasons),
         )
-        got = decision.verdict.value
-        detail = f"{call.tool} {json.dumps(call.args, sort_keys=True)} risk={decision.risk}"
-        if "tool" in case and call.tool != case["tool"]:
-            return False, f"expected tool {case['tool']}, got {detail}"
-        if "args" in case and any(
-            str(call.args.get(k)) != str(v) for k, v in dict(case["args"]).items()
-        ):
-            return False, f"expected args {case['args']}, got {detail}"
-        if "risk" in case and decision.risk.value != case["risk"]:
-            return False, f"expected risk {case['risk']}, got {detail}"
-    if got != expect:
-        return False, f"expected {expect}, got {got}: {detail[:200]}"
-    return True, f"{got}: {detail[:200]}"
+    console.print(table)
 
 
-def run_eval(settings: Settings, paths: list[str]) -> int:
-    policy, registry = check(settings)
-    gate = Gate(policy, registry)
-    planner = build_planner(settings, policy, registry)
-    try:
-        return _run_cases(gate, planner, paths)
-    finally:
-        close_planner(planner)
-
-
-def _run_cases(gate: Gate, planner: Any, paths: list[str]) -> int:
-    failures = total = 0
-    for path in paths:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read cases: {exc}") from None
-        for i, case in enumerate(data.get("case", [])):
-            total += 1
-            name = case.get("name", f"{path}#{i + 1}")
-            try:
-                ok, detail = evaluate_case(case, gate, planner)
-            except PlannerUnavailable as exc:
-                ok, detail = False, f"planner unavailable: {exc}"
-            failures += not ok
-            print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
-    print(f"{total - failures} passed, {failures} failed")
-    return 1 if failures or not total else 0
+def _review(
+    settings: Settings,
+    suites: Sequence[object],
+    policies: Sequence[str],
+    model: str,
+    concurrency: int,
+    console: Console,
+) -> int:
+    old_file, new_file = policies
+    runs: list[list[SuiteResult]] = []
+    for policy in (old_file, new_file):
+        runs.append(
+            [
+                run_suite(s, settings, policy_file=policy, model=model, concurrency=concurrency)  # type: ignore[arg-type]
+                for s in suites
+            ]
+        )
+    old, new = runs
+    versions = f"{old[0].policy_version} → {new[0].policy_version}" if old else ""
+    changes = decision_changes(old, new)
+    total = sum(len(r.cases) for r in new)
+    table = Table(title=f"Policy review {old_file} → {new_file} ({versions})")
+    for column in ("suite", "case", "old", "new"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        table.add_row(
+            change.suite,
+            change.case,
+            describe_decision(change.old),
+            describe_decision(change.new),
+        )
+    if changes:
+        console.print(table)
+    console.print(
+        f"{len(changes)} of {total} cases change their decision", markup=False, highlight=False
+    )
+    errors = [
+        f"{r.suite.name} / {c.name}: {c.error}"
+        for run in runs
+        for r in run
+        for c in r.cases
+        if c.error is not None
+    ]
+    for error in errors:
+        print(f"warden: case could not be evaluated: {error}", file=sys.stderr)
+    return 1 if errors else 0

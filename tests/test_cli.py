@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import text
 
 from handlers.cli import main
-from tests.anthropic_stub import AnthropicStub, propose, reply, tool_use
 from tests.conftest import ADMIN, APPROVER, REQUESTER, RecordingChat
 from tests.harness import mention, warden
 from tests.test_policy import _toml
@@ -21,47 +20,6 @@ DEMO_POLICY = ROOT / "handlers" / "demo" / "warden.toml"
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
-
-
-def test_eval_runs_the_shipped_cases(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["eval", "--config", str(DEMO_POLICY), str(ROOT / "evals" / "demo.toml")])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "PASS  prod scaling is critical" in out and " 0 failed" in out
-
-
-def test_eval_fails_a_wrong_expectation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cases = tmp_path / "cases.toml"
-    cases.write_text(
-        '[[case]]\nname = "wrong"\nrequest = "restart checkout-api"\nexpect = "run_now"\n'
-    )
-    assert main(["eval", "--config", str(DEMO_POLICY), str(cases)]) == 1
-    assert "FAIL  wrong: expected run_now, got await" in capsys.readouterr().out
-
-
-def test_eval_with_claude(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stub = AnthropicStub().start()
-    try:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
-        stub.enqueue(
-            reply(propose("restart_service", {"service": "search"}, 0.9, "Search is wedged.")),
-            reply(tool_use("warden_ask", {"question": "Which cache?"})),
-        )
-        cases = tmp_path / "cases.toml"
-        cases.write_text(
-            '[[case]]\nname = "free form"\nrequest = "search is wedged, kick it"\n'
-            'expect = "await"\ntool = "restart_service"\nrisk = "high"\n'
-            '[[case]]\nname = "vague"\nrequest = "clear the cache thing"\nexpect = "clarify"\n'
-        )
-        code = main(["eval", "--config", str(DEMO_POLICY), str(cases)])
-        out = capsys.readouterr().out
-        assert code == 0, out
-        assert "2 passed, 0 failed" in out and len(stub.seen) == 2
-    finally:
-        stub.stop()
 
 
 def test_audit_verify_and_db_upgrade(
