@@ -14,7 +14,9 @@ Two kinds of series:
   stats` shows them, overall (no `tool` label) and per tool (`tool="…"`); a rate with nothing
   to measure (no outcomes yet) is absent rather than 0.
 
-Labels are tool names, tiers and fixed words only: never a user, channel or request id.
+Labels are tool names, tiers and fixed words only: never a user, channel or request id. A
+counter's (and the histogram's) tier is the one the action was proposed at, which never
+changes; `warden_actions_by_status`, a gauge, shows the tier now (an edit can raise it).
 Neither endpoint needs a Slack signature, and neither says anything a scraper should not know.
 """
 
@@ -199,13 +201,16 @@ class WardenCollector(Collector):
         undos: dict[tuple[str, str], int] = defaultdict(int)
         edits: dict[tuple[str, str], int] = defaultdict(int)
         for row in store.action_counts():
-            key = (row.tool, row.risk)
+            # Counters take the tier an action was proposed at, which never changes (an edit
+            # that raised the tier would otherwise move it between series, and a counter that
+            # goes down reads as a reset); the status gauge shows the tier now.
+            key = (row.tool, row.proposed_risk)
             proposed[key] += row.count
             by_status[(row.tool, row.risk, row.status)] += row.count
             if row.finished:
-                outcomes[(row.tool, row.risk, _outcome(row.status))] += row.count
+                outcomes[(*key, _outcome(row.status))] += row.count
             if row.verify_status in ("passed", "failed", "error"):
-                checks[(row.tool, row.risk, row.verify_status)] += row.count
+                checks[(*key, row.verify_status)] += row.count
             if row.status in UNDONE:
                 undos[key] += row.count
             if row.edited:
@@ -221,7 +226,7 @@ class WardenCollector(Collector):
         families = [
             counter(
                 "warden_actions_total",
-                "Actions proposed (a proposal of one tool call)",
+                "Actions proposed (a proposal of one tool call), by the tier proposed at",
                 ("tool", "tier"),
                 proposed,
             ),
@@ -248,7 +253,9 @@ class WardenCollector(Collector):
             ),
         ]
         current = _metric(
-            "warden_actions_by_status", "Actions by their status now (tool, tier, status)", "gauge"
+            "warden_actions_by_status",
+            "Actions by their status now (tool, tier now, status)",
+            "gauge",
         )
         for (tool, tier, status), value in sorted(by_status.items()):
             current.add_sample(
@@ -322,7 +329,7 @@ class WardenCollector(Collector):
                 for bound, n in zip(CONFIDENCE_BUCKETS, conf.buckets, strict=True)
             ]
             buckets.append(("+Inf", float(conf.count)))
-            histogram.add_metric([conf.tool, conf.risk], buckets, conf.total)
+            histogram.add_metric([conf.tool, conf.proposed_risk], buckets, conf.total)
         families.append(histogram)
         return families
 

@@ -78,10 +78,12 @@ class CallCounts:
 
 @dataclass(frozen=True, slots=True)
 class ActionCount:
-    """How many actions (of all time) share one tool, tier, status and outcome check."""
+    """How many actions (of all time) share one tool, tier at proposal, tier now, status and
+    outcome check."""
 
     tool: str
-    risk: str
+    proposed_risk: str  # the tier it was proposed at (what counters count by: it never changes)
+    risk: str  # the tier now (an edit can raise it)
     status: str
     verify_status: str | None
     finished: bool  # the tool call finished (succeeded, failed or cut off)
@@ -92,10 +94,11 @@ class ActionCount:
 @dataclass(frozen=True, slots=True)
 class ConfidenceCount:
     """The confidence of one tool's and tier's proposals (refused ones excluded), of all time:
-    `buckets[i]` counts confidences <= `bounds[i]` (cumulative, as Prometheus histograms are)."""
+    `buckets[i]` counts confidences <= `bounds[i]` (cumulative, as Prometheus histograms are).
+    The tier is the one they were proposed at."""
 
     tool: str
-    risk: str
+    proposed_risk: str
     buckets: tuple[int, ...]
     total: float
     count: int
@@ -231,12 +234,13 @@ class MetricsQueries:
     # -- all-time totals (Prometheus counters) ---------------------------------------------
 
     def action_counts(self) -> list[ActionCount]:
-        """Every action ever proposed, counted by tool, tier, status, outcome check, whether
-        the call finished and whether a person edited it."""
+        """Every action ever proposed, counted by tool, tier at proposal, tier now, status,
+        outcome check, whether the call finished and whether a person edited it."""
         finished = col(Action.finished_at).is_not(None)
         edited = col(Action.edited_by).is_not(None)
         stmt = sa_select(
             col(Action.tool),
+            col(Action.proposed_risk),
             col(Action.risk),
             col(Action.status),
             col(Action.verify_status),
@@ -245,6 +249,7 @@ class MetricsQueries:
             func.count(),
         ).group_by(
             col(Action.tool),
+            col(Action.proposed_risk),
             col(Action.risk),
             col(Action.status),
             col(Action.verify_status),
@@ -253,29 +258,30 @@ class MetricsQueries:
         )
         with self.db.read() as s:
             return [
-                ActionCount(str(t), str(r), str(st), v, bool(f), bool(e), int(n))
-                for t, r, st, v, f, e, n in s.connection().execute(stmt)
+                ActionCount(str(t), str(p), str(r), str(st), v, bool(f), bool(e), int(n))
+                for t, p, r, st, v, f, e, n in s.connection().execute(stmt)
             ]
 
     def confidence_counts(self, bounds: Sequence[float]) -> list[ConfidenceCount]:
-        """The planner's confidence per tool and tier, bucketed by `bounds` (upper bounds)."""
+        """The planner's confidence per tool and tier at proposal, bucketed by `bounds` (upper
+        bounds)."""
         conf = col(Action.confidence)
         stmt = (
             sa_select(
                 col(Action.tool),
-                col(Action.risk),
+                col(Action.proposed_risk),
                 func.coalesce(func.sum(conf), 0.0),
                 func.count(),
                 *(_count_if(conf <= bound) for bound in bounds),
             )
             .where(col(Action.status) != ActionStatus.REFUSED.value)
-            .group_by(col(Action.tool), col(Action.risk))
+            .group_by(col(Action.tool), col(Action.proposed_risk))
         )
         with self.db.read() as s:
             return [
                 ConfidenceCount(
                     tool=str(row[0]),
-                    risk=str(row[1]),
+                    proposed_risk=str(row[1]),
                     total=float(row[2]),
                     count=int(row[3]),
                     buckets=tuple(int(n) for n in row[4:]),

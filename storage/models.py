@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
@@ -22,6 +23,11 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _risk_at_insert(context: Any) -> Any:
+    """`action.proposed_risk`'s insert default: the row's own `risk`."""
+    return context.get_current_parameters()["risk"]
 
 
 class RequestStatus(StrEnum):
@@ -178,7 +184,13 @@ class Action(SQLModel, table=True):
     args_json: str = Field(sa_column=Column(Text, nullable=False))
     policy_version: str = Field(max_length=32)
     revision: int = 1
-    risk: str = Field(max_length=16)
+    risk: str = Field(max_length=16)  # the tier now (an edit can raise it while it waits)
+    # The tier it was proposed at: copied from `risk` by the insert and never updated, so the
+    # all-time counters of `GET /metrics` count a proposal under one tier for good (None only
+    # on an action not yet stored).
+    proposed_risk: str | None = Field(
+        default=None, max_length=16, sa_column_kwargs={"default": _risk_at_insert}
+    )
     autonomy: str = Field(default="approve", max_length=16)
     confidence: float = 0.0
     rationale: str = Field(default="", sa_column=Column(Text, nullable=False))

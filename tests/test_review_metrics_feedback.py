@@ -122,13 +122,9 @@ def test_a_changed_vote_never_makes_a_counter_go_down(slack: Slack) -> None:
     assert after.get(up, 0.0) == 0.0 and after[down] == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tier label is the action's current tier, which an edit can change while it "
-    "waits: counting proposals by the tier they were proposed at needs that tier stored "
-    "on the action (a new column and migration)",
-)
 def test_an_edit_that_raises_the_tier_never_makes_a_counter_go_down(slack: Slack) -> None:
+    """Counters count an action under the tier it was proposed at (`action.proposed_risk`),
+    which an edit never changes; the status gauge follows the tier now."""
     collector(slack).ttl = 0.0
     action, card = slack.mention_and_card("scale api in staging")
     assert action.risk == "medium"
@@ -144,7 +140,10 @@ def test_an_edit_that_raises_the_tier_never_makes_a_counter_go_down(slack: Slack
     assert slack.ws.submit_view(APPROVER, view["id"], values).status == 200
     slack.idle()
     assert slack.store.get_action(action.id).risk == "critical"
-    assert decreased(before, samples(slack.bot.url)) == []
+    after = samples(slack.bot.url)
+    assert decreased(before, after) == []
+    by_status = {dict(labels)["tier"] for _, name, labels in after if name.endswith("by_status")}
+    assert by_status == {"critical"}  # the gauge shows the tier now
 
 
 # -- /metrics under a burst of scrapes ------------------------------------------------------
