@@ -1,4 +1,5 @@
-"""Cassettes: Claude's answers recorded once and replayed byte for byte, offline.
+"""Cassettes: Claude's answers recorded once and replayed byte for byte, offline; and
+scripts: a model's answers written by hand, for the case where the model is the attacker.
 
 A cassette is a JSON file holding the Messages API exchanges of one evaluation case, in
 order: each request body Warden sent and the response it got (status, content type, body
@@ -13,7 +14,13 @@ the real `anthropic` SDK talks to (`base_url`):
 - **record**: each request is forwarded to `upstream` (the real API, or a stub) with its
   headers, and the exchange is kept for `save`.
 
-Either way the server counts the model calls (`steps`) and the tools the model called in
+- **script**: the n-th request is answered with the n-th of `script`'s messages, whatever
+  was asked; after the last one the model gives up (`warden_cannot_help`). This is how an
+  evaluation plays a model that is fully taken over — it calls the lookup that carries the
+  injection, then proposes exactly what the injection asked, at confidence 1.0 — so the
+  suite proves the gate holds whatever the model does (PRODUCT.md, principle 1).
+
+Every way the server counts the model calls (`steps`) and the tools the model called in
 every answer (`tool_uses`), which the evaluation reads.
 """
 
@@ -23,7 +30,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -122,6 +129,27 @@ def _tool_uses(body: str) -> Iterator[str]:
             yield str(block.get("name", ""))
 
 
+def _block(name: str, input: dict[str, Any], index: int) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_script_{index + 1:04d}", "name": name, "input": input}
+
+
+def script_content(turn: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+    """One scripted turn as the assistant `content` the API would send: `{"say": text}`, or a
+    tool call `{"call": NAME, "args": {…}}` — a proposal (wrapped in the planner's envelope)
+    when it carries `confidence`, else the call's input as given (lookups, `warden_ask`)."""
+    if turn.get("say") is not None:
+        return [{"type": "text", "text": str(turn["say"])}]
+    args = dict(turn.get("args") or {})
+    if turn.get("confidence") is not None:
+        envelope = {
+            "arguments": args,
+            "confidence": float(turn["confidence"]),
+            "rationale": str(turn.get("why") or "As instructed."),
+        }
+        return [_block(str(turn["call"]), envelope, index)]
+    return [_block(str(turn["call"]), args, index)]
+
+
 _MISMATCH = json.dumps(
     {"type": "error", "error": {"type": "invalid_request_error", "message": "cassette mismatch"}}
 ).encode()
@@ -133,6 +161,8 @@ class CassetteServer:
 
     interactions: list[Interaction] = field(default_factory=list)
     upstream: str | None = None
+    script: list[list[dict[str, Any]]] | None = None  # assistant `content` lists, in order
+    model: str = "claude-scripted"
     steps: int = 0
     tool_uses: list[str] = field(default_factory=list)
     problem: str | None = None
@@ -187,6 +217,8 @@ class CassetteServer:
             self.steps += 1
         if self.upstream is not None:
             return self._record(path, headers, raw, sent)
+        if self.script is not None:
+            return self._scripted(index, raw)
         if index >= len(self.interactions):
             return self._mismatch(
                 f"request #{index + 1} was not recorded (the cassette has {len(self.interactions)})"
@@ -198,6 +230,28 @@ class CassetteServer:
         with self._lock:
             self.tool_uses.extend(_tool_uses(recorded.body))
         return recorded.status, recorded.content_type, recorded.body.encode()
+
+    def _scripted(self, index: int, raw: bytes) -> tuple[int, str, bytes]:
+        if index < len(self.script or []):
+            content = (self.script or [])[index]
+        else:
+            reason = {"reason": "The script has no more turns."}
+            content = [_block("warden_cannot_help", reason, index)]
+        stop = "tool_use" if any(b.get("type") == "tool_use" for b in content) else "end_turn"
+        message = {
+            "id": f"msg_script_{index + 1:04d}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            # About four characters a token, as the API counts them.
+            "usage": {"input_tokens": len(raw) // 4, "output_tokens": 40},
+        }
+        with self._lock:
+            self.tool_uses.extend(str(b["name"]) for b in content if b.get("type") == "tool_use")
+        return 200, "application/json", json.dumps(message).encode()
 
     def _mismatch(self, what: str) -> tuple[int, str, bytes]:
         with self._lock:
