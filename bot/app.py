@@ -11,15 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.builtin_tools import BUILTINS
 from bot.chat import Chat
 from bot.errors import ConfigError
 from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
-from bot.lookup_tools import lookup_tools
-from bot.memory import memory_tools
 from bot.pii import Detector, Sealer
 from bot.planner import AliasPlanner, ChainPlanner, Planner, close_planner
+from bot.plugins import PluginContext, load_tools
 from bot.policy import Policy, Risk, ToolShape, load_policy
 from bot.privacy import Privacy
 from bot.runbooks import runbook_tool
@@ -43,19 +41,19 @@ def build_registry(
     chat: Chat | None = None,
     data_key: bytes | None = None,
 ) -> ToolRegistry:
-    """Built-in tools, read-only lookups, memory's tools and one tool per runbook, checked
+    """Every plugin's tools (Warden's built-ins, lookups and memory tools among them: they
+    register through the same entry points, bot/plugins.py) and one tool per runbook, checked
     against the policy."""
     privacy = Privacy(
         Detector(policy.redaction), Sealer(data_key or insecure_dev_data_key()), store
     )
-    builtin = [
-        *BUILTINS,
-        *lookup_tools(store, chat),
-        *memory_tools(store, policy, privacy.lasting),
-    ]
+    builtin = load_tools(
+        PluginContext(policy=policy, store=store, chat=chat, lasting=privacy.lasting)
+    )
     for name in policy.runbooks:
-        if any(t.name == name for t in builtin):
-            raise ConfigError(f"runbooks.{name}: the name is taken by a built-in tool")
+        taken = next((t for t in builtin if t.name == name), None)
+        if taken is not None:
+            raise ConfigError(f"runbooks.{name}: the name is taken by a {taken.source} tool")
     registry = ToolRegistry(
         [*builtin, *(runbook_tool(name, rb) for name, rb in policy.runbooks.items())]
     )

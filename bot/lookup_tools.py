@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.chat import Chat
+from bot.plugins import PluginContext
 from bot.policy import SLACK_USER_ID, Risk
 from bot.tools import Tool, ToolContext, ToolResult
 from storage.models import ActionStatus
@@ -93,3 +94,8 @@ def lookup_tools(store: Store | None, chat: Chat | None) -> list[Tool[Any]]:
             examples=({"user": "U012ABCDEF"},),
         ),
     ]
+
+
+def tools(ctx: PluginContext) -> list[Tool[Any]]:
+    """The `warden.tools` entry point of the read-only lookups."""
+    return lookup_tools(ctx.store, ctx.chat)

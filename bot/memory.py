@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.plugins import PluginContext
 from bot.policy import Policy, Risk
 from bot.tools import Tool, ToolContext, ToolResult
 from storage.memory import FactHit, query_terms
@@ -412,3 +413,8 @@ class Memory:
     def about(self, user: str) -> list[Fact]:
         """The App Home's "What Warden remembers about you"."""
         return self.core.store.facts_for([("user", user)], self.core.clock(), None, 20)
+
+
+def tools(ctx: PluginContext) -> list[Tool[Any]]:
+    """The `warden.tools` entry point of memory's tools."""
+    return memory_tools(ctx.store, ctx.policy, ctx.lasting)

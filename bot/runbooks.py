@@ -241,6 +241,7 @@ def runbook_tool(name: str, runbook: Runbook) -> Tool[Any]:
         undo=undo if runbook.undo else None,
         read_only=runbook.read_only,
         timeout_s=timeout_s,
+        source="runbook",
     )
 
 

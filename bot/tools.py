@@ -78,6 +78,9 @@ class Tool(Generic[A]):
     # For tools that post to Slack: the channel a call targets, so the gate can keep it to
     # the request's own channel (and those `tools.NAME.channels` lists).
     target_channel: Callable[[A], str] | None = None
+    # Where it came from, for `warden tools`: "built-in", "runbook", "endpoint" or
+    # "plugin <package>" (set by the loader, bot/plugins.py).
+    source: str = "built-in"
 
     def validate(self, raw: dict[str, Any]) -> A:
         """Validate raw arguments; raise ToolArgumentsError with a readable reason."""
