@@ -121,16 +121,10 @@ class Approvals:
                 return Reply(ok=False, text="You already approved this.")
             log.info("approval recorded (%d of %d)", count, action.required_approvals)
         approvals = core.store.approvals(action.id, action.revision)
-        if not core.gate.met(action, approvals):
-            have = len(core.gate.counted(action, approvals))
+        lacking = core.gate.missing(action, approvals, now.at)
+        if lacking:
             paused = " Warden is paused, so nothing runs until /resume." if now.paused else ""
-            return Reply(
-                ok=True,
-                text=(
-                    f"Approval recorded ({have} of {action.required_approvals}); it needs "
-                    f"another approver.{paused}"
-                ),
-            )
+            return Reply(ok=True, text=f"Approval recorded; it needs {lacking}.{paused}")
         if now.paused:
             return Reply(
                 ok=True,

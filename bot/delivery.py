@@ -128,7 +128,7 @@ class Delivery:
                 command = None
         approvals = core.store.approvals(action.id, action.revision)
         return CardFacts(
-            rule=core.gate.rule_text(action),
+            rule=core.gate.rule_text(action, core.clock()),
             approvers=tuple(core.gate.approvers(action.tool)),
             approved_by=tuple(sorted(core.gate.counted(action, approvals))),
             paused=core.paused,

@@ -21,6 +21,9 @@ below its `clarify_below` Warden asks instead); it never lowers what a risk tier
 Taint: once text not written by the requester (a lookup's output, thread history, another
 person's message) has entered the loop that proposed a call, it never runs without a click.
 
+Change freezes (`[[freeze]]`): while one is in force, a call of its tiers or above never runs
+unattended and also needs an admin's approval (beside what its tier needs); the card says so.
+
 Unusual usage: a new call of a tool proposed far more often lately than usual — by its
 requester or by everyone, against the tool's own baseline (`[usage]`) — waits for a click
 even if the tool is `auto`; its card says why (`Decision.checkpoint`).
@@ -33,14 +36,14 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from bot.errors import PreconditionFailed, ToolArgumentsError, UnknownTool
 from bot.memory import REMEMBER, grounded
 from bot.metrics import Stats
-from bot.policy import Autonomy, Policy, Risk
+from bot.policy import Autonomy, FreezeWindow, Policy, Risk
 from bot.tools import Tool, ToolRegistry
 from storage.metrics import CallCounts
 from storage.models import Action, ActionStatus, Approval, Fact, utcnow
@@ -272,10 +275,7 @@ class Gate:
             return {u for u in (action.requester, action.edited_by) if u}
         return set()
 
-    def counted(self, action: Action, approvals: Iterable[Approval]) -> set[str]:
-        """Approvers whose approval counts: bound to this exact call (revision, arguments,
-        policy version), by a current approver, not excluded by four eyes."""
-        allowed = set(self.approvers(action.tool, action.requester)) - self.excluded(action)
+    def _bound(self, action: Action, approvals: Iterable[Approval], allowed: set[str]) -> set[str]:
         return {
             a.approver
             for a in approvals
@@ -285,11 +285,52 @@ class Gate:
             and a.approver in allowed
         }
 
-    def met(self, action: Action, approvals: Iterable[Approval]) -> bool:
-        """Whether the approvals on record meet the action's rule."""
-        return len(self.counted(action, approvals)) >= max(1, action.required_approvals)
+    def counted(self, action: Action, approvals: Iterable[Approval]) -> set[str]:
+        """Approvers whose approval counts: bound to this exact call (revision, arguments,
+        policy version), by a current approver, not excluded by four eyes."""
+        allowed = set(self.approvers(action.tool, action.requester)) - self.excluded(action)
+        return self._bound(action, approvals, allowed)
 
-    def rule_text(self, action: Action) -> str:
+    def frozen(self, risk: Risk | str, at: datetime | None) -> FreezeWindow | None:
+        """The change freeze in force at `at` for calls of `risk`, if any."""
+        if at is None:
+            return None
+        aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return next(
+            (
+                f
+                for f in self.policy.freeze
+                if Risk(risk).at_least(f.tiers) is Risk(risk) and f.covers(aware)
+            ),
+            None,
+        )
+
+    def freeze_text(self, freeze: FreezeWindow) -> str:
+        why = f" ({freeze.reason})" if freeze.reason else ""
+        return f"change freeze “{freeze.name}”{why} until {freeze.until_text()}"
+
+    def missing(self, action: Action, approvals: Iterable[Approval], at: datetime | None) -> str:
+        """What the approvals on record still lack, in words ("" when the rule is met)."""
+        approvals = list(approvals)
+        have = len(self.counted(action, approvals))
+        need = max(1, action.required_approvals)
+        if have < need:
+            return f"another approver ({have} of {need} so far)"
+        freeze = self.frozen(action.risk, at)
+        if freeze is not None:
+            admins = set(self.policy.access.admins) - self.excluded(action)
+            if not self._bound(action, approvals, admins):
+                return f"an admin's approval: a {self.freeze_text(freeze)} is in force"
+        return ""
+
+    def met(
+        self, action: Action, approvals: Iterable[Approval], at: datetime | None = None
+    ) -> bool:
+        """Whether the approvals on record meet the action's rule at `at` (a change freeze
+        in force then also asks for an admin)."""
+        return not self.missing(action, approvals, at)
+
+    def rule_text(self, action: Action, at: datetime | None = None) -> str:
         """The approval rule in plain words, for the card."""
         if action.status == ActionStatus.SUGGESTED:
             return "suggestion only: nobody can approve it from here"
@@ -298,10 +339,15 @@ class Gate:
         risk = Risk(action.risk)
         editor = " or the arguments' editor" if action.edited_by else ""
         if risk is Risk.CRITICAL:
-            return f"two approvers, neither the requester{editor}"
-        if risk is Risk.HIGH:
-            return f"one approver who is not the requester{editor}"
-        return "one approver"
+            rule = f"two approvers, neither the requester{editor}"
+        elif risk is Risk.HIGH:
+            rule = f"one approver who is not the requester{editor}"
+        else:
+            rule = "one approver"
+        freeze = self.frozen(risk, at) if action.status == ActionStatus.AWAITING_APPROVAL else None
+        if freeze is not None:
+            rule += f", and an admin — {self.freeze_text(freeze)}"
+        return rule
 
     # -- proposals --------------------------------------------------------------------------
 
@@ -389,6 +435,10 @@ class Gate:
         if hold is None:
             hold = self._unusual(tool, origin, now)
             checkpoint = hold or ""
+        freeze = self.frozen(risk, now.at)
+        if freeze is not None:
+            note = f"a {self.freeze_text(freeze)} is in force, so an admin must approve too"
+            checkpoint = hold = f"{hold}; {note}" if hold else note
         if hold is None:
             return Decision(verdict=Verdict.RUN_NOW, required_approvals=0, **base)
         required = 2 if risk is Risk.CRITICAL else 1
@@ -626,7 +676,10 @@ class Gate:
         changed = self.recheck(action, now)
         if changed is not None:
             return Ruling(step=Step.RECHECK, decision=changed, reason=changed.reason)
-        if user not in self.approvers(action.tool, action.requester):
+        freeze_admin = (
+            self.frozen(action.risk, now.at) is not None and user in self.policy.access.admins
+        )
+        if user not in self.approvers(action.tool, action.requester) and not freeze_admin:
             return Ruling(
                 step=Step.DENY,
                 reason="you are not an approver for this action, so your click changed nothing",
@@ -646,11 +699,10 @@ class Gate:
                 reason="the dry-run preview is not on the card yet; approve once it shows",
             )
         if mine:
-            if self.met(action, approvals):
+            lacking = self.missing(action, approvals, now.at)
+            if not lacking:
                 return Ruling(step=Step.START)
-            return Ruling(
-                step=Step.DENY, reason="you already approved this; it needs another approver"
-            )
+            return Ruling(step=Step.DENY, reason=f"you already approved this; it needs {lacking}")
         return Ruling(step=Step.RECORD)
 
     def runnable(self, action: Action, approvals: list[Approval], now: Now) -> str | None:
@@ -669,11 +721,15 @@ class Gate:
                 Risk(action.risk) is Risk.LOW
                 and self.autonomy(action.tool, now.autonomy) is Autonomy.AUTO
                 and not action.taint
+                and self.frozen(action.risk, now.at) is None
             ):
                 return None
             return "it no longer qualifies to run without an approval"
-        if not self.met(action, approvals):
+        if not self.counted(action, approvals):
             return "the approvals on record do not cover this exact call"
+        lacking = self.missing(action, approvals, now.at)
+        if lacking:
+            return f"it needs {lacking}"
         return None
 
     def may_edit(self, action: Action, user: str) -> str | None:

@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -526,6 +526,77 @@ class UsagePolicy(_Strict):
 DEFAULT_OVERRIDES: dict[str, ToolOverride] = {"remember": ToolOverride(autonomy=Autonomy.AUTO)}
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKLY = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class FreezeWindow(_Strict):
+    """`[[freeze]]`: a change freeze. While one is in force, calls of its `tiers` or above
+    also need an admin's approval (and none runs unattended). Weekly (`start = "fri 16:00"`,
+    `end = "mon 08:00"` in `timezone`) or dated (`start` and `end` TOML datetimes with an
+    offset, e.g. a holiday freeze)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    start: str | datetime
+    end: str | datetime
+    timezone: str = "UTC"
+    tiers: Risk = Risk.HIGH
+    reason: str = Field(default="", max_length=300)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'{value!r} is not a time zone (like "Europe/Paris")') from None
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> FreezeWindow:
+        weekly = [isinstance(v, str) for v in (self.start, self.end)]
+        if all(weekly):
+            for key, value in (("start", self.start), ("end", self.end)):
+                if not _WEEKLY.match(str(value).strip().lower()):
+                    raise key_error(key, f'{value!r}: write a weekday and a time, like "fri 16:00"')
+            if self.minute_of_week(str(self.start)) == self.minute_of_week(str(self.end)):
+                raise key_error("end", "a weekly freeze must end at another time than it starts")
+            return self
+        if any(weekly):
+            raise key_error("end", "start and end are both weekly times or both datetimes")
+        assert isinstance(self.start, datetime) and isinstance(self.end, datetime)
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise key_error("start", "dated freezes need an offset (2026-12-24T00:00:00+01:00)")
+        if self.end <= self.start:
+            raise key_error("end", "a freeze must end after it starts")
+        return self
+
+    @staticmethod
+    def minute_of_week(text: str) -> int:
+        found = _WEEKLY.match(text.strip().lower())
+        assert found is not None
+        day, hour, minute = found.groups()
+        return WEEKDAYS.index(day) * 1440 + int(hour) * 60 + int(minute)
+
+    def covers(self, at: datetime) -> bool:
+        """Whether the freeze is in force at `at` (an aware datetime)."""
+        if isinstance(self.start, datetime) and isinstance(self.end, datetime):
+            return self.start <= at < self.end
+        from zoneinfo import ZoneInfo
+
+        local = at.astimezone(ZoneInfo(self.timezone))
+        now = local.weekday() * 1440 + local.hour * 60 + local.minute
+        start, end = self.minute_of_week(str(self.start)), self.minute_of_week(str(self.end))
+        return start <= now < end if start < end else now >= start or now < end
+
+    def until_text(self) -> str:
+        if isinstance(self.end, datetime):
+            return self.end.strftime("%Y-%m-%d %H:%M %z")
+        return f"{str(self.end).strip().capitalize()} {self.timezone}"
+
+
 class Policy(_Strict):
     """The whole validated policy."""
 
@@ -541,6 +612,7 @@ class Policy(_Strict):
     alerts: AlertsPolicy = AlertsPolicy()
     governor: GovernorPolicy = GovernorPolicy()
     usage: UsagePolicy = UsagePolicy()
+    freeze: list[FreezeWindow] = Field(default_factory=list)
 
     @field_validator("runbooks")
     @classmethod

@@ -149,7 +149,7 @@ class Sweeps:
                     action.requester, self.planning.fill_preview, action.id, action.revision
                 )
                 continue
-            if core.gate.met(action, approvals[action.id]):
+            if core.gate.met(action, approvals[action.id], now):
                 self.approvals.start(action, "warden")
                 started += 1
         self.checks()  # outcome checks that fell due while paused
