@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.chat import Chat
+from bot.endpoints import endpoint_tool
 from bot.errors import ConfigError
 from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
@@ -42,20 +43,27 @@ def build_registry(
     data_key: bytes | None = None,
 ) -> ToolRegistry:
     """Every plugin's tools (Warden's built-ins, lookups and memory tools among them: they
-    register through the same entry points, bot/plugins.py) and one tool per runbook, checked
-    against the policy."""
+    register through the same entry points, bot/plugins.py) and one tool per runbook and per
+    endpoint, checked against the policy."""
     privacy = Privacy(
         Detector(policy.redaction), Sealer(data_key or insecure_dev_data_key()), store
     )
     builtin = load_tools(
         PluginContext(policy=policy, store=store, chat=chat, lasting=privacy.lasting)
     )
-    for name in policy.runbooks:
+    for kind, name in [
+        *(("runbooks", n) for n in policy.runbooks),
+        *(("endpoints", n) for n in policy.endpoints),
+    ]:
         taken = next((t for t in builtin if t.name == name), None)
         if taken is not None:
-            raise ConfigError(f"runbooks.{name}: the name is taken by a {taken.source} tool")
+            raise ConfigError(f"{kind}.{name}: the name is taken by a {taken.source} tool")
     registry = ToolRegistry(
-        [*builtin, *(runbook_tool(name, rb) for name, rb in policy.runbooks.items())]
+        [
+            *builtin,
+            *(runbook_tool(name, rb) for name, rb in policy.runbooks.items()),
+            *(endpoint_tool(name, ep) for name, ep in policy.endpoints.items()),
+        ]
     )
     policy.check_tools(
         {

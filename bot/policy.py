@@ -18,6 +18,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -26,6 +27,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -199,7 +201,8 @@ class ToolOverride(_Strict):
 
 
 class Param(_Strict):
-    """A runbook parameter: validated by `pattern` (full match) or `choices` before use."""
+    """A runbook or endpoint parameter: validated by `pattern` (full match) or `choices`
+    before use."""
 
     pattern: str | None = None
     choices: list[str] | None = None
@@ -311,6 +314,165 @@ class Runbook(_Strict):
             raise ValueError("a read_only runbook changes nothing, so it has no outcome to verify")
         if self.verify_after > timedelta(hours=24):
             raise key_error("verify_after", "at most 24h: an outcome checked later says little")
+        return self
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+# `${VAR}`: a value from Warden's environment, allowed in an endpoint's headers only.
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{response.id}`, `{response.data.key}`: a field of the JSON answer, in an endpoint's undo.
+RESPONSE_REF = re.compile(r"\{response((?:\.[A-Za-z0-9_-]+)+)\}")
+# Plain http only to this machine (a local service, or a test server); anything else https.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers Warden sets itself (or the HTTP library must): a policy may not set them.
+RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "idempotency-key"}
+)
+_ANY_REF = re.compile(r"\{(?:response(?:\.[A-Za-z0-9_-]+)+|[A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def check_url_template(url: str, params: Mapping[str, Param], *, undo: bool) -> None:
+    """Check an endpoint URL template; raise ValueError saying what is wrong.
+
+    The scheme, host and port are written out (https, or http to this machine only); `{param}`
+    placeholders may stand only in the path and the query, and only for declared parameters
+    (`{response.FIELD}` too, in an undo). No credentials, fragment or `.`/`..` segments."""
+    if ENV_REF.search(url):
+        raise ValueError("${VAR} values are only allowed in headers, never in the URL")
+    if re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError("a URL may not contain spaces or control characters")
+    for name in PLACEHOLDER.findall(url):
+        if name not in params:
+            raise ValueError(f"uses {{{name}}} but params.{name} is not declared")
+    if RESPONSE_REF.search(url) and not undo:
+        raise ValueError("only an undo may use {response.…} (fields of the first answer)")
+    if "#" in url:
+        raise ValueError("a URL may not have a fragment (#)")
+    _scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError('not an absolute URL (write it like "https://host/path")')
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]
+    if "{" in authority or "}" in authority:
+        raise ValueError(
+            "the host and port must be written out; placeholders may stand only in the path "
+            "and the query"
+        )
+    parts = urlsplit(_ANY_REF.sub("x", url))
+    if parts.scheme.lower() not in ("https", "http"):
+        raise ValueError(f"the scheme must be https, not {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials do not belong in a URL; send them in a header with ${VAR}")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError("the URL has no host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("the URL has a bad port") from None
+    if parts.scheme.lower() == "http" and host not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"plain http to {host} would send requests (and their credentials) unencrypted; "
+            "use https (http is allowed only to 127.0.0.1 or localhost)"
+        )
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        raise ValueError("a URL path may not contain '.' or '..' segments")
+
+
+def check_body_template(value: Any, params: Mapping[str, Param], *, undo: bool) -> None:
+    """Check a JSON body template: JSON values only; `{param}` only inside string values."""
+    if isinstance(value, str):
+        if ENV_REF.search(value):
+            raise ValueError("${VAR} values are only allowed in headers, never in the body")
+        for name in PLACEHOLDER.findall(value):
+            if name not in params:
+                raise ValueError(f"uses {{{name}}} but params.{name} is not declared")
+        if RESPONSE_REF.search(value) and not undo:
+            raise ValueError("only an undo may use {response.…} (fields of the first answer)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _ANY_REF.search(key):
+                raise ValueError(f"key {key!r}: placeholders may stand only in values")
+            check_body_template(item, params, undo=undo)
+    elif isinstance(value, list):
+        for item in value:
+            check_body_template(item, params, undo=undo)
+    elif value is not None and not isinstance(value, bool | int | float):
+        raise ValueError(f"{value!r} is not a JSON value (strings, numbers, true/false, lists)")
+
+
+class EndpointUndo(_Strict):
+    """The request that reverses an endpoint call; may use `{response.FIELD}` of its answer."""
+
+    method: Literal["POST", "PUT", "PATCH", "DELETE"]
+    url: str
+    body: dict[str, Any] | None = None
+
+
+class Endpoint(_Strict):
+    """`[endpoints.NAME]`: an HTTP call the policy declares, the bridge to real systems
+    without a shell. Only the declared `params` vary, validated before substitution."""
+
+    description: str
+    method: HttpMethod
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    risk: Risk = Risk.MEDIUM
+    read_only: bool = False
+    timeout: Duration = timedelta(seconds=10)
+    max_response_bytes: int = Field(default=65_536, ge=1, le=10 * 1024 * 1024)
+    undo: EndpointUndo | None = None
+    params: dict[str, Param] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not HEADER_NAME.match(name):
+                raise key_error(name, "not a valid header name")
+            if name.lower() in RESERVED_HEADERS:
+                raise key_error(name, "Warden sets this header itself")
+            if re.search(r"[\r\n\x00]", text):
+                raise key_error(name, "a header value must be one line")
+            for var in ENV_REF.findall(text):
+                if var in SECRET_ENV:
+                    raise key_error(
+                        name,
+                        f"{var} is one of Warden's own credentials and is never sent to an "
+                        "endpoint; give the endpoint its own credential",
+                    )
+            if PLACEHOLDER.search(ENV_REF.sub("", text)):
+                raise key_error(
+                    name, "headers may use ${VAR} from the environment, not {param} values"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _templates(self) -> Endpoint:
+        checks: list[tuple[str, Any, bool]] = [("url", self.url, False)]
+        if self.body is not None:
+            checks.append(("body", self.body, False))
+        if self.undo is not None:
+            checks.append(("undo.url", self.undo.url, True))
+            if self.undo.body is not None:
+                checks.append(("undo.body", self.undo.body, True))
+        for key, template, undo in checks:
+            try:
+                if key.endswith("url"):
+                    check_url_template(template, self.params, undo=undo)
+                else:
+                    check_body_template(template, self.params, undo=undo)
+            except ValueError as exc:
+                raise key_error(key, str(exc)) from None
+        if self.method == "GET" and self.body is not None:
+            raise key_error("body", "a GET request has no body")
+        if self.read_only and self.method != "GET":
+            raise key_error("read_only", "a read_only endpoint is a lookup: its method is GET")
+        if self.read_only and self.undo is not None:
+            raise key_error("undo", "a read_only endpoint changes nothing, so has nothing to undo")
+        if self.timeout > timedelta(minutes=5):
+            raise key_error("timeout", "at most 5m: nobody waits longer for an HTTP answer")
         return self
 
 
@@ -604,6 +766,7 @@ class Policy(_Strict):
     gate: GatePolicy = GatePolicy()
     tools: dict[str, ToolOverride] = Field(default_factory=dict)
     runbooks: dict[str, Runbook] = Field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     aliases: dict[str, AliasTarget] = Field(default_factory=dict)
     agent: AgentLimits = AgentLimits()
     workers: Workers = Workers()
@@ -614,15 +777,25 @@ class Policy(_Strict):
     usage: UsagePolicy = UsagePolicy()
     freeze: list[FreezeWindow] = Field(default_factory=list)
 
-    @field_validator("runbooks")
+    @field_validator("runbooks", "endpoints")
     @classmethod
-    def _names(cls, value: dict[str, Runbook]) -> dict[str, Runbook]:
+    def _names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = "runbook" if info.field_name == "runbooks" else "endpoint"
         for name in value:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", name):
-                raise ValueError(f"runbook name {name!r}: use lower_snake_case, at most 48 chars")
+                raise ValueError(f"{kind} name {name!r}: use lower_snake_case, at most 48 chars")
             if name.startswith("warden_"):
-                raise ValueError(f"runbook name {name!r}: names starting warden_ are reserved")
+                raise ValueError(f"{kind} name {name!r}: names starting warden_ are reserved")
         return value
+
+    @model_validator(mode="after")
+    def _one_name_one_tool(self) -> Policy:
+        for name in self.endpoints:
+            if name in self.runbooks:
+                raise key_error(
+                    f"endpoints.{name}", "a runbook has this name; every tool needs its own"
+                )
+        return self
 
     @model_validator(mode="after")
     def _aliases(self) -> Policy:
@@ -664,14 +837,15 @@ class Policy(_Strict):
 
     def max_risk(self, tool: str, declared: Risk) -> Risk:
         """The highest tier a call of `tool` can reach: its declared tier, raised by any
-        runbook `risk_if` (a built-in tool's `risk_from_args` is code, not policy)."""
+        runbook's or endpoint's `risk_if` (a built-in tool's `risk_from_args` is code, not
+        policy)."""
         risk = declared
-        runbook = self.runbooks.get(tool)
-        if runbook is not None:
-            risk = risk.at_least(runbook.risk)
-            for param in runbook.params.values():
-                for bump in param.risk_if.values():
-                    risk = risk.at_least(bump)
+        for declared_here in (self.runbooks.get(tool), self.endpoints.get(tool)):
+            if declared_here is not None:
+                risk = risk.at_least(declared_here.risk)
+                for param in declared_here.params.values():
+                    for bump in param.risk_if.values():
+                        risk = risk.at_least(bump)
         return risk
 
     def check_tools(self, tools: Mapping[str, ToolShape]) -> None:
