@@ -234,8 +234,9 @@ class Executor:
         tool = self.core.registry.get(tool_name)
         if not tool.read_only:
             raise WardenError(f"{tool_name} has side effects; it must be proposed")
-        if tool_name in self.core.policy.runbooks and self.core.paused:
-            raise WardenError("Warden is paused: lookups that run commands are off")
+        if tool.source in ("runbook", "endpoint") and self.core.paused:
+            # Lookups that reach outside Warden (a command, an HTTP call) stop with everything.
+            raise WardenError("Warden is paused: lookups that run commands or call out are off")
         parsed = tool.validate(reveal(args) if reveal else args)
         ctx = self._context(
             f"lookup-{new_id()[:12]}", trace_id, requester, channel=channel, thread_ts=thread_ts

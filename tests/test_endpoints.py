@@ -33,7 +33,7 @@ from bot.settings import Settings
 from bot.tools import Tool, ToolContext
 from storage.models import ActionStatus
 from tests.anthropic_stub import AnthropicStub, propose, reply, text, tool_use
-from tests.conftest import APPROVER, REQUESTER, examples, policy_data
+from tests.conftest import ADMIN, APPROVER, REQUESTER, examples, policy_data
 from tests.slack_fixtures import CHANNEL, SlackFactory, buttons, card_text
 
 TOKEN = "s3cret-tracker-token-0123456789"
@@ -314,6 +314,28 @@ def test_a_read_only_get_is_a_lookup_fenced_as_data(
     (action,) = slack.store.actions_with_status(list(ActionStatus))
     assert action.status == ActionStatus.AWAITING_APPROVAL
     assert action.taint == "output of get_issue"
+
+
+def test_paused_warden_makes_no_lookup_calls(
+    slack_factory: SlackFactory,
+    anthropic_stub: AnthropicStub,
+    tracker: Tracker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/pause stops lookups that call out, like those that run commands."""
+    monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+    slack = slack_factory(policy_=endpoint_policy(tmp_path, tracker.url), claude=anthropic_stub)
+    assert slack.ws.slash(ADMIN, CHANNEL, "/pause", "drill").status == 200
+    anthropic_stub.enqueue(
+        reply(tool_use("get_issue", {"id": "42"})),
+        reply(tool_use("warden_cannot_help", {"reason": "The tracker is out of reach."})),
+    )
+    slack.ws.mention(REQUESTER, CHANNEL, "what does ticket 42 say?")
+    slack.idle()
+    assert tracker.seen == []
+    (result,) = anthropic_stub.seen[1].tool_results()
+    assert "Warden is paused" in json.dumps(result)
 
 
 # -- requests exactly as declared ---------------------------------------------------------------
