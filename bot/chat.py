@@ -1,14 +1,37 @@
 """The chat surface Warden talks to, as a port. `handlers/slack_client.py` implements it with
 slack-sdk (and renders cards to Block Kit); tests implement it in memory. Nothing in `bot/`
 knows Slack's Web API or wire format.
+
+Channel operations (create, invite, topic, purpose, pins, archive) answer a refusal with
+`bot.errors.ChatRefused` carrying the platform's own error code, and nothing else: any other
+exception means the answer never came, so whether the change happened is unknown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from bot.cards import Card
+
+
+@dataclass(kw_only=True, frozen=True)
+class ChannelInfo:
+    """A channel as Warden sees it. `topic` and `purpose` are people's words: untrusted."""
+
+    id: str
+    name: str
+    is_private: bool = False
+    is_archived: bool = False
+    is_general: bool = False  # the workspace's #general: it can be neither archived nor left
+    is_member: bool = False  # Warden is in it (it must be, to change it)
+    by_warden: bool = False  # Warden created it
+    created: int = 0  # unix seconds
+    topic: str = ""
+    purpose: str = ""
+    num_members: int | None = None
 
 
 class Chat(Protocol):
@@ -44,3 +67,44 @@ class Chat(Protocol):
 
     def set_status(self, channel: str, thread_ts: str, status: str) -> None:
         """Show (or clear, with "") an assistant-style "thinking…" status in a thread."""
+
+    def create_channel(self, name: str, private: bool = False) -> str:
+        """Create a channel (Warden becomes its first member); return its id."""
+
+    def find_channel(self, name: str) -> ChannelInfo | None:
+        """The channel called `name` that Warden can see, archived ones included, or None."""
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        """What a channel is now: name, privacy, archived, topic, purpose, member count."""
+
+    def post_creation_note(self, channel: str, text: str, action_id: str) -> None:
+        """Post `text` in a channel Warden has just created, carrying `action_id` with it, so
+        a retry of the same action can tell the channel is its own (`creating_action`)."""
+
+    def creating_action(self, channel: str) -> str | None:
+        """The action id a creation note in `channel` carries, or None (looked for among the
+        channel's latest 200 messages: asked only of channels just created)."""
+
+    def invite(self, channel: str, users: Sequence[str]) -> None:
+        """Add people to a channel. All or none: a refusal's `refused` says who and why."""
+
+    def kick(self, channel: str, user: str) -> None:
+        """Remove a person from a channel."""
+
+    def set_topic(self, channel: str, topic: str) -> None:
+        """Set a channel's topic (at most 250 characters; "" clears it)."""
+
+    def set_purpose(self, channel: str, purpose: str) -> None:
+        """Set a channel's purpose, its description (at most 250 characters)."""
+
+    def pin(self, channel: str, ts: str) -> None:
+        """Pin a message to its channel."""
+
+    def unpin(self, channel: str, ts: str) -> None:
+        """Unpin a message."""
+
+    def archive(self, channel: str) -> None:
+        """Archive a channel: it stays readable, nobody can post in it."""
+
+    def unarchive(self, channel: str) -> None:
+        """Bring an archived channel back."""

@@ -8,6 +8,8 @@
     ├── PreconditionFailed           a tool's precondition said no; the gate refuses
     ├── UnknownTool                  the planner named a tool that is not registered
     ├── ToolFailed                   the tool ran and failed (non-zero exit, timeout, API error)
+    ├── ChatRefused                  the chat platform answered a call with a refusal; `code` is
+    │                                its own error code (Slack's "name_taken", "not_in_channel")
     └── PlannerUnavailable           the planner is unreachable (rate limit, overload,
                                      outage); the request is kept and can be retried
 
@@ -15,6 +17,8 @@ A user-facing message says what was wrong and what to do next.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class WardenError(Exception):
@@ -39,6 +43,19 @@ class UnknownTool(WardenError):
 
 class ToolFailed(WardenError):
     """The tool ran and did not succeed."""
+
+
+class ChatRefused(WardenError):
+    """The chat platform refused a call and said why: nothing was done.
+
+    `code` is the platform's own error code (Slack's `name_taken`, `already_in_channel`,
+    `not_in_channel`…), for the caller to turn into plain words; `refused` holds the items it
+    refused one by one, when it says (a user id → that user's code, for an invitation)."""
+
+    def __init__(self, code: str, *, refused: Mapping[str, str] | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.refused: dict[str, str] = dict(refused or {})
 
 
 class PlannerUnavailable(WardenError):

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from xml.etree import ElementTree
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -52,8 +52,9 @@ from pydantic_evals.reporting import EvaluationReport, EvaluationReportAdapter
 from bot.app import build, build_registry
 from bot.cards import Card
 from bot.cassettes import CassetteServer, load_cassette, save_cassette, script_content
+from bot.chat import ChannelInfo
 from bot.core import new_id, new_trace
-from bot.errors import ConfigError
+from bot.errors import ChatRefused, ConfigError
 from bot.gate import GATE
 from bot.intake import Incoming
 from bot.policy import Policy, load_policy
@@ -71,6 +72,7 @@ BOT_USER = "U0WARDEN"
 WARDEN = "warden"  # a history turn written by Warden itself
 CASE_TIMEOUT_S = 180.0
 REPORT_VERSION = 1
+EVAL_REFUSAL = "not_in_evaluation"  # the code EvalChat refuses every channel operation with
 
 
 # -- the case format -------------------------------------------------------------------------
@@ -337,6 +339,51 @@ class EvalChat:
 
     def set_status(self, channel: str, thread_ts: str, status: str) -> None:
         pass
+
+    # Channel operations never happen in an evaluation (the executor runs no tool code there
+    # either): each is refused, so nothing can reach a real workspace even by mistake.
+
+    def _refuse(self) -> NoReturn:
+        raise ChatRefused(EVAL_REFUSAL)
+
+    def create_channel(self, name: str, private: bool = False) -> str:
+        self._refuse()
+
+    def find_channel(self, name: str) -> ChannelInfo | None:
+        self._refuse()
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        self._refuse()
+
+    def post_creation_note(self, channel: str, text: str, action_id: str) -> None:
+        self._refuse()
+
+    def creating_action(self, channel: str) -> str | None:
+        self._refuse()
+
+    def invite(self, channel: str, users: Sequence[str]) -> None:
+        self._refuse()
+
+    def kick(self, channel: str, user: str) -> None:
+        self._refuse()
+
+    def set_topic(self, channel: str, topic: str) -> None:
+        self._refuse()
+
+    def set_purpose(self, channel: str, purpose: str) -> None:
+        self._refuse()
+
+    def pin(self, channel: str, ts: str) -> None:
+        self._refuse()
+
+    def unpin(self, channel: str, ts: str) -> None:
+        self._refuse()
+
+    def archive(self, channel: str) -> None:
+        self._refuse()
+
+    def unarchive(self, channel: str) -> None:
+        self._refuse()
 
 
 # -- running cases ---------------------------------------------------------------------------

@@ -18,7 +18,8 @@ STATIC = Path(__file__).with_name("static")
 def state(ws: Workspace, user: str) -> dict[str, Any]:
     """Everything the page shows to `user`: channels, messages, their views and home."""
     channels = [
-        {"id": c, "name": n, "admin": c == ws.admin_channel} for c, n in ws.channels.items()
+        {"id": c, "name": n, "admin": c == ws.admin_channel}
+        for c, n in ws.visible_channels(user).items()
     ]
     dm = ws.dm_channel(user)
     channels.append({"id": dm, "name": "warden (DM)", "admin": False})

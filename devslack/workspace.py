@@ -9,6 +9,7 @@ them. Tests use it as their fake Slack; `warden dev` serves a Slack-like page on
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -65,11 +66,18 @@ class Delivery:
 class SlackError(Exception):
     """A Web API error answer (`ok: false`)."""
 
-    def __init__(self, error: str, status: int = 200, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        error: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        extra: JSON | None = None,
+    ):
         super().__init__(error)
         self.error = error
         self.status = status
         self.headers = headers or {}
+        self.extra = extra or {}  # more fields of the answer, e.g. conversations.invite's `errors`
 
 
 MAX_BLOCKS_MESSAGE, MAX_BLOCKS_VIEW = 50, 100
@@ -150,6 +158,11 @@ class Workspace:
         self._faults: dict[str, list[tuple[int, int]]] = {}
         self._statuses: list[JSON] = []
         self._thread_status: dict[tuple[str, str], tuple[str, float]] = {}
+        # Channels' state beyond their names (privacy, archived, topic, purpose, creator) and
+        # their members; a channel named at construction (or added to `channels` directly)
+        # is public with everyone in it, Warden included, until something changes it.
+        self._channel_state: dict[str, JSON] = {}
+        self._members: dict[str, set[str]] = {}
         self._clock = itertools.count(1)
         self._ts_base = int(time.time())
         self.version = 0
@@ -308,7 +321,7 @@ class Workspace:
                     raise SlackError("unknown_method")
                 body: JSON = {"ok": True, **handler(params)}
             except SlackError as exc:
-                body = {"ok": False, "error": exc.error}
+                body = {"ok": False, "error": exc.error, **exc.extra}
             call.response = body
             self._changed()
             return 200, body, {}
@@ -367,6 +380,8 @@ class Workspace:
 
     def _m_chat_postMessage(self, p: JSON) -> JSON:
         channel = self._channel(p)
+        if not channel.startswith("D") and self._state(channel)["is_archived"]:
+            raise SlackError("is_archived")
         text = str(p.get("text") or "")
         if len(text) > 40000:
             raise SlackError("msg_too_long")
@@ -579,14 +594,349 @@ class Workspace:
 
     def _m_conversations_info(self, p: JSON) -> JSON:
         channel = self._channel(p)
-        return {
-            "channel": {
-                "id": channel,
-                "name": self.channel_name(channel),
-                "is_im": channel.startswith("D"),
-                "is_channel": not channel.startswith("D"),
+        if channel.startswith("D"):
+            return {
+                "channel": {
+                    "id": channel,
+                    "name": self.channel_name(channel),
+                    "is_im": True,
+                    "is_channel": False,
+                }
             }
+        self._visible(channel)
+        return {"channel": self._conversation(channel, with_count=_flag(p, "include_num_members"))}
+
+    # -- channels ----------------------------------------------------------------------------
+    # Channel management as Slack answers it to a bot token: a private channel the bot is not
+    # in does not exist for it (`channel_not_found`); changing a channel needs the bot in it
+    # (`not_in_channel`); an archived channel keeps its name, members, topic and messages but
+    # takes no changes (`is_archived`) and no posts. Changes leave the system messages Slack
+    # shows (`channel_join`, `channel_topic`…) but, like reactions.add, deliver no events.
+
+    def _state(self, channel: str) -> JSON:
+        return self._channel_state.setdefault(
+            channel,
+            {
+                "is_private": False,
+                "is_archived": False,
+                "created": self._ts_base,
+                "creator": "",
+                "topic": {"value": "", "creator": "", "last_set": 0},
+                "purpose": {"value": "", "creator": "", "last_set": 0},
+            },
+        )
+
+    def _members_of(self, channel: str) -> set[str]:
+        if channel not in self._members:
+            self._members[channel] = {self.bot_user_id, *(p.id for p in self.personas)}
+        return self._members[channel]
+
+    def _visible(self, channel: str) -> None:
+        """Raise what Slack answers for a channel the bot token cannot see."""
+        if self._state(channel)["is_private"] and self.bot_user_id not in self._members_of(channel):
+            raise SlackError("channel_not_found")
+
+    def _manageable(self, p: JSON, *, archived_ok: bool = False) -> str:
+        """The channel a management call names, checked as Slack checks it."""
+        channel = self._channel(p)
+        if channel.startswith("D"):
+            raise SlackError("method_not_supported_for_channel_type")
+        self._visible(channel)
+        if self._state(channel)["is_archived"] and not archived_ok:
+            raise SlackError("is_archived")
+        if self.bot_user_id not in self._members_of(channel):
+            raise SlackError("not_in_channel")
+        return channel
+
+    def _is_general(self, channel: str) -> bool:
+        return self.channels.get(channel) == "general"
+
+    def _conversation(self, channel: str, *, with_count: bool = False) -> JSON:
+        """The channel object conversations.* methods answer with."""
+        state = self._state(channel)
+        name = self.channels[channel]
+        out: JSON = {
+            "id": channel,
+            "name": name,
+            "name_normalized": name,
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": state["is_private"],
+            "is_archived": state["is_archived"],
+            "is_general": self._is_general(channel),
+            "is_member": self.bot_user_id in self._members_of(channel),
+            "is_shared": False,
+            "is_ext_shared": False,
+            "is_org_shared": False,
+            "created": state["created"],
+            "creator": state["creator"],
+            "unlinked": 0,
+            "topic": dict(state["topic"]),
+            "purpose": dict(state["purpose"]),
+            "previous_names": [],
         }
+        if with_count:
+            out["num_members"] = len(self._members_of(channel))
+        return out
+
+    def _system_message(
+        self, channel: str, user: str, subtype: str, text: str, **extra: Any
+    ) -> None:
+        self._store_message(channel, user, text, None, None, subtype=subtype, **extra)
+
+    def _known_user(self, user: str) -> bool:
+        return user == self.bot_user_id or any(p.id == user for p in self.personas)
+
+    def add_channel(
+        self,
+        name: str,
+        *,
+        private: bool = False,
+        members: Iterable[str] | None = None,
+        channel_id: str | None = None,
+    ) -> str:
+        """A channel made by someone else (a test's setup): `members` default to everyone,
+        Warden included. Returns its id."""
+        with self._cond:
+            channel = channel_id or "C" + secrets.token_hex(5).upper()
+            self.channels[channel] = name
+            self._state(channel)["is_private"] = private
+            self._members[channel] = (
+                set(members)
+                if members is not None
+                else {self.bot_user_id, *(p.id for p in self.personas)}
+            )
+            self._changed()
+            return channel
+
+    def conversation(self, channel: str) -> JSON:
+        """A channel as conversations.info answers (member count included), for tests."""
+        with self._cond:
+            return json.loads(json.dumps(self._conversation(channel, with_count=True)))  # type: ignore[no-any-return]
+
+    def members(self, channel: str) -> set[str]:
+        with self._cond:
+            return set(self._members_of(channel))
+
+    def visible_channels(self, user: str) -> dict[str, str]:
+        """The channels `user` sees in the sidebar: public ones and the private ones they are
+        in, archived ones marked."""
+        with self._cond:
+            return {
+                c: name + (" (archived)" if self._state(c)["is_archived"] else "")
+                for c, name in self.channels.items()
+                if not self._state(c)["is_private"] or user in self._members_of(c)
+            }
+
+    def _m_conversations_create(self, p: JSON) -> JSON:
+        name = str(p.get("name") or "")
+        if not name:
+            raise SlackError("invalid_name_required")
+        if len(name) > 80:
+            raise SlackError("invalid_name_maxlength")
+        if not re.fullmatch(r"[a-z0-9_-]+", name):
+            raise SlackError("invalid_name_specials")
+        if not re.search(r"[a-z0-9]", name):
+            raise SlackError("invalid_name_punctuation")
+        if name in self.channels.values():  # archived channels keep their names
+            raise SlackError("name_taken")
+        channel = "C" + secrets.token_hex(5).upper()
+        self.channels[channel] = name
+        state = self._state(channel)
+        state.update(
+            is_private=_flag(p, "is_private"), created=int(time.time()), creator=self.bot_user_id
+        )
+        self._members[channel] = {self.bot_user_id}
+        return {"channel": self._conversation(channel)}
+
+    def _m_conversations_list(self, p: JSON) -> JSON:
+        types = {t.strip() for t in str(p.get("types") or "public_channel").split(",")}
+        unknown = types - {"public_channel", "private_channel", "mpim", "im"}
+        if unknown:
+            raise SlackError("invalid_types")
+        try:
+            limit = int(p.get("limit") or 100)
+            start = int(base64.b64decode(str(p.get("cursor") or "")).decode() or 0)
+        except ValueError as exc:
+            raise SlackError("invalid_cursor") from exc
+        if not 1 <= limit <= 1000:
+            raise SlackError("invalid_limit")
+        wanted = [
+            c
+            for c in self.channels
+            if (
+                ("private_channel" if self._state(c)["is_private"] else "public_channel") in types
+                and not (
+                    self._state(c)["is_private"] and self.bot_user_id not in self._members_of(c)
+                )
+                and not (_flag(p, "exclude_archived") and self._state(c)["is_archived"])
+            )
+        ]
+        page = wanted[start : start + limit]
+        more = start + limit < len(wanted)
+        return {
+            "channels": [self._conversation(c, with_count=True) for c in page],
+            "response_metadata": {
+                "next_cursor": base64.b64encode(str(start + limit).encode()).decode()
+                if more
+                else ""
+            },
+        }
+
+    def _m_conversations_invite(self, p: JSON) -> JSON:
+        channel = self._manageable(p)
+        users = [u.strip() for u in str(p.get("users") or "").split(",") if u.strip()]
+        if not users:
+            raise SlackError("no_user")
+        members = self._members_of(channel)
+        errors: list[JSON] = []
+        for user in users:
+            if user == self.bot_user_id:
+                code = "cant_invite_self"
+            elif not self._known_user(user):
+                code = "user_not_found"
+            elif user in members:
+                code = "already_in_channel"
+            else:
+                continue
+            errors.append({"user": user, "ok": False, "error": code})
+        refused = {str(e["user"]) for e in errors}
+        # One bad id fails them all, unless `force` asks to invite the valid ones anyway.
+        if errors and (not _flag(p, "force") or refused >= set(users)):
+            raise SlackError(str(errors[0]["error"]), extra={"errors": errors})
+        for user in dict.fromkeys(users):
+            if user not in refused:
+                members.add(user)
+                self._system_message(
+                    channel,
+                    user,
+                    "channel_join",
+                    f"<@{user}> has joined the channel",
+                    inviter=self.bot_user_id,
+                )
+        answer: JSON = {"channel": self._conversation(channel)}
+        if errors:
+            answer["errors"] = errors
+        return answer
+
+    def _m_conversations_kick(self, p: JSON) -> JSON:
+        channel = self._manageable(p)
+        user = str(p.get("user") or "")
+        if not self._known_user(user):
+            raise SlackError("user_not_found")
+        if user == self.bot_user_id:
+            raise SlackError("cant_kick_self")
+        if self._is_general(channel):
+            raise SlackError("cant_kick_from_general")
+        members = self._members_of(channel)
+        if user not in members:
+            raise SlackError("not_in_channel")
+        members.discard(user)
+        self._system_message(channel, user, "channel_leave", f"<@{user}> has left the channel")
+        return {"errors": {}}
+
+    def _describe(self, p: JSON, field_name: str, subtype: str, what: str) -> JSON:
+        """conversations.setTopic / setPurpose: at most 250 characters."""
+        channel = self._manageable(p)
+        if field_name not in p:
+            raise SlackError("invalid_arguments")
+        value = str(p.get(field_name) or "")
+        if len(value) > 250:
+            raise SlackError("too_long")
+        self._state(channel)[field_name] = {
+            "value": value,
+            "creator": self.bot_user_id,
+            "last_set": int(time.time()),
+        }
+        text = (
+            f"<@{self.bot_user_id}> set the channel {what}: {value}"
+            if value
+            else f"<@{self.bot_user_id}> cleared the channel {what}"
+        )
+        self._system_message(channel, self.bot_user_id, subtype, text, **{field_name: value})
+        return {"channel": self._conversation(channel)}
+
+    def _m_conversations_setTopic(self, p: JSON) -> JSON:
+        return self._describe(p, "topic", "channel_topic", "topic")
+
+    def _m_conversations_setPurpose(self, p: JSON) -> JSON:
+        self._describe(p, "purpose", "channel_purpose", "description")
+        return {}
+
+    def _m_conversations_archive(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        if channel.startswith("D"):
+            raise SlackError("method_not_supported_for_channel_type")
+        self._visible(channel)
+        state = self._state(channel)
+        if state["is_archived"]:
+            raise SlackError("already_archived")
+        if self._is_general(channel):
+            raise SlackError("cant_archive_general")
+        if self.bot_user_id not in self._members_of(channel):
+            raise SlackError("not_in_channel")
+        self._system_message(
+            channel,
+            self.bot_user_id,
+            "channel_archive",
+            f"<@{self.bot_user_id}> archived the channel",
+        )
+        state["is_archived"] = True
+        return {}
+
+    def _m_conversations_unarchive(self, p: JSON) -> JSON:
+        channel = self._channel(p)
+        if channel.startswith("D"):
+            raise SlackError("method_not_supported_for_channel_type")
+        self._visible(channel)
+        state = self._state(channel)
+        if not state["is_archived"]:
+            raise SlackError("not_archived")
+        state["is_archived"] = False
+        self._system_message(
+            channel,
+            self.bot_user_id,
+            "channel_unarchive",
+            f"<@{self.bot_user_id}> un-archived the channel",
+        )
+        return {}
+
+    def _pinned(self, p: JSON) -> tuple[str, JSON]:
+        """The channel and message pins.add / pins.remove name."""
+        channel = self._channel(p)
+        is_dm = channel.startswith("D")
+        if not is_dm:
+            self._visible(channel)
+        ts = str(p.get("timestamp") or "")
+        if not ts:
+            raise SlackError("no_item_specified")
+        if not re.fullmatch(r"\d+\.\d+", ts):
+            raise SlackError("bad_timestamp")
+        if not is_dm and self.bot_user_id not in self._members_of(channel):
+            raise SlackError("not_in_channel")
+        return channel, self._find(channel, ts)
+
+    def _m_pins_add(self, p: JSON) -> JSON:
+        channel, msg = self._pinned(p)
+        if msg.get("subtype") in ("tombstone", "channel_join", "channel_leave"):
+            raise SlackError("not_pinnable")
+        pinned: list[str] = msg.setdefault("pinned_to", [])
+        if channel in pinned:
+            raise SlackError("already_pinned")
+        pinned.append(channel)
+        return {}
+
+    def _m_pins_remove(self, p: JSON) -> JSON:
+        channel, msg = self._pinned(p)
+        pinned: list[str] = msg.get("pinned_to") or []
+        if channel not in pinned:
+            raise SlackError("no_pin")
+        pinned.remove(channel)
+        if not pinned:
+            msg.pop("pinned_to", None)
+        return {}
 
     def _m_conversations_history(self, p: JSON) -> JSON:
         channel = self._channel(p)
@@ -1332,6 +1682,11 @@ def _json_field(value: Any) -> Any:
 
 def _opt(value: Any) -> str | None:
     return str(value) if value else None
+
+
+def _flag(p: JSON, key: str) -> bool:
+    """A boolean argument: slack-sdk sends 1/0 in forms, true/false in JSON bodies."""
+    return str(p.get(key, "")).lower() in ("1", "true")
 
 
 def _with_metadata(messages: list[JSON], p: JSON) -> list[JSON]:

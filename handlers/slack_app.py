@@ -69,6 +69,11 @@ SCOPES = {
     "users:read": "the agent's lookup_user tool (users.info)",
     "assistant:write": "the thinking… status in assistant threads",
     "commands": "/pause, /resume, /warden",
+    "channels:manage": "channel tools: create, invite, remove, topic, purpose, archive (public)",
+    "groups:write": "channel tools: the same for private channels",
+    "channels:read": "channel tools: a channel's details, finding a channel by name (public)",
+    "groups:read": "channel tools: the same for private channels",
+    "pins:write": "the pin_message tool",
 }
 
 

@@ -8,6 +8,9 @@ errors with backoff, by slack-sdk's own retry handlers.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from slack_sdk import WebClient
@@ -19,6 +22,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.cards import Card
+from bot.chat import ChannelInfo
+from bot.errors import ChatRefused
 from handlers.blocks import render_card
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,35 @@ def make_web_client(token: str, base_url: str | None = None) -> WebClient:
 
 
 CARD_EVENT = "warden_card"  # message metadata type carried by every card
+CREATION_EVENT = "warden_channel_created"  # carried by the note in a channel Warden created
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Slack's refusals as `ChatRefused`: an `ok: false` answer (HTTP 200), or a 429 that
+    outlasted the retries — either way nothing was done. A 5xx or a dropped connection stays
+    as it is raised: whether the call took effect is unknown."""
+    try:
+        yield
+    except SlackApiError as exc:
+        response = exc.response
+        status = getattr(response, "status_code", 0)
+        code = response.get("error") if isinstance(response.data, dict) else None
+        if status not in (200, 429) or not isinstance(code, str):
+            raise
+        refused = {
+            str(item.get("user")): str(item.get("error"))
+            for item in response.get("errors") or []
+            if isinstance(item, dict) and item.get("user") and item.get("error")
+        }
+        raise ChatRefused(code, refused=refused) from None
+
+
+def _text_of(field: Any) -> str:
+    """A topic or purpose: Slack gives `{"value": …, "creator": …, "last_set": …}`."""
+    if isinstance(field, dict):
+        return str(field.get("value") or "")
+    return str(field or "")
 
 
 class SlackChat:
@@ -49,6 +83,8 @@ class SlackChat:
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
+        self._me: str | None = None
+        self._me_lock = threading.Lock()
 
     def post(self, channel: str, text: str, thread_ts: str | None = None) -> str:
         resp = self.client.chat_postMessage(
@@ -150,3 +186,115 @@ class SlackChat:
             )
         except SlackApiError as exc:
             log.debug("assistant status unavailable: %s", exc.response.get("error"))
+
+    # -- channels --------------------------------------------------------------------------
+
+    def _bot_user(self) -> str:
+        """Warden's own user id (auth.test, asked once)."""
+        with self._me_lock:
+            if self._me is None:
+                self._me = str(self.client.auth_test().get("user_id") or "")
+            return self._me
+
+    def _channel(self, raw: Any) -> ChannelInfo:
+        c: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        num = c.get("num_members")
+        return ChannelInfo(
+            id=str(c.get("id") or ""),
+            name=str(c.get("name") or ""),
+            is_private=bool(c.get("is_private") or c.get("is_group")),
+            is_archived=bool(c.get("is_archived")),
+            is_general=bool(c.get("is_general")),
+            is_member=bool(c.get("is_member")),
+            by_warden=bool(c.get("creator")) and c.get("creator") == self._bot_user(),
+            created=int(c.get("created") or 0),
+            topic=_text_of(c.get("topic")),
+            purpose=_text_of(c.get("purpose")),
+            num_members=int(num) if isinstance(num, int) else None,
+        )
+
+    def create_channel(self, name: str, private: bool = False) -> str:
+        with refusals():
+            resp = self.client.conversations_create(name=name, is_private=private)
+        return str((resp.get("channel") or {}).get("id") or "")
+
+    def find_channel(self, name: str) -> ChannelInfo | None:
+        cursor: str | None = None
+        with refusals():
+            for _page in range(100):  # 100 000 channels at most
+                resp = self.client.conversations_list(
+                    types="public_channel,private_channel",
+                    exclude_archived=False,
+                    limit=1000,
+                    cursor=cursor,
+                )
+                for c in resp.get("channels") or []:
+                    if isinstance(c, dict) and c.get("name") == name:
+                        return self._channel(c)
+                cursor = str((resp.get("response_metadata") or {}).get("next_cursor") or "")
+                if not cursor:
+                    break
+        return None
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        with refusals():
+            resp = self.client.conversations_info(channel=channel, include_num_members=True)
+        return self._channel(resp.get("channel"))
+
+    def post_creation_note(self, channel: str, text: str, action_id: str) -> None:
+        with refusals():
+            self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata={"event_type": CREATION_EVENT, "event_payload": {"action_id": action_id}},
+            )
+
+    def creating_action(self, channel: str) -> str | None:
+        with refusals():
+            resp = self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200
+            )
+        for message in resp.get("messages") or []:
+            meta = message.get("metadata") if isinstance(message, dict) else None
+            if (
+                isinstance(meta, dict)
+                and meta.get("event_type") == CREATION_EVENT
+                and isinstance(meta.get("event_payload"), dict)
+                and meta["event_payload"].get("action_id")
+            ):
+                return str(meta["event_payload"]["action_id"])
+        return None
+
+    def invite(self, channel: str, users: Sequence[str]) -> None:
+        with refusals():
+            self.client.conversations_invite(channel=channel, users=",".join(users))
+
+    def kick(self, channel: str, user: str) -> None:
+        with refusals():
+            self.client.conversations_kick(channel=channel, user=user)
+
+    def set_topic(self, channel: str, topic: str) -> None:
+        with refusals():
+            self.client.conversations_setTopic(channel=channel, topic=topic)
+
+    def set_purpose(self, channel: str, purpose: str) -> None:
+        with refusals():
+            self.client.conversations_setPurpose(channel=channel, purpose=purpose)
+
+    def pin(self, channel: str, ts: str) -> None:
+        with refusals():
+            self.client.pins_add(channel=channel, timestamp=ts)
+
+    def unpin(self, channel: str, ts: str) -> None:
+        with refusals():
+            self.client.pins_remove(channel=channel, timestamp=ts)
+
+    def archive(self, channel: str) -> None:
+        with refusals():
+            self.client.conversations_archive(channel=channel)
+
+    def unarchive(self, channel: str) -> None:
+        with refusals():
+            self.client.conversations_unarchive(channel=channel)

@@ -38,6 +38,7 @@ from psycopg import sql
 from waitress.adjustments import Adjustments
 
 import storage.db
+from bot.errors import ChatRefused
 from bot.policy import Policy, parse_policy
 from storage.db import Database
 
@@ -441,6 +442,15 @@ class RecordingChat:
 
     def set_status(self, channel: str, thread_ts: str, status: str) -> None:
         pass
+
+    # Channel operations (bot/channel_tools.py): bot-level tests change no channels, so each
+    # is refused; tests/test_channel_tools.py runs them against devslack.
+    def _no_channels(self, *_: Any, **__: Any) -> Any:
+        raise ChatRefused("not_in_recording_chat")
+
+    create_channel = find_channel = channel_info = _no_channels
+    post_creation_note = creating_action = invite = kick = _no_channels
+    set_topic = set_purpose = pin = unpin = archive = unarchive = _no_channels
 
 
 @pytest.fixture

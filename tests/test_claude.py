@@ -98,6 +98,13 @@ def test_tools_come_from_the_registry_with_schemas() -> None:
         "restart_service",
         "scale",
         "search_memory",
+        "archive_channel",
+        "channel_info",
+        "create_channel",
+        "invite_to_channel",
+        "pin_message",
+        "set_channel_purpose",
+        "set_channel_topic",
         ASK,
         CANNOT_HELP,
     }
