@@ -102,7 +102,9 @@ def _load_object(plugin: Plugin) -> Any:
         obj: Any = __import__(module_name, fromlist=["_"])
         for part in attribute.split(".") if attribute else []:
             obj = getattr(obj, part)
-    except Exception as exc:  # any import-time failure of third-party code
+    # Any import-time failure of third-party code; SystemExit too: a plugin that calls
+    # sys.exit() while importing would otherwise end `warden check` with its status (0: "OK").
+    except (Exception, SystemExit) as exc:
         raise PluginError(
             f"{plugin.describe()} failed to load: {type(exc).__name__}: {exc}"
         ) from None
@@ -114,29 +116,58 @@ def check_tool(tool: object, where: str) -> Tool[Any]:
     if not isinstance(tool, Tool):
         raise PluginError(f"{where}: {tool!r} is not a Tool")
     problems: list[str] = []
-    if not TOOL_NAME.match(tool.name):
+    # A Tool is a plain dataclass: nothing checked its fields' types when it was made.
+    if not (isinstance(tool.name, str) and TOOL_NAME.match(tool.name)):
         problems.append("its name must be lowercase letters, digits and _ (at most 64)")
-    if tool.name in RESERVED:
+    if isinstance(tool.name, str) and tool.name in RESERVED:
         problems.append("the name is reserved for Warden's planner")
-    if not tool.description.strip():
+    if not (isinstance(tool.description, str) and tool.description.strip()):
         problems.append("it needs a description (the model and the card show it)")
+    if not callable(tool.run):
+        problems.append("run must be a function")
+    for field in ("risk_from_args", "dry_run", "undo", "target_channel"):
+        if getattr(tool, field) is not None and not callable(getattr(tool, field)):
+            problems.append(f"{field} must be a function or None")
+    if not (isinstance(tool.preconditions, tuple) and all(map(callable, tool.preconditions))):
+        problems.append("preconditions must be functions")
+    if not isinstance(tool.examples, tuple):
+        problems.append("examples must be a tuple of argument objects")
     if not (isinstance(tool.args, type) and issubclass(tool.args, BaseModel)):
         problems.append("its arguments must be a pydantic model")
     elif tool.args.model_config.get("extra") != "forbid":
         problems.append("its argument model must forbid extra fields (extra='forbid')")
     if not isinstance(tool.risk, Risk):
         problems.append(f"risk must be one of {', '.join(r.value for r in Risk)}")
-    if not 0 < tool.timeout_s <= 3600:
+    if (
+        isinstance(tool.timeout_s, bool)
+        or not isinstance(tool.timeout_s, int | float)
+        or not 0 < tool.timeout_s <= 3600
+    ):
         problems.append("timeout_s must be between 0 and 3600 seconds")
     if tool.read_only and (tool.undo is not None or tool.dry_run is not None):
         problems.append("a read-only tool has nothing to undo or preview")
     if tool.read_only and tool.risk is not Risk.LOW:
         problems.append("a read-only tool is low risk")
+    if problems:  # what follows calls the argument model and risk_from_args
+        raise PluginError(f"{where}: tool {tool.name!r}: {'; '.join(problems)}")
     for example in tool.examples:
         try:
-            tool.validate(example)
+            parsed = tool.validate(example)
         except Exception as exc:
             problems.append(f"example {example!r} is not valid: {exc}")
+            continue
+        if tool.risk_from_args is None:
+            continue
+        # The tier its arguments give must be a Risk: the gate ranks it, and a "high" string
+        # would crash a decision instead of refusing one.
+        try:
+            raised: object = tool.risk_from_args(parsed)
+        except Exception as exc:
+            raised = f"{type(exc).__name__}: {exc}"
+        if not isinstance(raised, Risk):
+            problems.append(
+                f"risk_from_args must return a Risk, not {raised!r} (for example {example!r})"
+            )
     if problems:
         raise PluginError(f"{where}: tool {tool.name!r}: {'; '.join(problems)}")
     return tool
@@ -154,7 +185,7 @@ def tools_of(plugin: Plugin, ctx: PluginContext) -> list[Tool[Any]]:
             found = list(made)
         except PluginError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise PluginError(
                 f"{where} failed to make its tools: {type(exc).__name__}: {exc}"
             ) from None
@@ -173,8 +204,11 @@ def load_tools(ctx: PluginContext, plugins: Iterable[Plugin] | None = None) -> l
     for plugin in discover() if plugins is None else plugins:
         for tool in tools_of(plugin, ctx):
             if tool.name in owner:
+                first = owner[tool.name]
                 raise PluginError(
-                    f"tool {tool.name!r} is declared by {owner[tool.name].describe()} "
+                    f"tool {tool.name!r} is declared twice by {plugin.describe()}"
+                    if first == plugin
+                    else f"tool {tool.name!r} is declared by {first.describe()} "
                     f"and by {plugin.describe()}"
                 )
             owner[tool.name] = plugin

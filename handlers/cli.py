@@ -124,6 +124,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_tools(args: argparse.Namespace) -> int:
+    from handlers.tools_cli import list_tools, show_tool
+
+    if not args.verbose:  # the listing or card is the output; start-up log lines are noise
+        logging.getLogger().setLevel(logging.WARNING)
+    settings = _settings(args.config)
+    if args.tools_command != "show":
+        return list_tools(settings, as_json=args.json)
+    return show_tool(
+        settings,
+        args.name,
+        args_json=args.args,
+        says=args.says,
+        requester=args.requester,
+        channel=args.channel,
+        confidence=args.confidence,
+        as_json=args.json,
+        dry_run=not args.no_dry_run,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warden", description="A Slack bot that asks before it acts.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -171,6 +192,35 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--thresholds", metavar="FILE", help="default: evals/thresholds.toml")
     e.add_argument("--concurrency", type=int, default=4, help="cases run at once")
     e.set_defaults(func=cmd_eval)
+    t = sub.add_parser("tools", help="list every tool; render one call's card offline")
+    t.add_argument("--config", help="policy file (default: WARDEN_CONFIG or warden.toml)")
+    t.add_argument("--json", action="store_true", help="the list as JSON")
+    t.set_defaults(func=cmd_tools, tools_command=None)
+    t_sub = t.add_subparsers(dest="tools_command")
+    ts = t_sub.add_parser(
+        "show",
+        help="validate a call, show its tier, the gate's answer, its dry run and its card",
+    )
+    ts.add_argument("name", nargs="?", help="the tool (optional with --says)")
+    ts.add_argument("--args", metavar="JSON", help="the call's arguments, a JSON object")
+    ts.add_argument("--says", metavar="TEXT", help="what a person types: the aliases make the call")
+    # Given before or after `show`: SUPPRESS keeps the subcommand's unset default from
+    # overwriting what `warden tools --config F show` already parsed.
+    ts.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="policy file (default: WARDEN_CONFIG or warden.toml)",
+    )
+    ts.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the card as Block Kit JSON",
+    )
+    ts.add_argument("--no-dry-run", action="store_true", help="do not run the tool's dry run")
+    ts.add_argument("--requester", default="U0REQUESTER", help="who asks (Slack user id)")
+    ts.add_argument("--channel", help="where it is asked (default: a stand-in channel)")
+    ts.add_argument("--confidence", type=float, default=1.0, help="the planner's (default 1)")
     return p
 
 
