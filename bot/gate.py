@@ -548,10 +548,10 @@ class Gate:
             return None
         target = tool.target_channel(parsed)
         if target == self.policy.access.admin_channel:
-            return "Warden's admin channel is not a place a tool may post"
+            return "Warden's admin channel is not a place a tool may post or act in"
         if target != origin.channel and target not in (override.channels or []):
             return (
-                f"{tool.name} may post only in the channel it was asked in"
+                f"{tool.name} may reach only the channel it was asked in"
                 + (f" or in {', '.join(override.channels)}" if override.channels else "")
                 + f" (tools.{tool.name}.channels lists others)"
             )

@@ -207,7 +207,7 @@ def test_archive_is_high_risk_and_needs_four_eyes(chan: Slack) -> None:
 def test_channel_tools_reach_only_the_request_channel_and_listed_ones(chan: Slack) -> None:
     action, card = chan.mention_and_card(f"archive {ELSEWHERE}")
     assert action.status == "refused"
-    assert "archive_channel may post only in the channel it was asked in" in card_text(card)
+    assert "archive_channel may reach only the channel it was asked in" in card_text(card)
     assert chan.ws.calls("conversations.archive") == []
     # The admin channel is never reachable, listed or not.
     action, _card = chan.mention_and_card(f"set topic of {OPS} to hello")
