@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.tasks import fire_due_reminders
 from storage.outbox import HEARTBEAT_EVERY
 
 if TYPE_CHECKING:
@@ -118,6 +119,14 @@ def evaluate_alerts(instance: str) -> list[str]:
     return lifecycle.alerts.evaluate() if lifecycle is not None else []
 
 
+def fire_reminders(instance: str) -> int:
+    """Reminders that fell due are posted, each occurrence once however many replicas run
+    this (a conditional update of the reminder's `next_at` decides, `bot/tasks.py`); ones
+    missed while Warden was down or paused post once, and the next is the first to come."""
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return fire_due_reminders(lifecycle.core) if lifecycle is not None else 0
+
+
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
@@ -148,6 +157,7 @@ JOBS = [
     Job(func="bot.jobs:run_checks", seconds=5),
     Job(func="bot.jobs:forget_old_events", seconds=3600),
     Job(func="bot.jobs:forget_personal_data", seconds=300),
+    Job(func="bot.jobs:fire_reminders", seconds=15),
     Job(func="bot.jobs:publish_audit_anchor", daily_at="00:05"),
     Job(func="bot.jobs:evaluate_alerts", every_minute=True),
 ]

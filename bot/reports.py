@@ -301,6 +301,21 @@ class HomeItem:
 
 
 @dataclass(kw_only=True, frozen=True)
+class HomeTask:
+    """One open task on the viewer's App Home: given to them, or one they created."""
+
+    task_id: int
+    title: str  # neutralised
+    where: str
+    assignee: str | None
+    due: str | None  # YYYY-MM-DD
+    overdue: bool = False
+
+
+HOME_TASKS = 15  # one section block; the Home holds 100 blocks in all
+
+
+@dataclass(kw_only=True, frozen=True)
 class Home:
     """The App Home: pause state and what waits for this person, approvable from here."""
 
@@ -308,6 +323,25 @@ class Home:
     waiting: tuple[HomeItem, ...]
     remembered: tuple[tuple[int, str], ...] = ()  # (fact id, line) about the viewer
     stats: HomeStats | None = None  # admins only
+    tasks: tuple[HomeTask, ...] = ()  # open tasks given to the viewer, then ones they created
+
+
+def home_tasks(lc: Lifecycle, user: str) -> tuple[HomeTask, ...]:
+    """The viewer's open tasks: assigned to them (wherever they were made: being given a
+    task is being told of it) or created by them, theirs first."""
+    core = lc.core
+    today = core.clock().date()
+    return tuple(
+        HomeTask(
+            task_id=int(t.id or 0),
+            title=core.safe(t.title, 200),
+            where="a DM" if t.channel.startswith("D") else f"<#{t.channel}>",
+            assignee=t.assignee,
+            due=t.due.isoformat() if t.due else None,
+            overdue=t.due is not None and t.due < today,
+        )
+        for t in core.store.tasks_of_person(user, HOME_TASKS)
+    )
 
 
 def home(lc: Lifecycle, user: str) -> Home:
@@ -329,4 +363,5 @@ def home(lc: Lifecycle, user: str) -> Home:
         waiting=items,
         remembered=remembered,
         stats=home_stats(lc) if core.is_admin(user) else None,
+        tasks=home_tasks(lc, user),
     )

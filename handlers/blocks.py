@@ -19,7 +19,7 @@ from bot.approvals import EditForm
 from bot.cards import Button, Card, Intent
 from bot.feedback import MAX_COMMENT
 from bot.policy import Risk
-from bot.reports import Home, HomeStats
+from bot.reports import Home, HomeStats, HomeTask
 from bot.sanitize import neutralise
 
 SECTION_MAX = 3000
@@ -234,6 +234,22 @@ def stats_blocks(stats: HomeStats) -> list[dict[str, Any]]:
     ]
 
 
+def task_blocks(tasks: Sequence[HomeTask]) -> list[dict[str, Any]]:
+    """The App Home's "Your tasks": one section (titles neutralised), so it costs two blocks
+    however many tasks there are."""
+    if not tasks:
+        return [{"type": "divider"}, section("*Your tasks*\nNo open tasks.")]
+    lines = []
+    for t in tasks:
+        who = f" · {mention(t.assignee)}" if t.assignee else " · unassigned"
+        due = f" · {':warning: ' if t.overdue else ''}due {t.due}" if t.due else ""
+        lines.append(f"• `#{t.task_id}` {clip(t.title, 200)} — {t.where}{who}{due}")
+    return [
+        {"type": "divider"},
+        section(clip(f"*Your tasks* ({len(tasks)})\n" + "\n".join(lines), SECTION_MAX)),
+    ]
+
+
 def check_line(card: Card) -> str:
     """A card's outcome-check line (`verify`): due, running, passed, failed (with what the
     check printed), could not check, or not run because the action was undone."""
@@ -287,6 +303,7 @@ def home_view(home: Home) -> dict[str, Any]:
         elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
         blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
         blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))
+    blocks += task_blocks(home.tasks)
     if home.stats is not None:
         blocks += stats_blocks(home.stats)
     blocks.append({"type": "divider"})

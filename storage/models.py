@@ -6,13 +6,14 @@ kill switch; audit rows form a hash chain whose head lives in `audit_head`; `ins
 the running Warden processes and their heartbeats; `outbox` holds every Slack message Warden
 owes, written in the same transaction as the change that caused it; `job_run` records which
 once-per-deployment job ran for which period; `fact` is Warden's memory: typed facts with
-validity intervals (queries in `storage/memory.py`). `control` and `audit_head` are single rows
-seeded by the migrations, so no writer ever has to create them.
+validity intervals (queries in `storage/memory.py`); `task` and `reminder` are the to-dos and
+reminders people keep in channels (queries in `storage/tasks.py`). `control` and `audit_head`
+are single rows seeded by the migrations, so no writer ever has to create them.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -450,3 +451,73 @@ class Fact(SQLModel, table=True):
     superseded_by: int | None = None
     digest: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class Task(SQLModel, table=True):
+    """A to-do kept in a channel: created, assigned and completed by Warden's task tools.
+
+    `action_id` is the action that created it (unique: a retried create finds its row).
+    `changed_by_action` is the action that last assigned or completed it — a retried call
+    repeats its answer, and an undo reverses only the change its own action made — and
+    `previous_assignee` who had it before that assignment. The title is kept in its lasting
+    form (personal data as keyed placeholders)."""
+
+    __tablename__ = "task"
+    __table_args__ = (
+        UniqueConstraint("action_id", name="uq_task_action"),
+        Index("ix_task_channel_status", "channel", "status"),
+        Index("ix_task_assignee_status", "assignee", "status"),
+        Index("ix_task_created_by_status", "created_by", "status"),
+        # People type task ids ("complete task 12"): never reuse a deleted one.
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    channel: str = Field(max_length=32)
+    created_by: str = Field(max_length=32)
+    assignee: str | None = Field(default=None, max_length=32)
+    status: str = Field(default=TaskStatus.OPEN, max_length=16)
+    due: date | None = None
+    action_id: str = Field(max_length=32)
+    changed_by_action: str | None = Field(default=None, max_length=32)
+    previous_assignee: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    completed_by: str | None = Field(default=None, max_length=32)
+
+
+class Reminder(SQLModel, table=True):
+    """A message Warden posts to a channel on a schedule: a 5-field cron expression read in
+    `timezone` (IANA), or once at `at`. `next_at` (UTC) is the next occurrence, None once a
+    one-off has fired; firing one is a conditional update of `next_at` (`fire_reminder`), so
+    two replicas post each occurrence once. A cancelled reminder keeps its `next_at`, so
+    restoring it is as if it had never been cancelled."""
+
+    __tablename__ = "reminder"
+    __table_args__ = (
+        UniqueConstraint("action_id", name="uq_reminder_action"),
+        Index("ix_reminder_next_at", "next_at"),
+        Index("ix_reminder_channel", "channel"),
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    cron: str | None = Field(default=None, max_length=64)
+    # Where `cron` is read and times are shown: an IANA name, or "UTC+02:00" for a one-off
+    # given with only an offset.
+    timezone: str = Field(default="UTC", max_length=64)
+    at: datetime | None = None
+    next_at: datetime | None = None
+    created_by: str = Field(max_length=32)
+    action_id: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = Field(default=None, max_length=32)
+    last_fired_at: datetime | None = None
+    fired_count: int = 0

@@ -52,6 +52,7 @@ from storage.outbox import (
     OutboxQueries,
     insert_for,
 )
+from storage.tasks import TaskQueries
 from storage.vault import VaultQueries
 
 
@@ -192,6 +193,7 @@ class Store(
     FeedbackQueries,
     CheckQueries,
     AlertQueries,
+    TaskQueries,
 ):
     """Warden's persistence API over a `Database` (the outbox and job queries live in
     `storage/outbox.py`)."""

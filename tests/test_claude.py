@@ -112,6 +112,13 @@ def test_tools_come_from_the_registry_with_schemas() -> None:
         "pin_message",
         "set_channel_purpose",
         "set_channel_topic",
+        "create_task",
+        "assign_task",
+        "complete_task",
+        "list_tasks",
+        "create_reminder",
+        "cancel_reminder",
+        "list_reminders",
         ASK,
         CANNOT_HELP,
     }
