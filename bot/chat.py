@@ -108,3 +108,7 @@ class Chat(Protocol):
 
     def unarchive(self, channel: str) -> None:
         """Bring an archived channel back."""
+
+    def usergroup_members(self, group: str) -> list[str]:
+        """The user ids in a user group (`S…`), e.g. an approver group; raises ChatRefused
+        when the platform says no (an unknown or disabled group)."""

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.chat import Chat
+from bot.directory import Directory
 from bot.gate import Gate, Now
 from bot.pii import Detector, Sealer
 from bot.policy import Policy
@@ -79,8 +80,14 @@ class Core:
 
     def __post_init__(self) -> None:
         self.privacy = Privacy(Detector(self.policy.redaction), Sealer(self.data_key), self.store)
+        self.directory = Directory(self.chat)
         self.gate = Gate(
-            self.policy, self.registry, self.privacy.real_args, usage=self.store.call_counts
+            self.policy,
+            self.registry,
+            self.privacy.real_args,
+            usage=self.store.call_counts,
+            groups=self.directory.members,
+            clock=self.clock,
         )
 
     def record_outcome(

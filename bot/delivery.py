@@ -129,7 +129,7 @@ class Delivery:
         approvals = core.store.approvals(action.id, action.revision)
         return CardFacts(
             rule=core.gate.rule_text(action, core.clock()),
-            approvers=tuple(core.gate.approvers(action.tool)),
+            approvers=tuple(core.gate.approvers(action.tool, action.requester, action.channel)),
             approved_by=tuple(sorted(core.gate.counted(action, approvals))),
             paused=core.paused,
             command=command,

@@ -385,6 +385,9 @@ class EvalChat:
     def unarchive(self, channel: str) -> None:
         self._refuse()
 
+    def usergroup_members(self, group: str) -> list[str]:
+        self._refuse()
+
 
 # -- running cases ---------------------------------------------------------------------------
 
@@ -677,7 +680,7 @@ def _observe(
     outcome = _outcome(action)
     approvers: list[str] = []
     if outcome == "card":
-        eligible = set(core.gate.approvers(action.tool, action.requester))
+        eligible = set(core.gate.approvers(action.tool, action.requester, action.channel))
         approvers = sorted(eligible - core.gate.excluded(action))
     try:
         args = dict(core.privacy.real_args(action))

@@ -43,7 +43,7 @@ from typing import Any
 from bot.errors import PreconditionFailed, ToolArgumentsError, UnknownTool
 from bot.memory import REMEMBER, grounded
 from bot.metrics import Stats
-from bot.policy import Autonomy, FreezeWindow, Policy, Risk
+from bot.policy import ONCALL_SOURCE, SLACK_GROUP_ID, Autonomy, FreezeWindow, Policy, Risk
 from bot.tools import Tool, ToolRegistry
 from storage.metrics import CallCounts
 from storage.models import Action, ActionStatus, Approval, Fact, utcnow
@@ -184,9 +184,15 @@ class Gate:
         registry: ToolRegistry,
         real_args: Callable[[Action], Any] | None = None,
         usage: UsageCounts | None = None,
+        groups: Callable[[str], frozenset[str]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.policy = policy
         self.registry = registry
+        # A Slack user group's members (cached, `bot/directory.py`); None (no Slack, e.g.
+        # `warden check`): a group approves nothing — fail closed.
+        self.groups = groups or (lambda group: frozenset())
+        self.clock = clock
         # How often a tool was proposed lately and before (`Store.call_counts`), for the
         # unusual-usage checkpoint; None (no database, e.g. `warden eval`): the only history
         # is the plan's own earlier calls.
@@ -261,12 +267,26 @@ class Gate:
             return f"`{tool}` is not low risk, so it can't be `auto`"
         return None
 
-    def approvers(self, tool: str, requester: str = "") -> list[str]:
-        """Who may approve a call of `tool`: its policy approvers — except `remember`, which
-        only its author may confirm (a fact about what they said, in their name)."""
+    def approvers(self, tool: str, requester: str = "", channel: str = "") -> list[str]:
+        """Who may approve a call of `tool` asked in `channel`, as people: its policy
+        approvers (the tool's, else the channel's, else everyone's), user groups expanded to
+        their members and rotations to whoever is on call now — except `remember`, which only
+        its author may confirm (a fact about what they said, in their name)."""
         if tool == REMEMBER:
             return [requester] if requester else []
-        return self.policy.approvers_for(tool)
+        return sorted(self.people(self.policy.approvers_for(tool, channel)))
+
+    def people(self, sources: Iterable[str]) -> set[str]:
+        """Approver sources as the people they name at this moment."""
+        found: set[str] = set()
+        for source in sources:
+            if SLACK_GROUP_ID.match(source):
+                found |= self.groups(source)
+            elif (rotation := ONCALL_SOURCE.match(source)) is not None:
+                found.add(self.policy.oncall[rotation.group(1)].on_call(self.clock()))
+            else:
+                found.add(source)
+        return found
 
     def excluded(self, action: Action) -> set[str]:
         """Who may not approve an action of its tier: for high and critical, the requester
@@ -288,7 +308,9 @@ class Gate:
     def counted(self, action: Action, approvals: Iterable[Approval]) -> set[str]:
         """Approvers whose approval counts: bound to this exact call (revision, arguments,
         policy version), by a current approver, not excluded by four eyes."""
-        allowed = set(self.approvers(action.tool, action.requester)) - self.excluded(action)
+        allowed = set(
+            self.approvers(action.tool, action.requester, action.channel)
+        ) - self.excluded(action)
         return self._bound(action, approvals, allowed)
 
     def frozen(self, risk: Risk | str, at: datetime | None) -> FreezeWindow | None:
@@ -447,7 +469,7 @@ class Gate:
             if risk in (Risk.HIGH, Risk.CRITICAL)
             else set()
         )
-        eligible = set(self.approvers(tool, origin.requester)) - excluded
+        eligible = set(self.approvers(tool, origin.requester, origin.channel)) - excluded
         if len(eligible) < required:
             who = "approvers other than the requester" if excluded else "approvers"
             return Decision(
@@ -566,7 +588,7 @@ class Gate:
             return None
         if parsed.about == "workspace" and not (
             origin.requester in self.policy.access.admins
-            or origin.requester in self.policy.access.approvers
+            or origin.requester in self.people(self.policy.access.approvers)
         ):
             return "only approvers and admins may set facts for the whole workspace"
         human = origin.edited_by is not None or origin.on_card
@@ -594,7 +616,7 @@ class Gate:
             return f"this action is {_words(action.status)}; feedback opens once it has ended"
         if (
             user == action.requester
-            or user in self.approvers(action.tool, action.requester)
+            or user in self.approvers(action.tool, action.requester, action.channel)
             or user in set(approved_by)
             or user in self.policy.access.admins
         ):
@@ -605,9 +627,9 @@ class Gate:
         """Who may read Warden's stats in Slack (`/warden stats`): admins and approvers. They
         hold no personal data, but they are the operators' view of how Warden is doing."""
         access = self.policy.access
-        if user in access.admins or user in access.approvers:
-            return None
-        if any(user in (o.approvers or ()) for o in self.policy.tools.values()):
+        sources = [*access.approvers, *(s for c in access.channels.values() for s in c.approvers)]
+        sources += [s for o in self.policy.tools.values() for s in o.approvers or ()]
+        if user in access.admins or user in self.people(sources):
             return None
         return "only Warden's approvers and admins can see its stats"
 
@@ -679,7 +701,10 @@ class Gate:
         freeze_admin = (
             self.frozen(action.risk, now.at) is not None and user in self.policy.access.admins
         )
-        if user not in self.approvers(action.tool, action.requester) and not freeze_admin:
+        if (
+            user not in self.approvers(action.tool, action.requester, action.channel)
+            and not freeze_admin
+        ):
             return Ruling(
                 step=Step.DENY,
                 reason="you are not an approver for this action, so your click changed nothing",
@@ -733,14 +758,18 @@ class Gate:
         return None
 
     def may_edit(self, action: Action, user: str) -> str | None:
-        if user != action.requester and user not in self.approvers(action.tool, action.requester):
+        if user != action.requester and user not in self.approvers(
+            action.tool, action.requester, action.channel
+        ):
             return "only the requester or an approver may edit this action"
         if action.status != ActionStatus.AWAITING_APPROVAL:
             return f"this action is {_words(action.status)}; it can't be edited now"
         return None
 
     def may_reject(self, action: Action, user: str) -> str | None:
-        if user != action.requester and user not in self.approvers(action.tool, action.requester):
+        if user != action.requester and user not in self.approvers(
+            action.tool, action.requester, action.channel
+        ):
             return "only approvers or the requester may reject this"
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
             return f"this action is {_words(action.status)}; it can't be rejected now"
@@ -751,7 +780,7 @@ class Gate:
         medium actions; high and critical ones need an approver who is neither the
         requester nor the arguments' editor. Never while paused, only within the window."""
         risk = Risk(action.risk)
-        approver = user in self.approvers(action.tool, action.requester)
+        approver = user in self.approvers(action.tool, action.requester, action.channel)
         if risk in (Risk.HIGH, Risk.CRITICAL):
             if not approver or user in self.excluded(action):
                 return (

@@ -7,15 +7,17 @@ back to the model fenced as data (`bot/sanitize.as_data`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.chat import Chat
 from bot.plugins import PluginContext
-from bot.policy import SLACK_USER_ID, Risk
+from bot.policy import SLACK_USER_ID, Policy, Risk
 from bot.tools import Tool, ToolContext, ToolResult
-from storage.models import ActionStatus
+from storage.models import ActionStatus, utcnow
 from storage.repo import Store
 
 
@@ -96,6 +98,58 @@ def lookup_tools(store: Store | None, chat: Chat | None) -> list[Tool[Any]]:
     ]
 
 
+class OnCallArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rotation: str | None = Field(
+        default=None,
+        description="a rotation's name from the policy (omit it for every rotation)",
+        max_length=48,
+    )
+
+
+def oncall_tool(policy: Policy, clock: Callable[[], datetime] = utcnow) -> Tool[Any]:
+    """`who_is_on_call`: the policy's `[oncall.*]` rotations, who is on call now and until
+    when, and who is next (read-only)."""
+
+    def who(args: OnCallArgs, ctx: ToolContext) -> ToolResult:
+        names = sorted(policy.oncall) if args.rotation is None else [args.rotation]
+        if not policy.oncall:
+            return ToolResult(ok=True, output="no on-call rotation is configured")
+        unknown = [n for n in names if n not in policy.oncall]
+        if unknown:
+            known = ", ".join(sorted(policy.oncall))
+            return ToolResult(ok=False, output=f"no rotation {unknown[0]!r} (known: {known})")
+        now = clock()
+        rows = []
+        for name in names:
+            rotation = policy.oncall[name]
+            handover = rotation.next_handover(now)
+            rows.append(
+                {
+                    "rotation": name,
+                    "description": rotation.description,
+                    "on_call": rotation.on_call(now),
+                    "until": handover.astimezone(UTC).isoformat(timespec="minutes"),
+                    "next": rotation.on_call(handover),
+                }
+            )
+        return ToolResult(ok=True, output=json.dumps(rows))
+
+    return Tool(
+        name="who_is_on_call",
+        args=OnCallArgs,
+        run=who,
+        risk=Risk.LOW,
+        read_only=True,
+        timeout_s=5,
+        description=(
+            "Who is on call now in each of the policy's rotations, until when, and who is next"
+        ),
+        examples=({}, {"rotation": "primary"}),
+    )
+
+
 def tools(ctx: PluginContext) -> list[Tool[Any]]:
     """The `warden.tools` entry point of the read-only lookups."""
-    return lookup_tools(ctx.store, ctx.chat)
+    return [*lookup_tools(ctx.store, ctx.chat), oncall_tool(ctx.policy)]

@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +40,8 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+ONCALL_SOURCE = re.compile(r"^oncall:([a-z][a-z0-9_-]{0,47})$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Warden's own credentials: never handed to a runbook, even when asked for by name.
 SECRET_ENV = frozenset(
@@ -135,15 +137,57 @@ def _check_user_ids(ids: list[str], key: str) -> list[str]:
     return ids
 
 
+def _check_approver_sources(sources: list[str], key: str) -> list[str]:
+    """Approvers are people, named as user ids, Slack user groups (`S…`, their members) or
+    on-call rotations (`oncall:NAME`, whoever is on call at the moment of a click)."""
+    for source in sources:
+        if not (
+            SLACK_USER_ID.match(source)
+            or SLACK_GROUP_ID.match(source)
+            or ONCALL_SOURCE.match(source)
+        ):
+            raise ValueError(
+                f"{key}: {source!r} is not a Slack user id (U012ABCDEF), a user group id "
+                "(S012ABCDEF) or an on-call rotation (oncall:NAME)"
+            )
+    return sources
+
+
+class ChannelAccess(_Strict):
+    """`[access.channels.C…]`: who approves what is asked in that channel (a tool's own
+    `approvers` still win)."""
+
+    approvers: list[str]
+
+    @field_validator("approvers")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        return _check_approver_sources(value, "approvers")
+
+
 class Access(_Strict):
     admins: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
     admin_channel: str
+    channels: dict[str, ChannelAccess] = Field(default_factory=dict)
 
-    @field_validator("admins", "approvers")
+    @field_validator("admins")
     @classmethod
     def _ids(cls, value: list[str]) -> list[str]:
         return _check_user_ids(value, "user list")
+
+    @field_validator("approvers")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        return _check_approver_sources(value, "approvers")
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: dict[str, ChannelAccess]) -> dict[str, ChannelAccess]:
+        for channel in value:
+            if not SLACK_CHANNEL_ID.match(channel):
+                raise ValueError(f"{channel!r} is not a Slack channel id (like C0123ABCD)")
+        return value
 
     @field_validator("admin_channel")
     @classmethod
@@ -179,7 +223,7 @@ class ToolOverride(_Strict):
     @field_validator("approvers")
     @classmethod
     def _ids(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_user_ids(value, "approvers")
+        return None if value is None else _check_approver_sources(value, "approvers")
 
     @field_validator("channels")
     @classmethod
@@ -688,6 +732,47 @@ class UsagePolicy(_Strict):
 DEFAULT_OVERRIDES: dict[str, ToolOverride] = {"remember": ToolOverride(autonomy=Autonomy.AUTO)}
 
 
+class Rotation(_Strict):
+    """`[oncall.NAME]`: an on-call rotation — `people` take turns of `every`, the first from
+    `start` (an aware TOML datetime: the first handover). `oncall:NAME` names whoever is on
+    call as an approver; the `who_is_on_call` lookup reads it too."""
+
+    description: str = Field(default="", max_length=200)
+    people: list[str] = Field(min_length=1)
+    start: datetime
+    every: Duration = timedelta(days=7)
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, value: list[str]) -> list[str]:
+        return _check_user_ids(value, "people")
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("write the first handover with an offset (2026-01-05T09:00:00+01:00)")
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _turn(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1):
+            raise ValueError("a turn on call lasts at least 1h")
+        return value
+
+    def turn(self, at: datetime) -> int:
+        """The number of the turn in force at `at` (negative before `start`)."""
+        aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return (aware - self.start) // self.every
+
+    def on_call(self, at: datetime) -> str:
+        return self.people[self.turn(at) % len(self.people)]
+
+    def next_handover(self, at: datetime) -> datetime:
+        return self.start + self.every * (self.turn(at) + 1)
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEKLY = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -776,6 +861,25 @@ class Policy(_Strict):
     governor: GovernorPolicy = GovernorPolicy()
     usage: UsagePolicy = UsagePolicy()
     freeze: list[FreezeWindow] = Field(default_factory=list)
+    oncall: dict[str, Rotation] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rotations_exist(self) -> Policy:
+        places = [("access.approvers", self.access.approvers)]
+        places += [
+            (f"access.channels.{c}.approvers", a.approvers) for c, a in self.access.channels.items()
+        ]
+        places += [(f"tools.{t}.approvers", o.approvers or []) for t, o in self.tools.items()]
+        for key, sources in places:
+            for source in sources:
+                found = ONCALL_SOURCE.match(source)
+                if found and found.group(1) not in self.oncall:
+                    raise key_error(
+                        key,
+                        f"{source!r}: no [oncall.{found.group(1)}] rotation "
+                        f"(defined: {', '.join(sorted(self.oncall)) or 'none'})",
+                    )
+        return self
 
     @field_validator("runbooks", "endpoints")
     @classmethod
@@ -831,9 +935,15 @@ class Policy(_Strict):
     def override(self, tool: str) -> ToolOverride:
         return self.tools.get(tool) or DEFAULT_OVERRIDES.get(tool) or ToolOverride()
 
-    def approvers_for(self, tool: str) -> list[str]:
+    def approvers_for(self, tool: str, channel: str = "") -> list[str]:
+        """The approver sources for a call of `tool` asked in `channel`: the tool's own, else
+        the channel's, else `access.approvers` (people, groups and rotations: the gate turns
+        them into people)."""
         own = self.override(tool).approvers
-        return list(own) if own is not None else list(self.access.approvers)
+        if own is not None:
+            return list(own)
+        here = self.access.channels.get(channel)
+        return list(here.approvers) if here is not None else list(self.access.approvers)
 
     def max_risk(self, tool: str, declared: Risk) -> Risk:
         """The highest tier a call of `tool` can reach: its declared tier, raised by any
@@ -895,7 +1005,14 @@ class Policy(_Strict):
                     f"{where}: tool {tool!r} needs approval but nobody may approve it; "
                     'add Slack user ids, or set its autonomy to "suggest"'
                 )
-            if self.max_risk(tool, shape.risk) is Risk.CRITICAL and len(approvers) < 2:
+            # A user group's size is only known at run time (the gate counts its members
+            # then and refuses a call too few may approve); a rotation is one person at a time.
+            grouped = any(SLACK_GROUP_ID.match(a) for a in approvers)
+            if (
+                self.max_risk(tool, shape.risk) is Risk.CRITICAL
+                and not grouped
+                and len(approvers) < 2
+            ):
                 raise ConfigError(
                     f"{where}: tool {tool!r} can reach the critical tier, which needs two "
                     f"approvers other than the requester, but only {len(approvers)} is "

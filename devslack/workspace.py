@@ -137,6 +137,7 @@ class Workspace:
         suggestions: Iterable[str] = (),
         app_id: str = "A0WARDEN",
         admin_channel: str | None = None,
+        usergroups: dict[str, list[str]] | None = None,
     ) -> None:
         self.signing_secret = signing_secret
         self.bot_url = bot_url
@@ -148,6 +149,9 @@ class Workspace:
         self.channels = dict(channels or {"C0GENERAL": "general"})
         self.suggestions = list(suggestions)
         self.admin_channel = admin_channel
+        # User groups (`S…` → members), as usergroups.users.list answers; a test may change
+        # them while Warden runs (Warden caches them for a while).
+        self.usergroups: dict[str, list[str]] = {k: list(v) for k, v in (usergroups or {}).items()}
         self._cond = threading.Condition()
         self._calls: list[Call] = []
         self._messages: dict[str, list[JSON]] = {}
@@ -569,6 +573,16 @@ class Workspace:
         check_blocks(view.get("blocks"), MAX_BLOCKS_VIEW)
         self._homes[user] = {**view, "id": "VHOME" + user}
         return {"view": self._homes[user]}
+
+    def _m_usergroups_users_list(self, p: JSON) -> JSON:
+        group = str(p.get("usergroup") or "")
+        if not group:
+            raise SlackError("invalid_arguments")
+        with self._cond:
+            members = self.usergroups.get(group)
+        if members is None:
+            raise SlackError("no_such_subteam")
+        return {"users": list(members)}
 
     def _m_users_info(self, p: JSON) -> JSON:
         user = str(p.get("user") or "")

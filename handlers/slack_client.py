@@ -236,6 +236,11 @@ class SlackChat:
                     break
         return None
 
+    def usergroup_members(self, group: str) -> list[str]:
+        with refusals():
+            resp = self.client.usergroups_users_list(usergroup=group)
+        return [str(u) for u in resp.get("users") or [] if isinstance(u, str)]
+
     def channel_info(self, channel: str) -> ChannelInfo:
         with refusals():
             resp = self.client.conversations_info(channel=channel, include_num_members=True)

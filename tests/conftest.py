@@ -451,6 +451,7 @@ class RecordingChat:
     create_channel = find_channel = channel_info = _no_channels
     post_creation_note = creating_action = invite = kick = _no_channels
     set_topic = set_purpose = pin = unpin = archive = unarchive = _no_channels
+    usergroup_members = _no_channels
 
 
 @pytest.fixture

@@ -100,6 +100,7 @@ def test_tools_come_from_the_registry_with_schemas() -> None:
         "flush_cache",
         "list_pending_actions",
         "lookup_user",
+        "who_is_on_call",
         "post_message",
         "remember",
         "restart_service",

@@ -57,6 +57,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_list": ("channels:read", "groups:read"),
     "pins_add": ("pins:write",),
     "pins_remove": ("pins:write",),
+    "usergroups_users_list": ("usergroups:read",),
 }
 
 
