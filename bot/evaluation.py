@@ -77,6 +77,14 @@ EVAL_REFUSAL = "not_in_evaluation"  # the code EvalChat refuses every channel op
 
 # -- the case format -------------------------------------------------------------------------
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """Text a model, a cassette or a suite wrote, safe for a terminal and for XML: control
+    characters (ESC sequences, NUL, BEL…) are shown as escapes, never passed through."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -165,8 +173,11 @@ class Suite:
     def cassette_path(self, case: CaseSpec) -> Path:
         if case.cassette:
             return self.base / case.cassette
+        # Readable, and unique: names that differ only in punctuation or after the 80th
+        # character get files of their own.
         slug = re.sub(r"[^a-z0-9]+", "-", case.name.lower()).strip("-")[:80] or "case"
-        return self.base / "cassettes" / self.name / f"{slug}.json"
+        tag = hashlib.sha256(case.name.encode()).hexdigest()[:8]
+        return self.base / "cassettes" / self.name / f"{slug}-{tag}.json"
 
 
 def _parse_cases(raw: Any, source: str) -> list[CaseSpec]:
@@ -185,6 +196,8 @@ def _parse_cases(raw: Any, source: str) -> list[CaseSpec]:
             raise ConfigError(f"{source}: case {name!r}: {problems}") from None
         if case.name in seen:
             raise ConfigError(f"{source}: two cases are named {case.name!r}")
+        if printable(case.name) != case.name:
+            raise ConfigError(f"{source}: case {case.name!r}: a name has no control characters")
         seen.add(case.name)
         cases.append(case)
     return cases
@@ -200,11 +213,13 @@ def load_suite(where: str) -> Suite:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{where}: cannot read cases: {exc}") from None
         meta = data.pop("suite", {})
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{where}: [suite] must be a table (name = …, policy = …)")
         unknown = set(data) - {"case"} | set(meta) - {"name", "policy"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys: {', '.join(sorted(unknown))}")
         policy = path.parent / str(meta["policy"]) if "policy" in meta else None
-        return Suite(
+        return _suite(
             name=str(meta.get("name", path.stem)),
             source=where,
             base=path.parent,
@@ -222,13 +237,32 @@ def load_suite(where: str) -> Suite:
     meta = dict(meta) if isinstance(meta, Mapping) else {"name": meta}
     name = meta.get("name") or Path(where).stem.rsplit(".", 1)[-1]
     policy = meta.get("policy") or getattr(module, "POLICY", None)
-    return Suite(
+    try:
+        made = make()
+    except ConfigError:
+        raise
+    except Exception as exc:  # a case module is code: its failure is the suite's problem
+        raise ConfigError(f"{where}: cases() failed: {type(exc).__name__}: {exc}") from None
+    return _suite(
         name=str(name),
         source=where,
         base=base,
         policy=base / str(policy) if policy else None,
-        cases=_parse_cases(make(), where),
+        cases=_parse_cases(made, where),
     )
+
+
+def _suite(**fields: Any) -> Suite:
+    suite = Suite(**fields)
+    if not suite.cases:
+        # An emptied suite must not keep CI green.
+        raise ConfigError(f"{suite.source}: the suite has no cases")
+    if suite.policy is not None and not suite.policy.is_file():
+        raise ConfigError(
+            f"{suite.source}: its [suite] policy {suite.policy} does not exist "
+            "(the path is relative to the suite file)"
+        )
+    return suite
 
 
 def _import(where: str) -> Any:
@@ -246,8 +280,10 @@ def _import(where: str) -> Any:
             spec.loader.exec_module(module)
             return module
         return importlib.import_module(where)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import it: {exc}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # SyntaxError, or anything the module raises as it loads
+        raise ConfigError(f"{where}: cannot import it: {type(exc).__name__}: {exc}") from None
 
 
 # -- what a case produced --------------------------------------------------------------------
@@ -668,7 +704,7 @@ def _observe(
         ran=sorted({a.tool for a in actions if _outcome(a) == "run"}),
     )
     if not actions:
-        detail = req.answer or ""
+        detail = printable(req.answer or "")
         if req.status == RequestStatus.FAILED:
             return spent.model_copy(
                 update={"outcome": "error", "detail": detail, "problem": detail}
@@ -686,9 +722,9 @@ def _observe(
         args = dict(core.privacy.real_args(action))
     except Exception:
         args = json.loads(action.args_json)
-    detail = action.status_note or action.rationale or ""
+    detail = printable(action.status_note or action.rationale or "")
     if edit_refused is not None and case.edit is not None:
-        outcome, detail = "refuse", f"the edit was refused: {edit_refused}"
+        outcome, detail = "refuse", printable(f"the edit was refused: {edit_refused}")
     return spent.model_copy(
         update={
             "outcome": outcome,
@@ -726,9 +762,9 @@ class Check(Evaluator[CaseSpec, Observed, None]):
         if out.problem and self.key != "outcome":
             return {}
         if out.problem:
-            return EvaluationReason(value=False, reason=out.problem)
+            return EvaluationReason(value=False, reason=printable(out.problem))
         why = self.check(expect, out)
-        return EvaluationReason(value=why is None, reason=why or "ok")
+        return EvaluationReason(value=why is None, reason=printable(why or "ok"))
 
     def applies(self, expect: Expect) -> bool:
         return getattr(expect, self.key) is not None
@@ -1032,7 +1068,7 @@ def run_suite(
         policy_file=str(path),
         policy_version=policy.version,
         prompt_hash=prompt_hash(policy, model),
-        model=model,
+        model=model if model == "alias" else f"{model} ({settings.warden_model})",
         cases=results,
         report=report,
     )
@@ -1081,22 +1117,36 @@ def junit_xml(results: Sequence[SuiteResult]) -> bytes:
 # -- baselines and thresholds ----------------------------------------------------------------
 
 
-def load_thresholds(path: Path) -> dict[str, float]:
-    """`[suite.NAME] min_pass_rate = 0.9` per suite; `[default] min_pass_rate`."""
+def load_thresholds(path: Path, *, required: bool = False) -> dict[str, float]:
+    """`[suite.NAME] min_pass_rate = 0.9` per suite; `[default] min_pass_rate`. A file
+    named on the command line (`required`) must exist; the default one may not."""
     if not path.is_file():
+        if required:
+            raise ConfigError(f"{path}: no such thresholds file")
         return {}
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+    def rate(value: object, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ConfigError(f"{path}: {key} must be a number from 0 to 1, not {value!r}")
+        return float(value)
+
+    unknown = set(data) - {"default", "suite"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys: {', '.join(sorted(unknown))}")
+    default, suites = data.get("default", {}), data.get("suite", {})
+    if not isinstance(default, dict) or not isinstance(suites, dict):
+        raise ConfigError(f"{path}: [default] and [suite.NAME] must be tables")
     out: dict[str, float] = {}
-    default = data.get("default", {}).get("min_pass_rate")
-    if default is not None:
-        out["*"] = float(default)
-    for name, table in dict(data.get("suite", {})).items():
+    if "min_pass_rate" in default:
+        out["*"] = rate(default["min_pass_rate"], "default.min_pass_rate")
+    for name, table in suites.items():
         if not isinstance(table, dict) or "min_pass_rate" not in table:
             raise ConfigError(f"{path}: suite.{name} needs min_pass_rate")
-        out[str(name)] = float(table["min_pass_rate"])
+        out[str(name)] = rate(table["min_pass_rate"], f"suite.{name}.min_pass_rate")
     return out
 
 
@@ -1105,7 +1155,18 @@ def load_baseline(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the baseline: {exc}") from None
-    if not isinstance(data, dict) or data.get("warden_eval") != REPORT_VERSION:
+    suites = data.get("suites") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("warden_eval") != REPORT_VERSION
+        or not isinstance(suites, list)
+        or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("cases"), list)
+            and all(isinstance(c, dict) for c in s["cases"])
+            for s in suites
+        )
+    ):
         raise ConfigError(f"{path}: not a `warden eval --json` report")
     return data
 

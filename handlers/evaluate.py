@@ -59,6 +59,19 @@ def run_eval(
     console = console or Console()
     if len(policies) > 2:
         raise ConfigError("--policy: give one policy, or two (OLD NEW) to review a change")
+    if len(policies) == 2 and (record or baseline or json_path or junit_path or thresholds):
+        raise ConfigError(
+            "a policy review (--policy OLD --policy NEW) prints the decisions that change; "
+            "--record, --baseline, --json, --junit and --thresholds apply to a normal run"
+        )
+    for option, target in (("--json", json_path), ("--junit", junit_path)):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise ConfigError(f"{option} {target}: its directory does not exist")
+    # Read what the run will be judged by before running anything, so a typo costs nothing.
+    limits = load_thresholds(
+        Path(thresholds) if thresholds else DEFAULT_THRESHOLDS, required=thresholds is not None
+    )
+    before = load_baseline(Path(baseline)) if baseline else None
     suites = [load_suite(c) for c in cases]
     if len(policies) == 2:
         return _review(settings, suites, policies, model, concurrency, console)
@@ -69,14 +82,12 @@ def run_eval(
         )
         for s in suites
     ]
-    before = load_baseline(Path(baseline)) if baseline else None
     for result in results:
         _print_suite(result, console, before)
     if json_path:
         Path(json_path).write_text(json.dumps(report_json(results), indent=1) + "\n")
     if junit_path:
         Path(junit_path).write_bytes(junit_xml(results))
-    limits = load_thresholds(Path(thresholds) if thresholds else DEFAULT_THRESHOLDS)
     problems = regressions(results, before, limits)
     passed = sum(r.passed for r in results)
     total = sum(len(r.cases) for r in results)

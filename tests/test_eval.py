@@ -8,8 +8,9 @@ Claude is `tests/anthropic_stub.py`: a real HTTP server the real SDK talks to, r
 reads them: the exit code, the terminal table (made wide with `COLUMNS`, so a reason is one
 line), the `--json` report and the `--junit` XML parsed with `xml.etree`.
 
-Tests marked `xfail(strict=True)` show defects found while writing these tests; each says
-what goes wrong in its reason.
+Many of these pinned defects found by trying it this way (tracebacks on malformed suites,
+thresholds and baselines; colliding cassette names; control characters reaching JUnit and the
+terminal; an emptied suite passing); each failed before its fix.
 """
 
 from __future__ import annotations
@@ -449,31 +450,18 @@ MALFORMED = [
         "def cases(:\n    return []\n",
         ["syntax"],
         id="py-syntax-error",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="a case module with a syntax error escapes as a SyntaxError traceback "
-            "(load_suite catches only ImportError)",
-        ),
     ),
     pytest.param(
         "raises.py",
         "def cases():\n    raise RuntimeError('boom: no inventory')\n",
         ["boom: no inventory"],
         id="cases()-raises",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="an exception raised by a module's cases() escapes as a traceback",
-        ),
     ),
     pytest.param(
         "suiteint.toml",
         "suite = 5\n" + _GOOD_CASE,
         ["suite"],
         id="suite-not-a-table",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="`suite = 5` crashes load_suite with TypeError: 'int' object is not iterable",
-        ),
     ),
 ]
 
@@ -502,11 +490,6 @@ def test_a_malformed_suite_is_a_clear_error_naming_it(
     assert "cases passed" not in out, "a malformed suite is refused before anything runs"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='`suite = "demo"` (a string, not a table) is reported as unknown keys made of '
-    "the string's letters: `unknown keys: d, e, m, o`",
-)
 def test_a_suite_key_that_is_not_a_table_is_named_as_such(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -518,12 +501,6 @@ def test_a_suite_key_that_is_not_a_table_is_named_as_such(
     assert "unknown keys: d, e, m, o" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a suite whose [suite] policy does not exist is reported as "
-    "'<policy>: policy file not found (set WARDEN_CONFIG or create warden.toml)': the suite "
-    "that names it is not mentioned, and WARDEN_CONFIG cannot help (a suite's own policy wins)",
-)
 def test_a_missing_suite_policy_names_the_suite(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -540,11 +517,6 @@ def test_a_missing_suite_policy_names_the_suite(
     assert "WARDEN_CONFIG" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a suite with no cases (an emptied file, or a module whose cases() returns []) "
-    "checks nothing and still exits 0 with '0 of 0 cases passed'",
-)
 def test_a_suite_with_no_cases_does_not_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -643,6 +615,13 @@ def test_a_recorded_answer_is_replayed_byte_for_byte(tmp_path: Path) -> None:
     assert player.problem == "recorded request changed: messages[0].content[0].text (request #1)"
 
 
+def cassette_of(suite_file: Path, name: str) -> Path:
+    """Where a suite's case keeps its cassette (`Suite.cassette_path`)."""
+    suite = load_suite(str(suite_file))
+    (found,) = [c for c in suite.cases if c.name == name]
+    return suite.cassette_path(found)
+
+
 def test_record_then_replay_offline_and_say_what_changed(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -686,10 +665,10 @@ def test_record_then_replay_offline_and_say_what_changed(
     )
     assert code == 0, out + err
     assert len(stub.seen) == 3 and all(API_KEY in sent_key(s.headers) for s in stub.seen)
-    cassette = tmp_path / "cassettes" / "rec" / "free-form-restart.json"
+    cassette = cassette_of(suite, "free-form restart")
     assert cassette.is_file(), sorted(str(p) for p in tmp_path.rglob("*.json"))
-    assert not (cassette.parent / "by-alias.json").exists(), "no model call, no cassette"
-    assert len(json.loads((cassette.parent / "looks-it-up.json").read_text())["interactions"]) == 2
+    assert not cassette_of(suite, "by alias").exists(), "no model call, no cassette"
+    assert len(json.loads(cassette_of(suite, "looks it up").read_text())["interactions"]) == 2
     recorded = json.loads(cassette.read_text())["interactions"]
     assert len(recorded) == 1
     (sent,) = [s.body for s in stub.seen if "kick it" in first_text(s.body)]
@@ -698,7 +677,7 @@ def test_record_then_replay_offline_and_say_what_changed(
     assert answer["content"][0]["name"] == "restart_service"
     assert API_KEY not in cassette.read_text()
     live = only_suite(json.loads(live_json.read_text()))
-    assert live["model"] == "live"
+    assert live["model"].startswith("live (claude")
     assert live["prompt_hash"] == prompt_hash(load_policy(policy), "live")
 
     # Replay: offline — the stub is gone, the key unset, ANTHROPIC_BASE_URL still points at
@@ -717,7 +696,7 @@ def test_record_then_replay_offline_and_say_what_changed(
     assert rows(out)["by alias"][0] == "PASS"
     assert rows(out)["looks it up"][0] == "PASS"
     replayed = only_suite(json.loads(replay_json.read_text()))
-    assert replayed["model"] == "replay"
+    assert replayed["model"].startswith("replay (claude")
     for key in ("policy_version", "prompt_hash"):
         assert replayed[key] == live[key]
     seen = case_of(replayed, "free-form restart")["observed"]
@@ -778,7 +757,7 @@ def test_record_then_replay_offline_and_say_what_changed(
     )
     code, out, _ = warden_eval(capsys, "--model", "replay", str(fresh))
     assert code == 1
-    missing = tmp_path / "cassettes" / "fresh" / "never-recorded.json"
+    missing = cassette_of(fresh, "never recorded")
     assert rows(out)["never recorded"] == (
         "FAIL",
         "error",
@@ -789,12 +768,6 @@ def test_record_then_replay_offline_and_say_what_changed(
     assert code == 0, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cassette file names are the case name slugged and cut to 80 characters, so two "
-    "cases share one cassette when their names differ only in punctuation or after the 80th "
-    "character (26 pairs in evals/injections.py): recording one overwrites the other",
-)
 def test_every_shipped_case_has_a_cassette_of_its_own() -> None:
     for name in SHIPPED:
         suite = load_suite(str(EVALS / name))
@@ -802,12 +775,6 @@ def test_every_shipped_case_has_a_cassette_of_its_own() -> None:
         assert len(set(paths)) == len(paths), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two cases whose names slug alike ('kick: checkout', 'kick checkout') record into "
-    "one cassette: the one recorded last overwrites the other, whose replay then fails with "
-    "'recorded request changed: messages[0].content[0].text'",
-)
 def test_two_recorded_cases_replay_their_own_answers(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -942,12 +909,6 @@ def test_a_model_that_proposes_a_forbidden_tool_fails_the_case(
     assert len(stub.seen) == 5 and stub.unscripted == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a --model live report is stamped `model: live` only: the Claude model that "
-    "answered (WARDEN_MODEL) appears nowhere in the JSON report, so reports and baselines "
-    "from different Claude models cannot be told apart",
-)
 def test_a_live_report_names_the_claude_model(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -1038,12 +999,6 @@ def test_json_and_junit_reports_are_stamped_and_count_failures_and_errors(
     assert float(cases["passes"].get("time") or "nan") > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="control characters in a model's answer (ESC, NUL, BEL) reach the JUnit failure "
-    "message verbatim, so --junit writes XML that is not well-formed and CI cannot read it "
-    "(a case name with a control character, from a Python suite, does the same)",
-)
 def test_junit_stays_well_formed_whatever_the_model_says(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stub: AnthropicStub
 ) -> None:
@@ -1058,12 +1013,6 @@ def test_junit_stays_well_formed_whatever_the_model_says(
     assert ts.get("failures") == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a model's answer is printed into the terminal table with its escape sequences "
-    "(ESC [ … m) and NULs intact, so a model (or a cassette) can recolour, move the cursor "
-    "over or rewrite the report a person reads",
-)
 def test_the_terminal_report_does_not_pass_on_the_models_escape_sequences(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stub: AnthropicStub
 ) -> None:
@@ -1165,22 +1114,12 @@ def test_thresholds_per_suite_default_and_the_working_directory_file(
     assert "1 of 2 cases passed" in out
 
 
-_THRESHOLDS_CRASH = pytest.mark.xfail(
-    strict=True,
-    reason="a malformed thresholds file (a rate that is not a number, `default` that is not "
-    "a table) escapes as a ValueError/AttributeError traceback after every suite has run, "
-    "instead of a configuration error naming the file",
-)
-
-
 @pytest.mark.parametrize(
     "thresholds",
     [
         pytest.param("[suite]\nhalf = 0.5\n", id="suite-entry-not-a-table"),
-        pytest.param(
-            '[default]\nmin_pass_rate = "high"\n', id="not-a-number", marks=_THRESHOLDS_CRASH
-        ),
-        pytest.param("default = 0.5\n", id="default-not-a-table", marks=_THRESHOLDS_CRASH),
+        pytest.param('[default]\nmin_pass_rate = "high"\n', id="not-a-number"),
+        pytest.param("default = 0.5\n", id="default-not-a-table"),
     ],
 )
 def test_a_malformed_thresholds_file_is_a_clear_error(
@@ -1196,12 +1135,6 @@ def test_a_malformed_thresholds_file_is_a_clear_error(
     assert str(path) in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--thresholds naming a file that does not exist is silently ignored: every suite "
-    "is then held to 100% and the report says 'below its threshold 100.0%', never that the "
-    "thresholds file was not found",
-)
 def test_a_thresholds_file_that_does_not_exist_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1227,21 +1160,11 @@ def test_a_thresholds_file_that_does_not_exist_is_an_error(
         pytest.param(
             '{"warden_eval": 1, "suites": "all of them"}',
             "baseline",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a baseline whose `suites` is not a list of tables crashes with "
-                "AttributeError: 'str' object has no attribute 'get'",
-            ),
             id="suites-not-a-list",
         ),
         pytest.param(
             '{"warden_eval": 1, "suites": [{"name": "b", "cases": [1]}]}',
             "baseline",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a baseline whose cases are not tables crashes with AttributeError: "
-                "'int' object has no attribute 'get'",
-            ),
             id="cases-not-tables",
         ),
     ],
@@ -1261,11 +1184,6 @@ def test_a_baseline_that_is_not_a_report_is_a_clear_error(
 
 
 @pytest.mark.parametrize("option", ["--json", "--junit"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="a --json/--junit path whose directory does not exist raises FileNotFoundError "
-    "(a traceback) after every suite has run, and the run's results are lost",
-)
 def test_a_report_path_that_cannot_be_written_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
 ) -> None:
@@ -1361,11 +1279,6 @@ def test_policy_review_of_the_same_policy_changes_nothing_but_names_broken_cases
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a policy review (--policy OLD --policy NEW) silently ignores --json, --junit, "
-    "--baseline and --record: no file is written and nothing says the option did nothing",
-)
 def test_policy_review_does_not_silently_drop_the_json_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
