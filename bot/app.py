@@ -7,7 +7,9 @@ else constructs these pieces, so there is one way the bot is wired.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from bot.settings import Settings, insecure_dev_data_key
 from bot.tools import ToolRegistry
 from bot.workers import Workers
 from storage.db import Database
+from storage.models import utcnow
 from storage.repo import Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ def build_registry(
     store: Store | None = None,
     chat: Chat | None = None,
     data_key: bytes | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> ToolRegistry:
     """Every plugin's tools (Warden's built-ins, lookups and memory tools among them: they
     register through the same entry points, bot/plugins.py) and one tool per runbook and per
@@ -49,7 +53,7 @@ def build_registry(
         Detector(policy.redaction), Sealer(data_key or insecure_dev_data_key()), store
     )
     builtin = load_tools(
-        PluginContext(policy=policy, store=store, chat=chat, lasting=privacy.lasting)
+        PluginContext(policy=policy, store=store, chat=chat, lasting=privacy.lasting, clock=clock)
     )
     for kind, name in [
         *(("runbooks", n) for n in policy.runbooks),
@@ -146,7 +150,9 @@ def build(
     if upgrade:
         db.upgrade()
     store = Store(db)
-    registry = build_registry(policy, store, chat, settings.data_key())
+    registry = build_registry(
+        policy, store, chat, settings.data_key(), lifecycle_kwargs.get("clock", utcnow)
+    )
     workers = Workers(policy.workers.planners, policy.workers.executors)
     lifecycle = Lifecycle(
         policy=policy,

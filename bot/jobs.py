@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.incidents import remind_due_incidents
 from bot.tasks import fire_due_reminders
 from storage.outbox import HEARTBEAT_EVERY
 
@@ -127,6 +128,14 @@ def fire_reminders(instance: str) -> int:
     return fire_due_reminders(lifecycle.core) if lifecycle is not None else 0
 
 
+def remind_incident_leads(instance: str) -> int:
+    """The lead of an open incident with no status update for `[incidents]
+    status_update_every` is reminded in its channel, once however many replicas run this (a
+    conditional update of the incident's `next_reminder_at` decides, `bot/incidents.py`)."""
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return remind_due_incidents(lifecycle.core) if lifecycle is not None else 0
+
+
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
@@ -158,6 +167,7 @@ JOBS = [
     Job(func="bot.jobs:forget_old_events", seconds=3600),
     Job(func="bot.jobs:forget_personal_data", seconds=300),
     Job(func="bot.jobs:fire_reminders", seconds=15),
+    Job(func="bot.jobs:remind_incident_leads", seconds=30),
     Job(func="bot.jobs:publish_audit_anchor", daily_at="00:05"),
     Job(func="bot.jobs:evaluate_alerts", every_minute=True),
 ]

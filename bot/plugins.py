@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from importlib import metadata
 from typing import Any
 
@@ -35,6 +36,7 @@ from bot.chat import Chat
 from bot.errors import ConfigError
 from bot.policy import Policy, Risk
 from bot.tools import Tool, ToolRegistry
+from storage.models import utcnow
 from storage.repo import Store
 
 GROUP = "warden.tools"
@@ -57,6 +59,9 @@ class PluginContext:
     # Turns text a tool stores for good into its lasting, masked form (personal data becomes
     # a keyed placeholder): memory uses it; other tools that keep people's words should too.
     lasting: Callable[[str], str] = str
+    # Warden's clock (the Lifecycle's): tools that date or schedule things read it, so a
+    # test's clock moves them as it moves the jobs.
+    clock: Callable[[], datetime] = utcnow
 
 
 @dataclass(kw_only=True, frozen=True)

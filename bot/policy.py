@@ -727,6 +727,21 @@ class UsagePolicy(_Strict):
         return self
 
 
+class IncidentsPolicy(_Strict):
+    """`[incidents]`: while an incident is open and no status update was posted for
+    `status_update_every`, Warden reminds its lead in the incident channel (once across
+    replicas, then again each `status_update_every` without one)."""
+
+    status_update_every: Duration = timedelta(minutes=30)
+
+    @field_validator("status_update_every")
+    @classmethod
+    def _not_a_flood(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m: a reminder more often is noise")
+        return value
+
+
 # Tools whose default differs from `approve`: a `remember` runs at once (its author sees it on
 # the card and can forget it), unless the taint rule asks for the author's click.
 DEFAULT_OVERRIDES: dict[str, ToolOverride] = {"remember": ToolOverride(autonomy=Autonomy.AUTO)}
@@ -862,6 +877,7 @@ class Policy(_Strict):
     usage: UsagePolicy = UsagePolicy()
     freeze: list[FreezeWindow] = Field(default_factory=list)
     oncall: dict[str, Rotation] = Field(default_factory=dict)
+    incidents: IncidentsPolicy = IncidentsPolicy()
 
     @model_validator(mode="after")
     def _rotations_exist(self) -> Policy:

@@ -30,6 +30,7 @@ SUGGESTIONS = [
     "@warden flush sessions cache",
     "@warden scale search in prod to 6",
     "@warden announce lunch is here",
+    "@warden declare incident sev2 checkout is slow",
     "/warden status",
     "/pause deploy freeze",
 ]

@@ -7,8 +7,10 @@ the running Warden processes and their heartbeats; `outbox` holds every Slack me
 owes, written in the same transaction as the change that caused it; `job_run` records which
 once-per-deployment job ran for which period; `fact` is Warden's memory: typed facts with
 validity intervals (queries in `storage/memory.py`); `task` and `reminder` are the to-dos and
-reminders people keep in channels (queries in `storage/tasks.py`). `control` and `audit_head`
-are single rows seeded by the migrations, so no writer ever has to create them.
+reminders people keep in channels (queries in `storage/tasks.py`); `incident` and
+`incident_event` are the incidents Warden declared and their timelines (queries in
+`storage/incidents.py`). `control` and `audit_head` are single rows seeded by the migrations,
+so no writer ever has to create them.
 """
 
 from __future__ import annotations
@@ -521,3 +523,70 @@ class Reminder(SQLModel, table=True):
     cancelled_by: str | None = Field(default=None, max_length=32)
     last_fired_at: datetime | None = None
     fired_count: int = 0
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"  # its declaration was undone, or its channel could not be made
+
+
+class Incident(SQLModel, table=True):
+    """An incident Warden declared; its id is its number ("INC-12"), never reused.
+
+    The row is stored before its channel is created, unique on the declaring `action_id`, so
+    a retried declaration finds it (and the `channel_name` it chose, kept for good so a
+    retry after midnight asks Slack for the same name). `channel` is set once the channel
+    exists. `next_reminder_at` is when the lead is next reminded to post a status update:
+    claimed by a conditional update (`claim_incident_reminder`), None once it is no longer
+    open. `resolved_by_action` is the action that resolved it: only that action's undo
+    reopens it. Titles and summaries are kept in their lasting form (personal data as keyed
+    placeholders)."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        UniqueConstraint("action_id", name="uq_incident_action"),
+        Index("ix_incident_status", "status"),
+        Index("ix_incident_next_reminder", "next_reminder_at"),
+        Index("ix_incident_channel", "channel"),
+        # People type incident numbers ("incident 12"): never reuse a deleted one.
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    severity: str = Field(max_length=8)
+    status: str = Field(default=IncidentStatus.OPEN, max_length=16)
+    private: bool = False
+    channel_name: str = Field(max_length=80)
+    channel: str | None = Field(default=None, max_length=32)
+    lead: str = Field(max_length=32)
+    comms: str | None = Field(default=None, max_length=32)
+    created_by: str = Field(max_length=32)
+    action_id: str = Field(max_length=32)
+    declared_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by_action: str | None = Field(default=None, max_length=32)
+    summary: str | None = Field(default=None, sa_column=Column(Text))
+    last_update_at: datetime
+    next_reminder_at: datetime | None = None
+
+
+class IncidentEvent(SQLModel, table=True):
+    """One entry of an incident's timeline: declared, a role or severity change, a status
+    update, a note, resolved, reopened, cancelled. Unique on (action_id, kind): a retried
+    call finds the entry its first run wrote instead of writing a second (an undo writes its
+    own kind, e.g. `severity_restored`). `text` is in its lasting form."""
+
+    __tablename__ = "incident_event"
+    __table_args__ = (
+        UniqueConstraint("action_id", "kind", name="uq_incident_event_action_kind"),
+        Index("ix_incident_event_incident_at", "incident_id", "at"),
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id")
+    at: datetime
+    kind: str = Field(max_length=24)
+    author: str = Field(max_length=32)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    action_id: str | None = Field(default=None, max_length=32)

@@ -28,6 +28,7 @@ from storage.audit import Problem
 from storage.checks import CheckQueries
 from storage.db import Database
 from storage.feedback import FeedbackQueries
+from storage.incidents import IncidentQueries
 from storage.memory import MemoryQueries
 from storage.metrics import MetricsQueries
 from storage.models import (
@@ -191,6 +192,7 @@ class Store(
     VaultQueries,
     MetricsQueries,
     FeedbackQueries,
+    IncidentQueries,
     CheckQueries,
     AlertQueries,
     TaskQueries,
