@@ -74,7 +74,7 @@ SCOPES = {
     "channels:read": "channel tools: a channel's details, finding a channel by name (public)",
     "groups:read": "channel tools: the same for private channels",
     "pins:write": "the pin_message tool",
-    "usergroups:read": "user groups named as approvers (access.approvers = [\"S…\"])",
+    "usergroups:read": 'user groups named as approvers (access.approvers = ["S…"])',
 }
 
 

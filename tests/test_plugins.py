@@ -181,7 +181,7 @@ def test_built_ins_lookups_and_memory_each_come_from_their_entry_point(
     everything = {t.name: t for t in load_tools(PluginContext(policy=policy))}
     came_from = {
         "messages": {"post_message"},
-        "lookups": {"list_pending_actions", "lookup_user"},
+        "lookups": {"list_pending_actions", "lookup_user", "who_is_on_call"},
         "memory": {"remember", "search_memory"},
     }
     for name, tools in came_from.items():
