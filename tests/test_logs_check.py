@@ -233,6 +233,17 @@ def _policy(tmp_path: Path, instructions: str = "") -> Path:
 
 
 @pytest.fixture
+def few_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warden with only its first built-ins (messages, lookups, memory): a prefix between
+    Sonnet's and Haiku's caching minimums (the full tool set is long enough for any model)."""
+    from bot import plugins
+
+    first = {"messages", "lookups", "memory"}
+    mine = [p for p in plugins.discover() if p.builtin and p.name in first]
+    monkeypatch.setattr(plugins, "discover", lambda: list(mine))
+
+
+@pytest.fixture
 def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "WARDEN_MODEL", "WARDEN_LOG_FORMAT"):
         monkeypatch.delenv(name, raising=False)
@@ -278,13 +289,14 @@ def test_check_warns_when_the_cached_prefix_is_too_short(
     monkeypatch: pytest.MonkeyPatch,
     anthropic_stub: AnthropicStub,
     no_key: None,
+    few_tools: None,
 ) -> None:
     if counted:
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic_stub.url)
     how = "counted by the API" if counted else "estimate (no ANTHROPIC_API_KEY)"
 
-    # Haiku needs 2 048 tokens: the built-in tools and the system prompt alone fall short.
+    # Haiku needs 2 048 tokens: these tools and the system prompt alone fall short.
     monkeypatch.setenv("WARDEN_MODEL", "claude-haiku-4-5")
     out, err = _check(tmp_path, capsys)
     assert f"{how}; claude-haiku-4-5 caches from 2048" in out
@@ -323,6 +335,7 @@ def test_check_falls_back_to_the_estimate_when_counting_fails(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     no_key: None,
+    few_tools: None,
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens
