@@ -1,4 +1,4 @@
-"""Approvals: what people's clicks on a card do — Approve, Edit, Reject, Undo.
+"""Approvals: what people's clicks on a card do — Approve, Edit, Reject, Undo, Cancel.
 
 Every click asks the gate again against the state now (`Core.now`): who may, four eyes,
 two-of-N, previews, autonomy, pause, expiry, a changed policy. This module only carries out
@@ -398,6 +398,38 @@ class Approvals:
                 "already undone).",
             )
         return Reply(ok=True)
+
+    # -- Cancel -----------------------------------------------------------------------------
+
+    @scoped
+    def cancel(self, action_id: str, revision: int, user: str) -> Reply:
+        """A Cancel click on a running command: the gate rules who may; the request is
+        recorded in the database (the first click wins), and whichever replica runs the
+        command stops its process group within a second or so. A click that arrives after
+        the run ended changes nothing and says so."""
+        core = self.core
+        found = self._clicked(
+            action_id, revision, lambda a: core.gate.may_cancel(a, user, core.now()), "cancel"
+        )
+        if isinstance(found, Reply):
+            return found
+        action = found
+        if self.execution.request_cancel(action, user):
+            return Reply(
+                ok=True,
+                text=f"Stopping *{action.tool}*: SIGTERM now, SIGKILL if it is still running "
+                "a few seconds later. The card says when it has stopped.",
+            )
+        now = core.store.get_action(action.id)
+        if now is not None and now.status == ActionStatus.EXECUTING and now.cancel_requested_by:
+            return Reply(
+                ok=False, text=f"<@{now.cancel_requested_by}> already cancelled it; it is stopping."
+            )
+        ended = now.status.replace("_", " ") if now is not None else "gone"
+        return Reply(
+            ok=False,
+            text=f"It had already ended ({ended}) when your click arrived, so nothing was stopped.",
+        )
 
 
 def _field_errors(message: str, tool: str, fields: list[str]) -> dict[str, str]:

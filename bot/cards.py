@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from bot.gate import FEEDBACK_ON
 from bot.memory import REMEMBER
 from bot.policy import Risk
-from storage.models import Action, ActionStatus
+from storage.models import UNDOABLE, Action, ActionStatus
 
 
 class Intent(StrEnum):
@@ -28,6 +28,7 @@ class Intent(StrEnum):
     EDIT = "edit"
     REJECT = "reject"
     UNDO = "undo"
+    CANCEL = "cancel"  # stop a running command
     VOTE_UP = "vote_up"  # feedback on an action that has ended
     VOTE_DOWN = "vote_down"
 
@@ -60,6 +61,7 @@ STATUS_LINE = {
     ActionStatus.UNDOING: ":leftwards_arrow_with_hook: Undoing",
     ActionStatus.UNDONE: ":leftwards_arrow_with_hook: Undone",
     ActionStatus.UNDO_FAILED: ":x: Undo failed",
+    ActionStatus.CANCELLED: ":octagonal_sign: Cancelled",
 }
 
 SHOWS_RESULT = (
@@ -68,6 +70,15 @@ SHOWS_RESULT = (
     ActionStatus.UNDONE,
     ActionStatus.UNDO_FAILED,
     ActionStatus.NEEDS_REVIEW,
+    ActionStatus.CANCELLED,
+)
+
+CANCEL_BUTTON = Button(
+    intent=Intent.CANCEL,
+    label="Cancel",
+    style="danger",
+    confirm="Stop this command? Its processes get SIGTERM, then SIGKILL; what it has already "
+    "done stays done.",
 )
 
 
@@ -128,6 +139,13 @@ class Card:
     # Once it has ended: 👍 / 👎 buttons and the tallies so far (None: no feedback yet).
     feedback_buttons: tuple[Button, ...] = ()
     feedback: tuple[int, int] | None = None
+    # A live run: how long it has been running (or ran, once stopped), e.g. "1 min 05 s",
+    # and the last lines of its output so far (untrusted: command output).
+    running_for: str | None = None
+    progress: str | None = None
+    # Who clicked Cancel (a Slack user id), while it stops, once it was stopped, or when the
+    # click came as it was ending anyway (then nothing was stopped).
+    cancel_by: str | None = None
 
     @property
     def summary(self) -> str:
@@ -160,10 +178,12 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
             Button(intent=Intent.REJECT, label="Reject", style="danger"),
         ]
     elif (
-        status is ActionStatus.SUCCEEDED
-        and action.undo_until is not None
-        and action.undo_until > now
+        status is ActionStatus.EXECUTING
+        and facts.command is not None  # a runbook: its process group can be stopped
+        and action.cancel_requested_by is None
     ):
+        buttons.append(CANCEL_BUTTON)
+    elif status in UNDOABLE and action.undo_until is not None and action.undo_until > now:
         # Undoing a `remember` forgets the fact: the author's "Forget it" at once.
         buttons.append(
             Button(intent=Intent.UNDO, label="Forget" if action.tool == REMEMBER else "Undo")
@@ -179,6 +199,7 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         )
         else None
     )
+    running = _running_for(action, status, now)
     return Card(
         action_id=action.id,
         revision=action.revision,
@@ -201,7 +222,8 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         if status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED)
         else None,
         preview=action.preview,
-        status_line=STATUS_LINE[status],
+        status_line=STATUS_LINE[status]
+        + (f" for {running}" if status is ActionStatus.EXECUTING and running else ""),
         decided_by=decided,
         note=action.status_note,
         result=action.result if status in SHOWS_RESULT and action.result is not None else None,
@@ -217,4 +239,34 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         check_note=action.verify_note,
         feedback_buttons=FEEDBACK_BUTTONS if status in FEEDBACK_ON else (),
         feedback=facts.feedback if status in FEEDBACK_ON else None,
+        running_for=running,
+        progress=(action.progress or "") if status is ActionStatus.EXECUTING else None,
+        cancel_by=action.cancel_requested_by,
     )
+
+
+def _running_for(action: Action, status: ActionStatus, now: datetime) -> str | None:
+    """How long a running action has been running, or a cancelled one ran (None otherwise)."""
+    if action.started_at is None:
+        return None
+    if status is ActionStatus.EXECUTING:
+        end = now
+    elif status is ActionStatus.CANCELLED and action.finished_at is not None:
+        end = action.finished_at
+    else:
+        return None
+    return duration_text((_aware(end) - _aware(action.started_at)).total_seconds())
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def duration_text(seconds: float) -> str:
+    """A running time in words: "12 s", "3 min 04 s", "1 h 02 min"."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"

@@ -5,6 +5,14 @@ a runbook's outcome check (`verify`) and the agent loop's read-only lookups are 
 it — so timeouts, redaction, truncation and auditing happen once, here. `Execution` claims an
 approved action (asking the gate again first), runs it through the executor and records how
 it ended, exactly once; it claims and records due outcome checks the same way.
+
+Live runs: while an action runs, the executor's thread that waits for it calls a `LiveCard`
+every `WATCH_EVERY` seconds. It reads the action's Cancel request (set in the database by
+whichever replica took the click, so a click anywhere reaches the replica running it) and
+pulls the run's stop switch (`bot.runbooks.LiveRun`); every `PROGRESS_EVERY` seconds it
+stores the command's last lines (redacted and masked like any output) and owes the card a
+refresh — one in flight at most — so the card shows the time it has been running and its
+output. A stopped run ends `cancelled`, audited under the name of whoever clicked Cancel.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -27,10 +36,10 @@ from bot.gate import EXPIRED, Verdict
 from bot.logcontext import bind, scoped
 from bot.pii import PLACEHOLDER
 from bot.redact import redact
-from bot.runbooks import truncate_middle, verify_runner
+from bot.runbooks import LIVE_RUN, LiveRun, truncate_middle, verify_runner
 from bot.tools import Tool, ToolContext, ToolResult, canonical_json
 from storage.checks import cancel_open_check
-from storage.models import Action, ActionStatus, VerifyStatus
+from storage.models import UNDOABLE, Action, ActionStatus, VerifyStatus
 from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,8 @@ CHECK_ATTEMPTS = 3  # interrupted outcome-check attempts before it is given up a
 CHECK_NOTE_KEEP = 150  # characters kept from each end of a check's output on the card
 NOT_RUN = "not run in evaluation"
 NO_DATA = "(no data)"
+WATCH_EVERY = 1.0  # seconds between looks at a running action's Cancel request
+PROGRESS_EVERY = 5.0  # seconds between refreshes of a running action's card
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -84,15 +95,39 @@ class Executor:
             chat=self.core.chat,
         )
 
-    def _call(self, tool: Tool[Any], fn: Callable[[], ToolResult]) -> ToolResult:
+    def _call(
+        self,
+        tool: Tool[Any],
+        fn: Callable[[], ToolResult],
+        *,
+        live: LiveRun | None = None,
+        watch: Callable[[], None] | None = None,
+    ) -> ToolResult:
         """Call tool code with its timeout; exceptions and timeouts become failed results and
-        output is redacted and bounded."""
+        output is redacted and bounded. `live`: the run's output and stop switch (a runbook
+        feeds and obeys it); `watch`: called every `WATCH_EVERY` seconds while it runs."""
         if self.evaluation is not None:
             return ToolResult(ok=False, output=f"{tool.name}: {NOT_RUN}")
+        # The tool's thread logs with the ids of the action it runs for, and sees its live run
+        # (set in the copy only: this thread's own context is left as it was).
+        context = contextvars.copy_context()
+        context.run(LIVE_RUN.set, live)
+        deadline = time.monotonic() + tool.timeout_s + CALL_GRACE_S
         try:
-            # The tool's thread logs with the ids of the action it runs for.
-            future = self._threads.submit(contextvars.copy_context().run, fn)
-            result = future.result(timeout=tool.timeout_s + CALL_GRACE_S)
+            future = self._threads.submit(context.run, fn)
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    result = future.result(timeout=max(0.0, min(left, WATCH_EVERY)))
+                    break
+                except FutureTimeout:
+                    if left <= WATCH_EVERY:
+                        raise
+                if watch is not None:
+                    try:
+                        watch()
+                    except Exception:  # a watch never fails the run it watches
+                        log.exception("watching the run of %s failed", tool.name)
         except FutureTimeout:
             return ToolResult(
                 ok=False,
@@ -125,8 +160,14 @@ class Executor:
         return tool, args
 
     @scoped
-    def run(self, action: Action) -> ToolResult:
-        """Run an action's call: its arguments re-validated and checked canonical first."""
+    def run(
+        self,
+        action: Action,
+        live: LiveRun | None = None,
+        watch: Callable[[], None] | None = None,
+    ) -> ToolResult:
+        """Run an action's call: its arguments re-validated and checked canonical first.
+        `live` and `watch`: see `_call` (how `Execution` keeps the card live)."""
         _bind_action(action, self.core.owner)
         try:
             tool, args = self._real_args(action)
@@ -139,7 +180,7 @@ class Executor:
             channel=action.channel,
             thread_ts=action.thread_ts,
         )
-        return self._call(tool, lambda: tool.run(args, ctx))
+        return self._call(tool, lambda: tool.run(args, ctx), live=live, watch=watch)
 
     @scoped
     def undo(self, action: Action) -> ToolResult:
@@ -307,10 +348,17 @@ class Execution:
         if claimed is None:
             return
         log.info("running %s", claimed.tool)
-        result = self.executor.run(claimed)
-        undo_until = None
         tool = core.registry.get(claimed.tool) if claimed.tool in core.registry else None
-        if result.ok and tool is not None and tool.reversible:
+        # Commands (runbooks) show their output live and can be stopped; other tools' cards
+        # show how long they have been running.
+        live = LiveRun() if tool is not None and tool.source == "runbook" else None
+        result = self.executor.run(claimed, live, LiveCard(core, claimed, live))
+        stopped_by = None
+        if live is not None and live.stopped:
+            stopped_by = core.store.cancel_requested(claimed.id) or "warden"
+        undo_until = None
+        if (result.ok or stopped_by) and tool is not None and tool.reversible:
+            # A stopped command may have done part of its work: its undo is the way back.
             undo_until = core.clock() + core.policy.gate.undo_window
         self._outcome(
             claimed,
@@ -318,8 +366,23 @@ class Execution:
             result,
             undo_until=undo_until,
             undo_data=json.dumps(result.undo_data) if result.undo_data else None,
+            stopped_by=stopped_by,
             **self._check_due(claimed, result),
         )
+
+    def request_cancel(self, action: Action, user: str) -> bool:
+        """Ask for a running action's command to be stopped (the gate has allowed it): a
+        conditional update any replica can make; the replica running it acts on it within
+        `WATCH_EVERY`. False: it was no longer running, or someone asked already."""
+        core = self.core
+        asked = core.store.request_cancel(
+            action.id,
+            user,
+            core.clock(),
+            core.audit(user, "cancel.requested", action.trace_id),
+        )
+        core.kick()
+        return asked
 
     def _check_due(self, action: Action, result: ToolResult) -> dict[str, Any]:
         """A succeeded runbook call with a `verify` owes an outcome check `verify_after` from
@@ -385,9 +448,15 @@ class Execution:
         core.kick()
 
     def _outcome(
-        self, action: Action, before: ActionStatus, result: ToolResult, **values: Any
+        self,
+        action: Action,
+        before: ActionStatus,
+        result: ToolResult,
+        stopped_by: str | None = None,
+        **values: Any,
     ) -> ActionStatus:
-        """Record how a run (`executing`) or an undo (`undoing`) ended, and say so."""
+        """Record how a run (`executing`) or an undo (`undoing`) ended, and say so.
+        `stopped_by`: the run was stopped because this person clicked Cancel."""
         core = self.core
         ok_state, bad_state = (
             (ActionStatus.SUCCEEDED, ActionStatus.FAILED)
@@ -395,7 +464,10 @@ class Execution:
             else (ActionStatus.UNDONE, ActionStatus.UNDO_FAILED)
         )
         final = ok_state if result.ok else bad_state
-        if result.unknown and not result.ok:
+        actor = "warden"
+        if stopped_by is not None and before == ActionStatus.EXECUTING:
+            final, actor = ActionStatus.CANCELLED, stopped_by
+        elif result.unknown and not result.ok:
             final = ActionStatus.NEEDS_REVIEW
             values.setdefault(
                 "status_note", "Cut off by its timeout: it may have done part of its work."
@@ -406,7 +478,16 @@ class Execution:
             action.request_id, lambda m: core.privacy.mask_output(m, result.output)
         )
         notices = []
-        if before == ActionStatus.EXECUTING:
+        if final == ActionStatus.CANCELLED:
+            notices.append(
+                Notice(
+                    channel=action.channel,
+                    thread_ts=action.thread_ts,
+                    text=f":octagonal_sign: *{action.tool}* cancelled by <@{actor}> (action "
+                    f"`{action.id[:8]}`); it may have done part of its work.",
+                )
+            )
+        elif before == ActionStatus.EXECUTING:
             icon = (
                 ":white_check_mark:"
                 if result.ok
@@ -423,11 +504,12 @@ class Execution:
             action.id,
             [before],
             final,
-            core.audit("warden", f"action.{final.value}", action.trace_id, output=output[:500]),
+            core.audit(actor, f"action.{final.value}", action.trace_id, output=output[:500]),
             values={
                 "result": output,
                 "result_note": result.note or None,
                 "lease_until": None,
+                "progress": None,
                 **values,
             },
             where=[col(Action.owner) == core.owner],
@@ -437,7 +519,7 @@ class Execution:
             log.error("action %s finished but its row was no longer ours", action.id)
         else:
             log.info("action %s: %s", final.value, action.tool)
-            by = row.decided_by if before == ActionStatus.UNDOING else None
+            by = row.decided_by if before == ActionStatus.UNDOING else stopped_by
             core.record_outcome(row, final.value, by, None)
         core.kick()
         return final
@@ -448,7 +530,7 @@ class Execution:
         now = core.clock()
         won = core.store.transition(
             action.id,
-            [ActionStatus.SUCCEEDED],
+            list(UNDOABLE),
             ActionStatus.UNDOING,
             core.audit(user, "action.undo_requested", action.trace_id),
             revision=action.revision,
@@ -582,6 +664,52 @@ class Execution:
             log.info("the outcome check of %s was canceled or taken over meanwhile", action.id)
         elif status is VerifyStatus.FAILED:
             core.record_outcome(row, "verify_failed", None, None)
+
+
+class LiveCard:
+    """Keeps one running action's card live and hears its Cancel (the `watch` of its run,
+    called on the executor's thread every `WATCH_EVERY` seconds while the run lasts; stops
+    with it). Each call reads whether someone asked to cancel — the request may have been
+    written by another replica — and pulls the run's stop switch; every `PROGRESS_EVERY`
+    seconds it stores the output's last lines and owes the card a refresh. Never raises: a
+    database hiccup costs one refresh, never the run."""
+
+    def __init__(self, core: Core, action: Action, live: LiveRun | None) -> None:
+        self.core = core
+        self.action = action
+        self.live = live
+        self._next_refresh = time.monotonic() + PROGRESS_EVERY
+
+    def __call__(self) -> None:
+        try:
+            self._look()
+        except Exception:
+            log.exception("could not refresh the live card of %s", self.action.id)
+
+    def _look(self) -> None:
+        core, action, live = self.core, self.action, self.live
+        if live is not None and not live.stop_requested:
+            by = core.store.cancel_requested(action.id)
+            if by is not None:
+                log.info("stopping %s: cancel requested by %s", action.tool, by)
+                live.stop()
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + PROGRESS_EVERY
+        progress = None
+        if live is not None:
+            # Like any output: secrets redacted, personal data as the request's placeholders.
+            shown = redact(live.last_lines())
+            progress = (
+                core.privacy.masking(
+                    action.request_id, lambda m: core.privacy.mask_output(m, shown)
+                )
+                if shown
+                else None
+            )
+        if core.store.live_progress(action.id, core.owner, progress):
+            core.kick()
 
 
 def _bind_action(action: Action, owner: str) -> None:

@@ -46,7 +46,7 @@ from bot.metrics import Stats
 from bot.policy import ONCALL_SOURCE, SLACK_GROUP_ID, Autonomy, FreezeWindow, Policy, Risk
 from bot.tools import Tool, ToolRegistry
 from storage.metrics import CallCounts
-from storage.models import Action, ActionStatus, Approval, Fact, utcnow
+from storage.models import UNDOABLE, Action, ActionStatus, Approval, Fact, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,11 @@ FEEDBACK_ON = frozenset(
         ActionStatus.UNDONE,
         ActionStatus.UNDO_FAILED,
         ActionStatus.NEEDS_REVIEW,
+        ActionStatus.CANCELLED,
     }
 )
-"""The ends of an action that ask for feedback (👍 / 👎): it ran, or its run was undone."""
+"""The ends of an action that ask for feedback (👍 / 👎): it ran (or was stopped), or its run
+was undone."""
 
 
 class Verdict(StrEnum):
@@ -791,11 +793,38 @@ class Gate:
         if now.paused:
             return "Warden is paused, so nothing runs — not even an undo. Try after /resume"
         if (
-            action.status != ActionStatus.SUCCEEDED
+            action.status not in UNDOABLE
             or action.undo_until is None
             or (now.at is not None and action.undo_until <= now.at)
         ):
             return "this can't be undone any more (the undo window closed, or it was undone)"
+        return None
+
+    def may_cancel(self, action: Action, user: str, now: Now) -> str | None:
+        """Cancel stops a running command: the tool's approvers (as people now) and
+        admins may, and the requester too for a low- or medium-risk action (as for Undo).
+        Four eyes does not apply — stopping is never the step that needs a second person —
+        and neither does a pause. Only commands (runbooks) can be stopped: their process
+        group is signalled; a Python tool or an HTTP call cannot be interrupted safely."""
+        risk = Risk(action.risk)
+        if not (
+            user in self.policy.access.admins
+            or user in self.approvers(action.tool, action.requester, action.channel)
+            or (user == action.requester and risk in (Risk.LOW, Risk.MEDIUM))
+        ):
+            if user == action.requester:
+                return f"a {risk.value}-risk action is cancelled by its approvers or an admin"
+            return "only its approvers, an admin or the requester may cancel it"
+        if action.status != ActionStatus.EXECUTING:
+            if action.status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED):
+                return f"it is {_words(action.status)}, not running yet"
+            return (
+                f"it had already ended ({_words(action.status)}) when your click arrived, "
+                "so nothing was stopped"
+            )
+        tool = self.registry.get(action.tool) if action.tool in self.registry else None
+        if tool is None or tool.source != "runbook":
+            return "only commands (runbooks) can be stopped; this call can't be cut off safely"
         return None
 
 

@@ -5,17 +5,18 @@ A window's stats are computed from the actions *proposed* in it (a cohort), so a
 never changes meaning with the time an outcome arrived, and from the database, so every
 replica reports the same. Definitions (each per tool and overall):
 
-- **outcomes**: runs that finished — the tool call succeeded, failed, or was cut off with its
-  outcome unknown (`needs_review`).
+- **outcomes**: runs that finished — the tool call succeeded, failed, was cut off with its
+  outcome unknown (`needs_review`), or was stopped by a person (`cancelled`).
 - **task success rate**: outcomes that succeeded, were not undone, and did not fail their
-  outcome check (`verify`), over outcomes.
+  outcome check (`verify`), over outcomes (a cancelled run is not a success, nor a failure
+  of the tool).
 - **tool failure rate**: outcomes where the tool call failed or was cut off, over outcomes.
 - **error rate**: tool failures plus failed outcome checks (plus, overall, requests the
   planner gave up on), over outcomes (plus those requests).
 - **override rate**: cards people decided (approved or rejected, having needed a click) that
   were edited or rejected, over decided cards.
-- **manual correction rate**: actions edited or undone, over actions decided (by a person or
-  the gate).
+- **manual correction rate**: actions edited, undone or cancelled (a person stopped the run),
+  over actions decided (by a person or the gate).
 - **time to recovery**: from a tool's failed outcome to its next successful one (median).
 - **cost per successful task**: the model's cost of the requests that arrived in the window,
   over successful tasks (per tool: each request's cost shared among its actions).
@@ -42,6 +43,7 @@ TOOL_FAILED = frozenset({ActionStatus.FAILED.value, ActionStatus.NEEDS_REVIEW.va
 UNDONE = frozenset(
     {ActionStatus.UNDOING.value, ActionStatus.UNDONE.value, ActionStatus.UNDO_FAILED.value}
 )
+CANCELLED = ActionStatus.CANCELLED.value
 CONFIDENCE_BUCKETS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
 """Upper bounds of the confidence histogram (Prometheus `le` labels)."""
 
@@ -189,6 +191,7 @@ def _succeeded(row: ActionRow) -> bool:
         row.finished_at is not None
         and row.status not in TOOL_FAILED
         and row.status not in UNDONE
+        and row.status != CANCELLED
         and row.verify_status != VerifyStatus.FAILED.value
     )
 
@@ -257,7 +260,7 @@ def compute(
         edited = row.edited
         if row.decided_at is not None:
             counts["decided"] += 1
-            counts["corrections"] += edited or row.status in UNDONE
+            counts["corrections"] += edited or row.status in UNDONE or row.status == CANCELLED
             if card:
                 counts["decided_cards"] += 1
                 counts["overrides"] += edited or rejected

@@ -6,6 +6,11 @@ Commands run as argv lists, never through a shell. Each `{param}` is validated a
 Output is captured with a bounded buffer (head and tail kept) and the process group is killed
 on timeout. The action id is passed to the command as `WARDEN_ACTION_ID`, its idempotency key.
 
+A run the executor watches (`LIVE_RUN`, set for an action's run only) also feeds its output to
+a `LiveRun` as it arrives — its last lines are what the card shows while it runs — and obeys
+its stop switch (Cancel): SIGTERM to the whole process group, then SIGKILL after
+`LiveRun.grace_s` for whatever is left.
+
 A command does not inherit Warden's environment (which holds the Slack, Anthropic and
 database credentials): it gets `BASE_ENV` from it, the variables its `pass_env` names, its
 own `env` table and the `WARDEN_*` values Warden sets, and nothing else.
@@ -13,13 +18,16 @@ own `env` table and the `WARDEN_*` values Warden sets, and nothing else.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -29,6 +37,10 @@ from bot.policy import PLACEHOLDER, Param, Risk, Runbook
 from bot.tools import Tool, ToolContext, ToolResult
 
 OUTPUT_KEEP = 16_000  # characters kept from each end of a command's output
+LIVE_KEEP = 8_000  # characters of a live run's latest output kept in memory
+LIVE_LINES, LIVE_CHARS = 10, 1500  # what a running card shows: the last lines, bounded
+STOP_GRACE_S = 5.0  # after SIGTERM, how long a cancelled command may take to stop
+POLL_S = 0.1  # how often a watched run looks at its stop switch
 # The only variables a runbook inherits from Warden's environment unless it names more.
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
 
@@ -104,9 +116,108 @@ def child_env(
     return env
 
 
+class LiveRun:
+    """A running command's latest output and its stop switch, shared by the thread running it
+    (`run_argv`, which feeds and obeys it) and the executor watching it (which reads the
+    output for the card and pulls the switch when someone clicks Cancel). Thread-safe."""
+
+    def __init__(self, grace_s: float = STOP_GRACE_S) -> None:
+        self.grace_s = grace_s
+        self._lock = threading.Lock()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail = ""
+        self._stop = threading.Event()
+        # Set by `run_argv` once it has signalled the process group because of the switch:
+        # the run was cut short by a person, whatever its exit status says.
+        self.stopped = False
+
+    def feed(self, chunk: bytes) -> None:
+        text = self._decoder.decode(chunk)
+        with self._lock:
+            self._tail = (self._tail + text)[-LIVE_KEEP:]
+
+    def last_lines(self, lines: int = LIVE_LINES, chars: int = LIVE_CHARS) -> str:
+        """The last `lines` lines of output so far, at most `chars` characters (a progress
+        bar's carriage returns count as line ends)."""
+        with self._lock:
+            tail = self._tail
+        kept = [ln for ln in tail.replace("\r", "\n").split("\n") if ln.strip()][-lines:]
+        return "\n".join(kept)[-chars:]
+
+    def stop(self) -> None:
+        """Pull the stop switch: the command is stopped at its next look (within `POLL_S`)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+
+LIVE_RUN: ContextVar[LiveRun | None] = ContextVar("warden_live_run", default=None)
+"""The live run of the command about to start on this thread (set by the executor for an
+action's run; None for undo, dry runs, checks and lookups, which are neither shown live nor
+cancelled)."""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], timeout_s: float, live: LiveRun | None
+) -> tuple[int, bool]:
+    """Wait for the command: (exit status, timed out). A timeout kills the process group. A
+    pulled stop switch sends the group SIGTERM, then SIGKILL once the command has ended (to
+    whatever of its group is left) or after the grace period, whichever comes first."""
+    if live is None:
+        try:
+            return proc.wait(timeout=timeout_s), False
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            return proc.wait(), True
+    deadline = time.monotonic() + timeout_s
+    kill_at: float | None = None
+    while True:
+        now = time.monotonic()
+        step = min(POLL_S, deadline - now)
+        if kill_at is not None:
+            step = min(step, kill_at - now)
+        try:
+            code = proc.wait(timeout=max(step, 0.0))
+        except subprocess.TimeoutExpired:
+            pass
+        else:
+            if kill_at is not None:
+                # Stopped: nothing of the group outlives the command (children orphaned by
+                # it would run on unwatched).
+                _signal_group(proc.pid, signal.SIGKILL)
+            return code, False
+        now = time.monotonic()
+        if now >= deadline:
+            _signal_group(proc.pid, signal.SIGKILL)
+            return proc.wait(), True
+        if kill_at is None and live.stop_requested and proc.poll() is None:
+            live.stopped = True
+            _signal_group(proc.pid, signal.SIGTERM)
+            kill_at = now + live.grace_s
+        elif kill_at is not None and now >= kill_at:
+            _signal_group(proc.pid, signal.SIGKILL)
+            return proc.wait(), False
+
+
 def run_argv(argv: list[str], timeout_s: float, env: Mapping[str, str]) -> ToolResult:
     """Run a command (no shell) with exactly `env` (see `child_env`), capture bounded output,
-    kill its process group on timeout."""
+    kill its process group on timeout. Under a `LIVE_RUN`, output also goes to it as it
+    arrives and its stop switch stops the command (the result is then "stopped")."""
+    live = LIVE_RUN.get()
     try:
         proc = subprocess.Popen(
             argv,
@@ -133,17 +244,12 @@ def run_argv(argv: list[str], timeout_s: float, env: Mapping[str, str]) -> ToolR
             tail.extend(chunk)
             del tail[: max(0, len(tail) - limit)]
             size += len(chunk)
+            if live is not None:
+                live.feed(chunk)
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    timed_out = False
-    try:
-        code = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        code = proc.wait()
+    code, timed_out = _wait(proc, timeout_s, live)
     reader.join(timeout=5)
     if proc.stdout is not None:
         proc.stdout.close()
@@ -152,6 +258,11 @@ def run_argv(argv: list[str], timeout_s: float, env: Mapping[str, str]) -> ToolR
     if size > 2 * limit:
         raw = first + f"\n… [{size - 2 * limit} bytes cut] …\n".encode() + bytes(tail)
     output = truncate_middle(raw.decode("utf-8", errors="replace"))
+    if live is not None and live.stopped:
+        how = f"exit status {code}" if code >= 0 else _signal_name(-code)
+        return ToolResult(
+            ok=False, output=f"stopped by a cancel ({how})\n{output}".strip(), unknown=True
+        )
     if timed_out:
         return ToolResult(
             ok=False, output=f"timed out after {timeout_s:g}s\n{output}".strip(), unknown=True

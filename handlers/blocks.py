@@ -28,12 +28,14 @@ HEADER_MAX = 150
 
 APPROVE, EDIT, REJECT, UNDO = "warden_approve", "warden_edit", "warden_reject", "warden_undo"
 FORGET = "warden_forget"  # App Home: forget one remembered fact (value: its id)
+CANCEL = "warden_cancel"  # stop a running command (value: as the card's other buttons)
 VOTE_UP, VOTE_DOWN = "warden_vote_up", "warden_vote_down"  # 👍 / 👎 on an ended action
 ACTION_IDS = {
     Intent.APPROVE: APPROVE,
     Intent.EDIT: EDIT,
     Intent.REJECT: REJECT,
     Intent.UNDO: UNDO,
+    Intent.CANCEL: CANCEL,
     Intent.VOTE_UP: VOTE_UP,
     Intent.VOTE_DOWN: VOTE_DOWN,
 }
@@ -112,11 +114,12 @@ def button(b: Button, value: str) -> dict[str, Any]:
     if b.style:
         out["style"] = b.style
     if b.confirm:
+        stop = b.intent is Intent.CANCEL
         out["confirm"] = {
-            "title": {"type": "plain_text", "text": "Run this?"},
+            "title": {"type": "plain_text", "text": "Stop this?" if stop else "Run this?"},
             "text": {"type": "mrkdwn", "text": clip(b.confirm, 300)},
-            "confirm": {"type": "plain_text", "text": b.label},
-            "deny": {"type": "plain_text", "text": "Cancel"},
+            "confirm": {"type": "plain_text", "text": "Stop it" if stop else b.label},
+            "deny": {"type": "plain_text", "text": "Keep it running" if stop else "Cancel"},
         }
     return out
 
@@ -161,7 +164,8 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
     if card.preview:
         blocks.append(section(f"*Preview (dry run)*\n{code(safe(card.preview, d, 2500))}"))
     blocks.append({"type": "divider"})
-    line = card.status_line
+    stopped, too_late = cancel_words(card)
+    line = card.status_line + stopped
     if card.approved_by:
         line += " · approved by " + ", ".join(mention(u) for u in card.approved_by)
         if card.buttons and card.buttons[0].intent is Intent.APPROVE:
@@ -169,11 +173,16 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
     if card.decided_by:
         verb = "rejected" if card.status.value == "rejected" else "undo requested"
         line += f" · {verb} by {mention(card.decided_by)}"
-    blocks.append(section(line))
+    blocks.append(section(line + too_late))
+    if card.progress is not None:
+        shown = code(safe(card.progress, d, 1500)) if card.progress else "_(no output yet)_"
+        blocks.append(section(f"*Output so far* (last lines)\n{shown}"))
     if card.note:
         blocks.append(section(safe(card.note, d, 1000)))
     if card.result is not None or card.result_note:
-        label = "Output" if card.status.value == "succeeded" else "Details"
+        label = {"succeeded": "Output", "cancelled": "Output until it was stopped"}.get(
+            card.status.value, "Details"
+        )
         body = card.result_note or ""
         if card.result:
             body += ("\n" if body else "") + code(safe(card.result, d, 2600))
@@ -213,6 +222,23 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
         )
     )
     return card.summary, blocks[:MAX_BLOCKS]
+
+
+def cancel_words(card: Card) -> tuple[str, str]:
+    """What the status line says about a Cancel, right after the status (stopping now;
+    stopped, by whom, after how long) and at its end (asked for as the run was ending
+    anyway: nothing was stopped)."""
+    if card.cancel_by is None:
+        return "", ""
+    who = mention(card.cancel_by)
+    if card.status.value == "executing":
+        return f" · :octagonal_sign: stopping: {who} clicked Cancel", ""
+    if card.status.value == "cancelled":
+        after = f" after {card.running_for}" if card.running_for else ""
+        return f" by {who}{after}; the command may have done part of its work", ""
+    if card.status.value in ("succeeded", "failed"):
+        return "", f" · {who} clicked Cancel as it was ending; nothing was stopped"
+    return "", ""
 
 
 def stats_blocks(stats: HomeStats) -> list[dict[str, Any]]:

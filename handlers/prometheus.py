@@ -64,7 +64,7 @@ RATES: dict[str, tuple[str, Callable[[Stats], float | None]]] = {
         lambda s: s.override_rate,
     ),
     "warden_manual_correction_ratio": (
-        "Actions edited or undone, over actions decided (by a person or the gate)",
+        "Actions edited, undone or cancelled, over actions decided (by a person or the gate)",
         lambda s: s.correction_rate,
     ),
     "warden_tool_failure_ratio": (
@@ -131,6 +131,8 @@ def _outcome(status: str) -> str:
         return "failed"
     if status == ActionStatus.NEEDS_REVIEW.value:
         return "unknown"
+    if status == ActionStatus.CANCELLED.value:
+        return "cancelled"
     return "succeeded"
 
 
@@ -232,7 +234,8 @@ class WardenCollector(Collector):
             ),
             counter(
                 "warden_tool_outcomes_total",
-                "Tool calls that finished: succeeded, failed, or unknown (cut off, needs review)",
+                "Tool calls that finished: succeeded, failed, unknown (cut off, needs review) "
+                "or cancelled (a person stopped it)",
                 ("tool", "tier", "outcome"),
                 outcomes,
             ),

@@ -30,6 +30,7 @@ from bot.reports import (
 )
 from handlers.blocks import (
     APPROVE,
+    CANCEL,
     EDIT,
     EDIT_VIEW,
     FEEDBACK_VIEW,
@@ -162,6 +163,13 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         c = clicked(body, action)
         if c:
             tell(c[3], c[2], lc.approvals.undo(c[0], c[1], c[2]))
+
+    @app.action(CANCEL)
+    def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c:
+            tell(c[3], c[2], lc.approvals.cancel(c[0], c[1], c[2]))
 
     @app.action(REJECT)
     def on_reject(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:

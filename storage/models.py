@@ -56,6 +56,9 @@ class ActionStatus(StrEnum):
     UNDOING = "undoing"
     UNDONE = "undone"
     UNDO_FAILED = "undo_failed"
+    # A person stopped its run (Cancel): the command may have done part of its work, so a
+    # reversible tool's Undo stays offered for `undo_window`.
+    CANCELLED = "cancelled"
 
 
 # The lifecycle as data: from each status, the statuses an action may move to. The storage
@@ -90,9 +93,17 @@ ACTION_GRAPH: dict[ActionStatus, frozenset[ActionStatus]] = {
         }
     ),
     ActionStatus.EXECUTING: frozenset(
-        {ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.NEEDS_REVIEW}
+        {
+            ActionStatus.SUCCEEDED,
+            ActionStatus.FAILED,
+            ActionStatus.NEEDS_REVIEW,
+            ActionStatus.CANCELLED,
+        }
     ),
     ActionStatus.SUCCEEDED: frozenset({ActionStatus.UNDOING}),
+    # An undo is never cancelled (it is the way back; stopping it half-way leaves two
+    # half-done changes): only a run is.
+    ActionStatus.CANCELLED: frozenset({ActionStatus.UNDOING}),
     ActionStatus.UNDOING: frozenset(
         {ActionStatus.UNDONE, ActionStatus.UNDO_FAILED, ActionStatus.NEEDS_REVIEW}
     ),
@@ -115,6 +126,9 @@ INITIAL = ACTION_GRAPH[ActionStatus.PROPOSED]
 
 IN_FLIGHT = (RequestStatus.RECEIVED, RequestStatus.PLANNING)
 """Requests waiting for or being planned: what the per-requester cap counts."""
+
+UNDOABLE = (ActionStatus.SUCCEEDED, ActionStatus.CANCELLED)
+"""The statuses an undo may start from, while the action's `undo_until` is still ahead."""
 
 TERMINAL = {
     ActionStatus.FAILED,
@@ -229,6 +243,13 @@ class Action(SQLModel, table=True):
     verify_status: str | None = Field(default=None, max_length=16)
     verify_at: datetime | None = None  # when it is due (pending) or was done
     verify_note: str | None = Field(default=None, sa_column=Column(Text))
+    # A live run: the last lines of a running command's output (redacted, with the request's
+    # placeholders), rewritten every few seconds while it runs and cleared when it ends.
+    progress: str | None = Field(default=None, sa_column=Column(Text))
+    # Cancel: who asked to stop the run, and when (set once, by a conditional update; the
+    # replica running it sees it and stops its process group).
+    cancel_requested_by: str | None = Field(default=None, max_length=32)
+    cancel_requested_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -35,6 +35,7 @@ from storage.models import (
     ACTION_GRAPH,
     IN_FLIGHT,
     INITIAL,
+    UNDOABLE,
     Action,
     ActionStatus,
     Approval,
@@ -42,6 +43,7 @@ from storage.models import (
     AutonomySetting,
     Control,
     Instance,
+    Outbox,
     Request,
     RequestStatus,
     SlackEvent,
@@ -520,6 +522,67 @@ class Store(
             self._enqueue(s, [Notice(action_id=action_id), *notices])
             return action
 
+    # -- live runs and Cancel ----------------------------------------------------------------
+
+    def live_progress(self, action_id: str, owner: str, progress: str | None) -> bool:
+        """Store a running action's latest output (`owner`'s run, still executing) and owe its
+        card a refresh, unless a refresh is already owed or on its way: never more than one
+        update of a card in flight, and that one renders the card as it is when delivered.
+        False: the run has ended or is not `owner`'s (nothing written)."""
+        with self.db.write() as s:
+            r = s.exec(
+                update(Action)
+                .where(
+                    col(Action.id) == action_id,
+                    col(Action.status) == ActionStatus.EXECUTING,
+                    col(Action.owner) == owner,
+                )
+                .values(progress=progress)
+            )
+            if r.rowcount != 1:
+                return False
+            owed = s.exec(
+                select(Outbox.id)
+                .where(
+                    col(Outbox.kind) == "card",
+                    col(Outbox.action_id) == action_id,
+                    col(Outbox.delivered_at).is_(None),
+                )
+                .limit(1)
+            ).first()
+            if owed is None:
+                self._enqueue(s, [Notice(action_id=action_id)])
+            return True
+
+    def request_cancel(self, action_id: str, user: str, at: datetime, audit_: Audit) -> bool:
+        """Ask for a running action to be stopped: set once (the first asker wins), only while
+        it is still executing, audited and its card owed in the same transaction. The
+        replica running it reads `cancel_requested` and stops its process group."""
+        with self.db.write() as s:
+            r = s.exec(
+                update(Action)
+                .where(
+                    col(Action.id) == action_id,
+                    col(Action.status) == ActionStatus.EXECUTING,
+                    col(Action.cancel_requested_by).is_(None),
+                )
+                .values(cancel_requested_by=user, cancel_requested_at=at, updated_at=utcnow())
+            )
+            if r.rowcount != 1:
+                return False
+            # Not an `action.*` row: asking changes no status (the run's end is the move).
+            self._audit(s, audit_, subject=action_id, before=None, after=None)
+            self._enqueue(s, [Notice(action_id=action_id)])
+            return True
+
+    def cancel_requested(self, action_id: str) -> str | None:
+        """Who asked to stop this action's run (None: nobody): what the running replica's
+        watch reads every second."""
+        with self.db.read() as s:
+            return s.exec(
+                select(Action.cancel_requested_by).where(col(Action.id) == action_id)
+            ).first()
+
     def set_card(self, action_id: str, ts: str) -> None:
         with self.db.write() as s:
             s.exec(update(Action).where(col(Action.id) == action_id).values(card_ts=ts))
@@ -627,9 +690,7 @@ class Store(
             return list(
                 s.exec(
                     select(Action.id)
-                    .where(
-                        col(Action.status) == ActionStatus.SUCCEEDED, col(Action.undo_until) < now
-                    )
+                    .where(col(Action.status).in_(UNDOABLE), col(Action.undo_until) < now)
                     .limit(limit)
                 ).all()
             )

@@ -18,6 +18,7 @@ from storage.db import Database
 from storage.models import (
     IN_FLIGHT,
     TERMINAL,
+    UNDOABLE,
     Action,
     ActionStatus,
     Request,
@@ -25,9 +26,9 @@ from storage.models import (
     utcnow,
 )
 
-LIVE_ACTIONS = sorted(set(ActionStatus) - TERMINAL - {ActionStatus.SUCCEEDED})
-"""Action statuses that may still run, be approved or be undone (SUCCEEDED counts only while
-its undo window is open)."""
+LIVE_ACTIONS = sorted(set(ActionStatus) - TERMINAL - set(UNDOABLE))
+"""Action statuses that may still run, be approved or be undone (SUCCEEDED and CANCELLED count
+only while their undo window is open)."""
 
 
 T = TypeVar("T")
@@ -71,9 +72,9 @@ class VaultQueries:
         before `before`; returns how many were cleared.
 
         Finished: not waiting for or being planned (RECEIVED, PLANNING), and no action that
-        can still act — none in a non-terminal status, where SUCCEEDED counts only while its
-        undo window (`undo_until`) is open at `now`. A FAILED request counts as finished: if
-        it is retried after this, it is planned on its placeholders alone.
+        can still act — none in a non-terminal status, where SUCCEEDED (and CANCELLED) counts
+        only while its undo window (`undo_until`) is open at `now`. A FAILED request counts as
+        finished: if it is retried after this, it is planned on its placeholders alone.
         """
         now = now or utcnow()
         live_action = exists().where(
@@ -81,7 +82,7 @@ class VaultQueries:
             or_(
                 col(Action.status).in_(LIVE_ACTIONS),
                 and_(
-                    col(Action.status) == ActionStatus.SUCCEEDED,
+                    col(Action.status).in_(UNDOABLE),
                     col(Action.undo_until).is_not(None),
                     col(Action.undo_until) > now,
                 ),

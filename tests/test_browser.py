@@ -191,6 +191,36 @@ def test_undo(dev: DevPage, tmp_path: Path) -> None:
     assert "undo restart of checkout-api" in (tmp_path / "warden-demo.log").read_text()
 
 
+def test_a_live_card_and_cancel(dev: DevPage, tmp_path: Path) -> None:
+    """The demo's slow `deploy`: its card shows the time and the last lines while it runs
+    (refreshed every 5 s), an approver's Cancel (after the confirm) stops it, and the card
+    says who stopped it and offers the tool's Undo."""
+    dev.act_as("requester")
+    dev.send("@warden deploy checkout-api 1.4.2")
+    expect(dev.thread()).to_contain_text("Awaiting approval", timeout=15_000)
+    dev.act_as("approver")
+    dev.page.locator(".replies").first.click()
+    dev.card_button("Approve").click()
+    expect(dev.thread()).to_contain_text("Running for", timeout=15_000)
+    expect(dev.thread()).to_contain_text("Output so far", timeout=15_000)
+    expect(dev.thread()).to_contain_text("deploying checkout-api 1.4.2: step", timeout=15_000)
+    dev.shot("live")
+    dev.card_button("Cancel").click()
+    expect(dev.page.locator("#confirm-dialog")).to_contain_text("Stop this?")
+    dev.shot("confirm-cancel")
+    dev.page.locator("#confirm-ok").click()
+    expect(dev.thread()).to_contain_text("Cancelled by @avery after", timeout=15_000)
+    expect(dev.thread()).to_contain_text("may have done part of its work")
+    expect(dev.thread()).to_contain_text("Output until it was stopped")
+    expect(dev.thread()).not_to_contain_text("Output so far")
+    expect(dev.card_button("Cancel")).to_have_count(0)
+    dev.shot("cancelled")
+    dev.card_button("Undo").click()
+    expect(dev.thread()).to_contain_text("Undone", timeout=15_000)
+    log = (tmp_path / "warden-demo.log").read_text()
+    assert "rolled checkout-api back from 1.4.2" in log and "deployed" not in log
+
+
 def test_app_home_lists_what_awaits_the_viewer(dev: DevPage) -> None:
     request_restart(dev)
     dev.act_as("approver")

@@ -261,7 +261,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(
         i=st.integers(0, 20),
         user=st.sampled_from(USERS),
-        click=st.sampled_from(["approve", "reject", "undo", "edit"]),
+        click=st.sampled_from(["approve", "reject", "undo", "edit", "cancel"]),
     )
     def stray_click(self, i: int, user: str, click: str) -> None:
         """A click on a card in whatever state it is now (old cards, other threads)."""
@@ -273,6 +273,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             approvals.reject(a.id, a.revision, user, "stray")
         elif click == "undo":
             approvals.undo(a.id, a.revision, user)
+        elif click == "cancel":
+            approvals.cancel(a.id, a.revision, user)
         elif a.tool == "restart_service":
             approvals.edit(a.id, a.revision, user, {"service": "api"})
         self.idle()
@@ -387,6 +389,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 ActionStatus.UNDONE,
                 ActionStatus.UNDOING,
                 ActionStatus.UNDO_FAILED,
+                ActionStatus.CANCELLED,
             ):
                 continue
             if started[a.id].before is None:
@@ -459,6 +462,9 @@ def test_the_graph_names_every_status_and_only_statuses() -> None:
     assert ActionStatus.PROPOSED not in {b for _, b in GRAPH}  # nothing goes back to it
     for status in (ActionStatus.SUCCEEDED, ActionStatus.UNDOING, ActionStatus.EXECUTING):
         assert ACTION_GRAPH[status], f"{status} must lead somewhere"
+    # Only a run is cancelled (an undo is the way back), and a cancelled run may be undone.
+    assert {a for a, b in GRAPH if b is ActionStatus.CANCELLED} == {ActionStatus.EXECUTING}
+    assert ACTION_GRAPH[ActionStatus.CANCELLED] == {ActionStatus.UNDOING}
 
 
 def test_store_transition_refuses_every_move_the_graph_does_not_hold(db: Database) -> None:
@@ -548,6 +554,12 @@ def tour_policy(tmp: Path, *, restart_approvers: list[str] | None = None) -> Pol
             "unfixable": {"description": "Its undo fails", "command": ok, "undo": broken},
             "hang": {"description": "Runs until released", "command": wait, "timeout": "60s"},
             "stuck": {"description": "Its undo runs until released", "command": ok, "undo": wait},
+            "stoppable": {
+                "description": "Runs until cancelled; its undo works",
+                "command": ["sh", "-c", "while :; do sleep 0.02; done"],
+                "undo": ok,
+                "timeout": "60s",
+            },
             "deploy": {
                 "description": "Deploy a version; its dry run fails for `broken`",
                 "command": ok,
@@ -568,6 +580,7 @@ def tour_policy(tmp: Path, *, restart_approvers: list[str] | None = None) -> Pol
             "unfixable": {"runbook": "unfixable"},
             "hang": {"runbook": "hang"},
             "stuck": {"runbook": "stuck"},
+            "stoppable": {"runbook": "stoppable"},
             "deploy {version}": {"runbook": "deploy"},
         }
     )
@@ -709,6 +722,22 @@ def test_every_edge_of_the_graph_is_exercised_or_named(database_url: str, tmp_pa
             assert life.approvals.undo(a.id, a.revision, APPROVER).ok
 
         tour.scenario(w, "an undo that fails", {(S.UNDOING, S.UNDO_FAILED)}, undo_fails)
+
+        def cancelled_then_undone() -> None:
+            a = act("stoppable")
+            approve(a)
+            wait_for(lambda: status(a) == S.EXECUTING)
+            assert life.approvals.cancel(a.id, a.revision, APPROVER).ok
+            assert w.workers.wait_idle(30)
+            assert status(a) == S.CANCELLED
+            assert life.approvals.undo(a.id, a.revision, APPROVER).ok
+
+        tour.scenario(
+            w,
+            "a run stopped by Cancel, then undone",
+            {(S.EXECUTING, S.CANCELLED), (S.CANCELLED, S.UNDOING)},
+            cancelled_then_undone,
+        )
 
         def preview_fails_after_edit() -> None:
             a = act("deploy v1.2")

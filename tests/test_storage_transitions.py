@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from storage.db import Database
-from storage.models import Action, ActionStatus, Request
+from storage.models import Action, ActionStatus, Request, utcnow
 from storage.repo import Audit, Store
 
 THREADS = 8
@@ -129,6 +129,47 @@ def test_concurrent_approvals_each_count_the_others(db: Database) -> None:
         counts = list(pool.map(approve, range(THREADS)))
     assert sorted(c for c in counts if c is not None) == list(range(1, THREADS + 1))
     assert set(_edges(store, action_id)) == {("awaiting_approval", "awaiting_approval")}
+
+
+def test_concurrent_cancels_have_one_winner_and_only_the_run_moves_the_status(
+    db: Database,
+) -> None:
+    """Cancel clicks on several replicas at once: the first asker is recorded, once; asking
+    changes no status (the run's end, `executing → cancelled`, is the move); a cancelled
+    action may then be undone, and nobody can ask to cancel it any more."""
+    store = Store(db)
+    action_id = _action(db, ActionStatus.EXECUTING)
+    barrier = threading.Barrier(THREADS)
+    at = utcnow()
+
+    def cancel(i: int) -> bool:
+        barrier.wait(timeout=30)
+        return store.request_cancel(
+            action_id, f"U0APPR{i}", at, Audit(actor=f"U0APPR{i}", kind="cancel.requested")
+        )
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        won = list(pool.map(cancel, range(THREADS)))
+    assert won.count(True) == 1
+    winner = f"U0APPR{won.index(True)}"
+    assert store.cancel_requested(action_id) == winner
+    rows = store.audit_rows(subject=action_id)
+    assert [(r.kind, r.actor, r.before, r.after) for r in rows] == [
+        ("cancel.requested", winner, None, None)
+    ]
+    row = store.get_action(action_id)
+    assert row is not None and row.status == ActionStatus.EXECUTING
+    assert store.transition(
+        action_id,
+        [ActionStatus.EXECUTING],
+        ActionStatus.CANCELLED,
+        Audit(actor=winner, kind="action.cancelled"),
+    )
+    assert not store.request_cancel(action_id, "U0LATE", at, Audit(actor="U0LATE", kind="x"))
+    undo = Audit(actor=winner, kind="action.undo_requested")
+    assert store.transition(action_id, [ActionStatus.CANCELLED], ActionStatus.UNDOING, undo)
+    assert _edges(store, action_id)[1:] == [("executing", "cancelled"), ("cancelled", "undoing")]
+    assert store.verify_audit()[1] == []
 
 
 def test_first_autonomy_changes_for_a_tool_at_once_all_succeed(db: Database) -> None:

@@ -85,6 +85,7 @@ const EMOJI = {
   heavy_plus_sign: "\u2795", heavy_minus_sign: "\u2796", lock_with_ink_pen: "\u{1f50f}",
   speech_balloon: "\u{1f4ac}", white_circle: "\u26aa", black_circle: "\u26ab",
   large_blue_circle: "\u{1f535}", ok: "\u{1f197}", new: "\u{1f195}", sos: "\u{1f198}",
+  octagonal_sign: "\u{1f6d1}",
 };
 
 function emoji(html) {
