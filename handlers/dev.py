@@ -31,6 +31,9 @@ SUGGESTIONS = [
     "@warden scale search in prod to 6",
     "@warden announce lunch is here",
     "@warden declare incident sev2 checkout is slow",
+    "@warden task rotate the staging keys",
+    "@warden remind us every monday to rotate keys",
+    "@warden create channel war-room",
     "/warden status",
     "/pause deploy freeze",
 ]
