@@ -240,7 +240,10 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         feedback_buttons=FEEDBACK_BUTTONS if status in FEEDBACK_ON else (),
         feedback=facts.feedback if status in FEEDBACK_ON else None,
         running_for=running,
-        progress=(action.progress or "") if status is ActionStatus.EXECUTING else None,
+        # Only a command's output is shown live; other tools show their running time.
+        progress=(action.progress or "")
+        if status is ActionStatus.EXECUTING and facts.command is not None
+        else None,
         cancel_by=action.cancel_requested_by,
     )
 

@@ -450,10 +450,12 @@ def test_a_running_card_without_a_command_shows_only_its_time() -> None:
     card = build_card(_running(tool="post_message"), facts, utcnow())
     assert card.status_line.startswith(":gear: Running for 1 min 1") and card.buttons == ()
     _, blocks = render_card(card)
-    assert "Output so far" in str(blocks)  # "(no output yet)" for a tool that prints none
+    assert "Output so far" not in str(blocks)  # only commands show output while they run
     runbook = CardFacts(
         rule="one approver", approvers=(APPROVER,), approved_by=(APPROVER,), command="deploy web"
     )
+    quiet = build_card(_running(), runbook, utcnow())
+    assert "_(no output yet)_" in str(render_card(quiet)[1])
     card = build_card(_running(progress="step 1"), runbook, utcnow())
     assert [b.label for b in card.buttons] == ["Cancel"] and card.progress == "step 1"
     _, blocks = render_card(card)
