@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 # Action fields that may hold the request's placeholders, revealed on its card.
-REVEALED = ("rationale", "preview", "result", "result_note", "status_note")
+REVEALED = ("rationale", "preview", "result", "result_note", "status_note", "progress")
 MAX_ATTEMPTS = 8
 
 

@@ -34,6 +34,7 @@ SUGGESTIONS = [
     "@warden task rotate the staging keys",
     "@warden remind us every monday to rotate keys",
     "@warden create channel war-room",
+    "@warden deploy checkout-api 1.4.2",
     "/warden status",
     "/pause deploy freeze",
 ]
