@@ -122,15 +122,16 @@ class Approvals:
             log.info("approval recorded (%d of %d)", count, action.required_approvals)
         approvals = core.store.approvals(action.id, action.revision)
         lacking = core.gate.missing(action, approvals, now.at)
+        held = core.gate.paused_for(action.tool, action.channel, action.risk, now)
         if lacking:
-            paused = " Warden is paused, so nothing runs until /resume." if now.paused else ""
+            paused = f" {held}." if held else ""
             return Reply(ok=True, text=f"Approval recorded; it needs {lacking}.{paused}")
-        if now.paused:
+        if held:
             return Reply(
                 ok=True,
                 text=(
-                    ":double_vertical_bar: Your approval is recorded. Warden is paused, so "
-                    "nothing runs now; it starts after /resume if it is still valid then."
+                    f":double_vertical_bar: Your approval is recorded. {held}; it starts once "
+                    "the pause is lifted, if it is still valid then."
                 ),
             )
         return self.start(action, user)
@@ -151,12 +152,13 @@ class Approvals:
         if won is not None:
             self.execution.submit(action.id)
             return Reply(ok=True)
-        if core.paused:
+        held = core.gate.paused_for(action.tool, action.channel, action.risk, core.now())
+        if held:
             return Reply(
                 ok=True,
                 text=(
-                    ":double_vertical_bar: Your approval is recorded. Warden was paused just "
-                    "now; it starts after /resume if it is still valid then."
+                    f":double_vertical_bar: Your approval is recorded, but a pause came first. "
+                    f"{held}; it starts once the pause is lifted, if it is still valid then."
                 ),
             )
         return Reply(ok=True, text="Your approval is recorded; the action has already started.")

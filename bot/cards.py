@@ -90,6 +90,7 @@ class CardFacts:
     approvers: tuple[str, ...]
     approved_by: tuple[str, ...]
     paused: bool = False
+    pause_note: str = ""  # the gate's words for the pause that holds it (`Gate.paused_for`)
     command: str | None = None
     allowed_domains: tuple[str, ...] = ()
     previously: tuple[str, ...] = ()  # earlier decisions about what this call touches
@@ -125,6 +126,7 @@ class Card:
     result: str | None  # untrusted: tool output
     result_note: str | None  # trusted: Warden's own words about the result
     paused: bool
+    pause_note: str = ""  # trusted: Warden's words (a pause's reason made safe by `Core.now`)
     waiting_for_preview: bool
     undo_until: datetime | None
     buttons: tuple[Button, ...]
@@ -229,6 +231,7 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         result=action.result if status in SHOWS_RESULT and action.result is not None else None,
         result_note=action.result_note if status in SHOWS_RESULT else None,
         paused=facts.paused and status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED),
+        pause_note=facts.pause_note,
         waiting_for_preview=waiting_for_preview,
         undo_until=action.undo_until if Intent.UNDO in {b.intent for b in buttons} else None,
         buttons=tuple(buttons),

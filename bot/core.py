@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.chat import Chat
 from bot.directory import Directory
-from bot.gate import Gate, Now
+from bot.gate import Gate, Now, Pause
 from bot.pii import Detector, Sealer
 from bot.policy import Policy
 from bot.privacy import Privacy
@@ -27,7 +27,7 @@ from bot.sanitize import neutralise
 from bot.settings import insecure_dev_data_key
 from bot.tools import ToolRegistry
 from bot.workers import Workers
-from storage.models import Action, utcnow
+from storage.models import Action, PauseKind, utcnow
 from storage.outbox import Notice
 from storage.repo import Audit, Store
 
@@ -117,9 +117,22 @@ class Core:
         )
 
     def now(self) -> Now:
-        """The state rules are checked against, read fresh."""
+        """The state rules are checked against, read fresh: the global pause and the scoped
+        ones in force (their reasons made safe to post), autonomy, the clock."""
+        pause, scopes = self.store.pauses()
         return Now(
-            paused=self.store.pause_state().paused,
+            paused=pause.paused,
+            paused_until=pause.until if pause.paused else None,
+            pauses=tuple(
+                Pause(
+                    kind=PauseKind(s.kind),
+                    value=s.value,
+                    by=s.paused_by,
+                    reason=self.safe(s.reason, 300) if s.reason else "",
+                    until=s.until,
+                )
+                for s in scopes
+            ),
             autonomy=self.store.autonomy_overrides(),
             at=self.clock(),
         )

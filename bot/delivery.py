@@ -127,11 +127,13 @@ class Delivery:
             except (KeyError, ValueError):
                 command = None
         approvals = core.store.approvals(action.id, action.revision)
+        held = core.gate.paused_for(action.tool, action.channel, action.risk, core.now())
         return CardFacts(
             rule=core.gate.rule_text(action, core.clock()),
             approvers=tuple(core.gate.approvers(action.tool, action.requester, action.channel)),
             approved_by=tuple(sorted(core.gate.counted(action, approvals))),
-            paused=core.paused,
+            paused=held is not None,
+            pause_note=held or "",
             command=command,
             allowed_domains=tuple(core.policy.agent.link_domains),
             previously=tuple(self._previously(action)),

@@ -204,15 +204,23 @@ class Executor:
 
     @scoped
     def dry_run(
-        self, tool_name: str, args: dict[str, Any], requester: str, trace_id: str
+        self,
+        tool_name: str,
+        args: dict[str, Any],
+        requester: str,
+        trace_id: str,
+        *,
+        channel: str = "",
+        risk: str | None = None,
     ) -> Preview:
-        """A call's dry-run preview. None runs while Warden is paused (it is still a command)."""
+        """A call's dry-run preview (of a call asked in `channel` at tier `risk`). None runs
+        while a pause holds the call (it is still a command): the gate says."""
         bind(trace_id=trace_id, owner=self.core.owner)
         tool = self.core.registry.get(tool_name)
         preview = tool.dry_run
         if preview is None:
             return Preview(text=None, ok=False, problem="dry-run preview, and this tool has none")
-        if self.core.paused:
+        if self.core.gate.paused_for(tool_name, channel, risk or tool.risk, self.core.now()):
             return Preview(
                 text=None, ok=False, problem="dry-run preview, and none runs while paused"
             )
@@ -275,9 +283,15 @@ class Executor:
         tool = self.core.registry.get(tool_name)
         if not tool.read_only:
             raise WardenError(f"{tool_name} has side effects; it must be proposed")
-        if tool.source in ("runbook", "endpoint") and self.core.paused:
-            # Lookups that reach outside Warden (a command, an HTTP call) stop with everything.
-            raise WardenError("Warden is paused: lookups that run commands or call out are off")
+        held = (
+            self.core.gate.paused_for(tool_name, channel, tool.risk, self.core.now())
+            if self.core.gate.reaches_out(tool)
+            else None
+        )
+        if held:
+            # Lookups that reach outside Warden (a command, an HTTP call) stop with the pauses
+            # that hold them, as actions do.
+            raise WardenError(f"{held} (lookups that run commands or call out stop too)")
         parsed = tool.validate(reveal(args) if reveal else args)
         ctx = self._context(
             f"lookup-{new_id()[:12]}", trace_id, requester, channel=channel, thread_ts=thread_ts
@@ -330,11 +344,12 @@ class Execution:
         _bind_action(action, core.owner)
         now = core.now()
         why_not = core.gate.runnable(action, core.store.approvals(action.id, action.revision), now)
-        if why_not and not now.paused:
+        held = core.gate.paused_for(action.tool, action.channel, action.risk, now)
+        if why_not and not held:
             self._not_runnable(action, why_not)
             return
         if why_not:
-            return  # paused: `Sweeps.after_resume` starts it again
+            return  # held by a pause: `Sweeps.after_resume` starts it again
         claimed = core.store.transition(
             action_id,
             [ActionStatus.APPROVED],

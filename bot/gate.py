@@ -24,6 +24,10 @@ person's message) has entered the loop that proposed a call, it never runs witho
 Change freezes (`[[freeze]]`): while one is in force, a call of its tiers or above never runs
 unattended and also needs an admin's approval (beside what its tier needs); the card says so.
 
+Pauses (`/pause`): the global pause holds every call; a scoped pause holds only the calls of
+its tool, asked in its channel, or of its tier and above (`Gate.paused_for`, whose other face
+is the claim's SQL guard, `storage/pauses.py`). A held call waits; it never runs unattended.
+
 Unusual usage: a new call of a tool proposed far more often lately than usual — by its
 requester or by everyone, against the tool's own baseline (`[usage]`) — waits for a click
 even if the tool is `auto`; its card says why (`Decision.checkpoint`).
@@ -46,7 +50,15 @@ from bot.metrics import Stats
 from bot.policy import ONCALL_SOURCE, SLACK_GROUP_ID, Autonomy, FreezeWindow, Policy, Risk
 from bot.tools import Tool, ToolRegistry
 from storage.metrics import CallCounts
-from storage.models import UNDOABLE, Action, ActionStatus, Approval, Fact, utcnow
+from storage.models import (
+    UNDOABLE,
+    Action,
+    ActionStatus,
+    Approval,
+    Fact,
+    PauseKind,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +115,67 @@ class Origin:
 
 
 @dataclass(kw_only=True, frozen=True)
+class Pause:
+    """A scoped pause in force (`/pause tool:NAME`, `channel:C…`, `tier:high`): what it
+    holds, who paused it, why (already safe to post) and when it ends by itself, if timed."""
+
+    kind: PauseKind
+    value: str  # a tool's name, a channel id, or the lowest tier held
+    by: str
+    reason: str = ""
+    until: datetime | None = None
+
+    def holds(self, tool: str, channel: str, risk: Risk | str) -> bool:
+        """Whether this pause holds a call of `tool` asked in `channel` at tier `risk`. The
+        same rule in SQL is `storage.pauses.held_by_a_pause` (a tier scope stores the tiers
+        it holds, `held_tiers`); tests/test_scoped_pause.py checks the two agree."""
+        if self.kind is PauseKind.TOOL:
+            return self.value == tool
+        if self.kind is PauseKind.CHANNEL:
+            return self.value == channel
+        return Risk(risk).rank >= Risk(self.value).rank
+
+    def text(self, at: datetime | None) -> str:
+        """What a held card says: "Paused for this tool by @x until 14:30 UTC: reason"."""
+        if self.kind is PauseKind.TIER:
+            what = (
+                "critical actions"
+                if self.value == Risk.CRITICAL
+                else f"{self.value}-risk actions and above"
+            )
+        else:
+            what = f"this {self.kind.value}"
+        said = f"Paused for {what} by <@{self.by}>"
+        if self.until is not None:
+            said += f" until {until_text(self.until, at)}"
+        return f"{said}: {self.reason}" if self.reason else said
+
+
+def held_tiers(lowest: Risk) -> str:
+    """The tiers a `tier:` scope holds, as its row stores them for the SQL guard
+    (",high,critical,"): `lowest` and every tier above it."""
+    return "," + ",".join(r.value for r in Risk if r.rank >= lowest.rank) + ","
+
+
+def until_text(until: datetime, at: datetime | None) -> str:
+    """When a pause ends, in UTC: "14:30 UTC" today, "Tue 15 Dec 14:30 UTC" another day."""
+    until = until if until.tzinfo is not None else until.replace(tzinfo=UTC)
+    until = until.astimezone(UTC)
+    today = (at if at is not None else utcnow()).astimezone(UTC).date()
+    return until.strftime("%H:%M UTC" if until.date() == today else "%a %d %b %H:%M UTC")
+
+
+@dataclass(kw_only=True, frozen=True)
 class Now:
-    """The state every rule is checked against: read fresh for each decision and click."""
+    """The state every rule is checked against: read fresh for each decision and click.
+    `paused` is the global pause (`paused_until`: when it ends by itself, if timed);
+    `pauses` the scoped pauses in force."""
 
     paused: bool
     autonomy: Mapping[str, str] = field(default_factory=dict)
     at: datetime | None = None
+    paused_until: datetime | None = None
+    pauses: tuple[Pause, ...] = ()
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -454,7 +521,8 @@ class Gate:
             if override.min_confidence is not None
             else self.policy.gate.min_confidence
         )
-        hold = self._hold(risk, autonomy, confidence, min_confidence, origin, now, human)
+        paused = self.paused_for(tool, origin.channel, risk, now)
+        hold = self._hold(risk, autonomy, confidence, min_confidence, origin, paused, human)
         checkpoint = ""
         if hold is None:
             hold = self._unusual(tool, origin, now)
@@ -499,7 +567,7 @@ class Gate:
         confidence: float,
         min_confidence: float,
         origin: Origin,
-        now: Now,
+        paused: str | None,
         human: bool,
     ) -> str | None:
         """Why a call needs a click (None: it may run at once)."""
@@ -514,8 +582,8 @@ class Gate:
             )
         if confidence < min_confidence:
             return f"confidence is below {min_confidence:.0%}"
-        if now.paused:
-            return "Warden is paused"
+        if paused:
+            return paused
         return None
 
     def _unusual(self, tool: str, origin: Origin, now: Now) -> str | None:
@@ -735,8 +803,9 @@ class Gate:
     def runnable(self, action: Action, approvals: list[Approval], now: Now) -> str | None:
         """Why an approved action may not start now (None: it may). The executor asks this
         right before it claims the run."""
-        if now.paused:
-            return "Warden is paused"
+        paused = self.paused_for(action.tool, action.channel, action.risk, now)
+        if paused:
+            return paused
         if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
             return EXPIRED
         if action.policy_version != self.policy.version:
@@ -758,6 +827,41 @@ class Gate:
         if lacking:
             return f"it needs {lacking}"
         return None
+
+    def paused_for(self, tool: str, channel: str, risk: Risk | str, now: Now) -> str | None:
+        """Why a call of `tool` asked in `channel` at tier `risk` is held by a pause now, in
+        the words its card shows (None: no pause holds it). The global pause holds every
+        call; a scoped pause only its own (`Pause.holds`). The executor's claim carries the
+        same rule in its SQL (`storage.pauses.held_by_a_pause`), so a pause that committed
+        first wins over a claim even when this answer was read just before it."""
+        if now.paused:
+            if now.paused_until is None:
+                return "Warden is paused: nothing runs until /resume"
+            ends = until_text(now.paused_until, now.at)
+            return f"Warden is paused until {ends}: nothing runs until then or /resume"
+        for pause in now.pauses:
+            if pause.holds(tool, channel, risk):
+                return pause.text(now.at)
+        return None
+
+    def may_pause_tool(self, tool: str) -> str | None:
+        """Why `/pause tool:NAME` can't pause `tool` (None: it can): an unknown tool, or a
+        read-only lookup that no pause stops (`reaches_out`)."""
+        if tool not in self.registry:
+            return f"there is no tool called `{tool[:64]}` (`/warden autonomy` lists them)"
+        if not self.reaches_out(self.registry.get(tool)):
+            return (
+                f"`{tool}` is a read-only lookup that runs no command and calls no endpoint, "
+                "so a pause would hold nothing"
+            )
+        return None
+
+    @staticmethod
+    def reaches_out(tool: Tool[Any]) -> bool:
+        """Whether running `tool` can touch anything outside Warden: every tool with side
+        effects, and read-only lookups that run a command or call an endpoint. Pauses stop
+        these; other lookups (memory, tasks, Slack's directory) are never paused."""
+        return not tool.read_only or tool.source in ("runbook", "endpoint")
 
     def may_edit(self, action: Action, user: str) -> str | None:
         if user != action.requester and user not in self.approvers(
@@ -792,6 +896,9 @@ class Gate:
             return "only approvers or the requester may undo this"
         if now.paused:
             return "Warden is paused, so nothing runs — not even an undo. Try after /resume"
+        paused = self.paused_for(action.tool, action.channel, action.risk, now)
+        if paused:
+            return f"{paused}. Nothing it holds runs — not even an undo. Try after /resume"
         if (
             action.status not in UNDOABLE
             or action.undo_until is None

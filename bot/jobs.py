@@ -136,6 +136,13 @@ def remind_incident_leads(instance: str) -> int:
     return remind_due_incidents(lifecycle.core) if lifecycle is not None else 0
 
 
+def auto_resume(instance: str) -> int:
+    """Timed pauses (`/pause 30m …`) whose time is up end, each announced once however many
+    replicas run this (a conditional update of the pause decides, `Sweeps.auto_resume`)."""
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.auto_resume() if lifecycle is not None else 0
+
+
 def publish_audit_anchor(instance: str) -> tuple[int, str]:
     """Each day the audit chain's tip goes to the admin channel, outside the database."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
@@ -167,6 +174,7 @@ JOBS = [
     Job(func="bot.jobs:forget_old_events", seconds=3600),
     Job(func="bot.jobs:forget_personal_data", seconds=300),
     Job(func="bot.jobs:fire_reminders", seconds=15),
+    Job(func="bot.jobs:auto_resume", seconds=15),
     Job(func="bot.jobs:remind_incident_leads", seconds=30),
     Job(func="bot.jobs:publish_audit_anchor", daily_at="00:05"),
     Job(func="bot.jobs:evaluate_alerts", every_minute=True),

@@ -311,14 +311,20 @@ class Planning:
         # A refusal says why; a call held by a human checkpoint (unusual usage) says why too.
         note = decision.reason if status == ActionStatus.REFUSED else decision.checkpoint or None
         if decision.verdict in (Verdict.AWAIT, Verdict.SUGGEST):
-            if decision.needs_preview and core.paused:
+            held = core.gate.paused_for(decision.tool, req.channel, decision.risk, core.now())
+            if decision.needs_preview and held:
                 note = (
-                    "Held: Warden is paused. The dry-run preview runs after /resume; "
+                    f"Held: {held}. The dry-run preview runs once the pause is lifted; "
                     "then this can be approved."
                 )
             else:
                 shown = self.executor.dry_run(
-                    decision.tool, decision.args, req.requester, req.trace_id
+                    decision.tool,
+                    decision.args,
+                    req.requester,
+                    req.trace_id,
+                    channel=req.channel,
+                    risk=decision.risk.value,
                 )
                 preview = core.privacy.mask_output(masker, shown.text) if shown.text else shown.text
                 if decision.needs_preview and not shown.ok:
@@ -361,8 +367,17 @@ class Planning:
         bind(trace_id=action.trace_id, request_id=action.request_id)
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
             return
+        if Risk(action.risk) is Risk.CRITICAL and core.gate.paused_for(
+            action.tool, action.channel, action.risk, core.now()
+        ):
+            return  # held: its dry run runs once the pause is lifted (`Sweeps.after_resume`)
         shown = self.executor.dry_run(
-            action.tool, core.privacy.real_args(action), action.requester, action.trace_id
+            action.tool,
+            core.privacy.real_args(action),
+            action.requester,
+            action.trace_id,
+            channel=action.channel,
+            risk=action.risk,
         )
         if shown.text:
             text = shown.text
@@ -373,8 +388,8 @@ class Planning:
                 ),
             )
         if not shown.ok and Risk(action.risk) is Risk.CRITICAL:
-            if core.paused:
-                return  # held until /resume
+            if core.gate.paused_for(action.tool, action.channel, action.risk, core.now()):
+                return  # paused since the check above: held until the pause is lifted
             core.store.transition(
                 action.id,
                 [action.status],

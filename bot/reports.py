@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.control import scope_label
+from bot.gate import until_text
 from bot.lifecycle import Lifecycle
 from bot.memory import line as memory_line
 from bot.metrics import WINDOWS, Latency, Stats, report, window_stats, worst
@@ -18,7 +20,9 @@ from storage.models import Action, ActionStatus
 HELP = """*Warden* plans with an LLM and asks before it acts.
 • Mention me with a request: `@warden restart checkout-api`
 • Approvers click *Approve*, *Edit* or *Reject* on the card (or in my App Home); *Undo* after
-• `/pause [reason]` stops everything at once (admins); `/resume` lifts it
+• `/pause [30m] [reason]` stops everything at once (admins); `/resume` lifts it
+• `/pause [30m] tool:NAME|channel:#channel|tier:high [reason]` holds only that; `/resume
+  tool:NAME` (…) lifts it, `/resume all` lifts every pause
 • `/warden status` — paused?, what is waiting, usage
 • `/warden pending` — actions waiting for your approval
 • `/warden autonomy [tool] [suggest|approve|auto]` — show or change a tool's stage (admins)
@@ -39,12 +43,17 @@ def status_text(lc: Lifecycle) -> str:
             ActionStatus.NEEDS_REVIEW,
         ]
     )
+    now = core.clock()
     state = (
         f":double_vertical_bar: *Paused* by <@{pause.changed_by}>"
+        + (f" until {until_text(pause.until, now)}" if pause.until else "")
         + (f": {core.safe(pause.reason, 300)}" if pause.reason else "")
         if pause.paused
         else ":large_green_circle: *Running*"
     )
+    scoped = scope_lines(lc)
+    if scoped:
+        state += f"\n*Scoped pauses* ({len(scoped)}):\n" + "\n".join(scoped)
     running = counts.get(ActionStatus.EXECUTING, 0) + counts.get(ActionStatus.APPROVED, 0)
     lines = [
         state,
@@ -57,6 +66,18 @@ def status_text(lc: Lifecycle) -> str:
         f"write {usage['cache_write_tokens']}, ${usage['cost_usd']:.4f}",
     ]
     return "\n".join(lines)
+
+
+def scope_lines(lc: Lifecycle) -> list[str]:
+    """The scoped pauses in force, one line each: what, who, until when, why."""
+    core = lc.core
+    now = core.clock()
+    return [
+        f"• {scope_label(s.kind, s.value)} — by <@{s.paused_by}>"
+        + (f" until {until_text(s.until, now)}" if s.until else "")
+        + (f": {core.safe(s.reason, 300)}" if s.reason else "")
+        for s in core.store.active_pause_scopes()
+    ]
 
 
 def awaiting_for(lc: Lifecycle, user: str, limit: int = 100) -> list[Action]:
@@ -321,6 +342,8 @@ class Home:
 
     paused_by: str | None
     waiting: tuple[HomeItem, ...]
+    paused_until: str = ""  # when the global pause ends by itself ("14:30 UTC"), if timed
+    scoped_pauses: tuple[str, ...] = ()  # one line per scoped pause in force (safe mrkdwn)
     remembered: tuple[tuple[int, str], ...] = ()  # (fact id, line) about the viewer
     stats: HomeStats | None = None  # admins only
     tasks: tuple[HomeTask, ...] = ()  # open tasks given to the viewer, then ones they created
@@ -360,6 +383,8 @@ def home(lc: Lifecycle, user: str) -> Home:
     )
     return Home(
         paused_by=pause.changed_by if pause.paused else None,
+        paused_until=until_text(pause.until, core.clock()) if pause.paused and pause.until else "",
+        scoped_pauses=tuple(scope_lines(lc)),
         waiting=items,
         remembered=remembered,
         stats=home_stats(lc) if core.is_admin(user) else None,

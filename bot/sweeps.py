@@ -4,8 +4,8 @@ Each is idempotent and safe on every replica at once (conditional transitions an
 decide): approvals that outlived `approval_ttl` expire; closed undo windows lose their
 button; runs whose process died become `needs_review` (never re-run silently); requests
 nobody is planning are queued again; undelivered outbox rows are delivered; approved actions
-nobody started are started; due outcome checks run; after `/resume`, what waited on the
-pause continues.
+nobody started are started; due outcome checks run; timed pauses whose time is up end (each
+once, announced once); after a resume, what waited on the pause continues.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.approvals import Approvals
+from bot.control import scope_label
 from bot.core import Core
 from bot.delivery import Delivery
 from bot.execution import Execution
+from bot.gate import Pause, span_text, until_text
 from bot.intake import Intake
 from bot.planning import Planning
 from bot.policy import Risk
-from storage.models import ActionStatus
+from storage.models import ActionStatus, PauseKind
 from storage.outbox import Notice
 
 STALE = timedelta(seconds=30)
@@ -125,6 +127,75 @@ class Sweeps:
         for action_id in due:
             core.workers.planners.submit_fair(CHECKS, self.execution.check, action_id)
         return len(due)
+
+    def auto_resume(self) -> int:
+        """Timed pauses whose `until` has passed end by themselves: the global one and each
+        scope, each once however many replicas run this (a conditional update's row count
+        decides who audits it, as "warden", and announces "Auto-resumed: …" in the admin
+        channel, in the same transaction). Then the cards they held are refreshed and what
+        waited on them continues (`after_resume`)."""
+        core = self.core
+        now = core.clock()
+        pause, scopes = core.store.pauses()
+        ended: list[Pause] = []
+        everything = False
+        if pause.paused and pause.until is not None and pause.until <= now:
+            why = f": {core.safe(pause.reason, 300)}" if pause.reason else ""
+            everything = core.store.end_expired_global_pause(
+                now,
+                core.audit("warden", "control.resumed", auto=True, paused_by=pause.changed_by),
+                notices=[
+                    core.to_admins(
+                        f":arrow_forward: Auto-resumed: Warden's pause by <@{pause.changed_by}>"
+                        f" ended at {until_text(pause.until, now)}{why}. Approved actions "
+                        "can run again."
+                    )
+                ],
+            )
+        for scope in scopes:
+            if scope.id is None or scope.until is None or scope.until > now:
+                continue
+            why = f": {core.safe(scope.reason, 300)}" if scope.reason else ""
+            lasted = span_text(scope.until - scope.started_at)
+            if core.store.end_pause_scope(
+                scope.id,
+                "warden",
+                now,
+                core.audit(
+                    "warden",
+                    "control.scope_resumed",
+                    scope=scope.kind,
+                    value=scope.value,
+                    auto=True,
+                    paused_by=scope.paused_by,
+                ),
+                notices=[
+                    core.to_admins(
+                        f":arrow_forward: Auto-resumed: {scope_label(scope.kind, scope.value)}, "
+                        f"paused by <@{scope.paused_by}> for {lasted}{why}. Its approved "
+                        "actions can run again."
+                    )
+                ],
+                expired=True,
+            ):
+                ended.append(
+                    Pause(kind=PauseKind(scope.kind), value=scope.value, by=scope.paused_by)
+                )
+        if not everything and not ended:
+            return 0
+        open_cards = core.store.actions_with_status(
+            [ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED], 100
+        )
+        core.store.notify(
+            [
+                Notice(action_id=a.id)
+                for a in open_cards
+                if everything or any(p.holds(a.tool, a.channel, a.risk) for p in ended)
+            ]
+        )
+        core.workers.executors.submit(self.after_resume)
+        core.kick()
+        return len(ended) + everything
 
     def after_resume(self) -> int:
         """What waited on the pause continues, each asked of the gate again: approved actions

@@ -190,9 +190,8 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
     if card.check:
         blocks.append(section(check_line(card)))
     if card.paused:
-        blocks.append(
-            context(":double_vertical_bar: Warden is paused: nothing runs until /resume.")
-        )
+        note = card.pause_note or "Warden is paused: nothing runs until /resume"
+        blocks.append(context(f":double_vertical_bar: {clip(note, 600).rstrip('.')}."))
     if card.waiting_for_preview:
         blocks.append(context(":hourglass: Dry run in progress; Approve appears with it."))
     value = card_value(card.action_id, card.revision)
@@ -298,10 +297,21 @@ def home_view(home: Home) -> dict[str, Any]:
     # gate's to say when it arrives, exactly as for the card.
     blocks: list[dict[str, Any]] = [header("Warden")]
     if home.paused_by:
+        ends = f" until {home.paused_until}" if home.paused_until else ""
         blocks.append(
             section(
-                f":double_vertical_bar: *Paused* by {mention(home.paused_by)}. "
-                "Nothing runs until /resume."
+                f":double_vertical_bar: *Paused* by {mention(home.paused_by)}{ends}. "
+                f"Nothing runs until {'then or ' if ends else ''}/resume."
+            )
+        )
+    if home.scoped_pauses:
+        blocks.append(
+            section(
+                clip(
+                    ":double_vertical_bar: *Scoped pauses* (the rest runs as usual)\n"
+                    + "\n".join(home.scoped_pauses),
+                    2900,
+                )
             )
         )
     blocks.append(

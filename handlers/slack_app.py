@@ -315,7 +315,8 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
 
     @app.command("/resume")
     def on_resume(ack: Ack, command: dict[str, Any]) -> None:
-        ack(text=lc.control.resume(str(command.get("user_id"))).text)
+        user = str(command.get("user_id"))
+        ack(text=lc.control.resume(user, unescape(str(command.get("text") or ""))).text)
 
     @app.command("/warden")
     def on_warden(ack: Ack, command: dict[str, Any], respond: Respond) -> None:

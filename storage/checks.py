@@ -3,8 +3,8 @@ results (part of `storage.repo.Store`).
 
 A check lives on its action's row: `verify_status` pending → running → passed | failed |
 error (or canceled by an undo), `verify_at` (when due, then when done) and `verify_note`.
-Claiming is one conditional update (pending, due, the action still succeeded, Warden not
-paused → running with this process as `owner` and a `lease_until`), so of several replicas
+Claiming is one conditional update (pending, due, the action still succeeded, no pause
+holding it → running with this process as `owner` and a `lease_until`), so of several replicas
 exactly one wins. The action's `owner` and `lease_until` columns are free once its run has
 finished, and a check uses them the way a run does. A check whose lease ran out (its process
 died) goes back to pending; every claim is audited (`action.verify_started`), and those rows
@@ -19,13 +19,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, exists, func, update
+from sqlalchemy import case, func, update
 from sqlmodel import col, select
 
 from storage import audit
 from storage.db import Database
-from storage.models import Action, ActionStatus, AuditEvent, Control, VerifyStatus, utcnow
+from storage.models import Action, ActionStatus, AuditEvent, VerifyStatus, utcnow
 from storage.outbox import Notice, OutboxQueries
+from storage.pauses import held_by_a_pause
 
 if TYPE_CHECKING:
     from storage.repo import Audit
@@ -110,7 +111,7 @@ class CheckQueries:
         self, action_id: str, owner: str, now: datetime, lease_until: datetime, audit_: Audit
     ) -> Action | None:
         """Take a due check to run it (None: not due, not pending, the action no longer
-        succeeded, Warden is paused, or another replica won). Audited as `action.verify_started`
+        succeeded, a pause holds it, or another replica won). Audited as `action.verify_started`
         with the attempt's number, in the same transaction."""
         with self.db.write() as s:
             won = s.exec(
@@ -120,7 +121,7 @@ class CheckQueries:
                     col(Action.verify_status) == VerifyStatus.PENDING.value,
                     col(Action.verify_at) <= now,
                     col(Action.status) == ActionStatus.SUCCEEDED.value,
-                    ~exists().where(col(Control.id) == 1, col(Control.paused)),
+                    ~held_by_a_pause(),  # the global pause, or a scope holding its action
                 )
                 .values(
                     verify_status=VerifyStatus.RUNNING.value,

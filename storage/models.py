@@ -304,7 +304,7 @@ class Approval(SQLModel, table=True):
 
 
 class Control(SQLModel, table=True):
-    """The kill switch: a single row (id 1)."""
+    """The kill switch: a single row (id 1). `until`: when a timed pause ends by itself."""
 
     __tablename__ = "control"
     id: int = Field(default=1, primary_key=True)
@@ -312,6 +312,49 @@ class Control(SQLModel, table=True):
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     changed_by: str = Field(default="", max_length=32)
     changed_at: datetime = Field(default_factory=utcnow)
+    until: datetime | None = None
+
+
+class PauseKind(StrEnum):
+    """What a scoped pause holds: one tool, one channel, or a risk tier and those above."""
+
+    TOOL = "tool"
+    CHANNEL = "channel"
+    TIER = "tier"
+
+
+ACTIVE_SCOPE = "ended_at IS NULL"
+
+
+class PauseScope(SQLModel, table=True):
+    """A scoped pause (`/pause tool:NAME`, `channel:C…`, `tier:high`), active while `ended_at`
+    is null; a partial unique index keeps one active scope per (kind, value). `tiers` is the
+    tiers a tier scope holds, as ",high,critical," (empty for other kinds), so the claim's
+    guard matches an action's risk with one LIKE (`storage/pauses.py`). `until`: when it ends
+    by itself (the auto-resume job ends it; `ended_by` is then "warden")."""
+
+    __tablename__ = "pause_scope"
+    __table_args__ = (
+        Index(
+            "uq_pause_scope_active",
+            "kind",
+            "value",
+            unique=True,
+            sqlite_where=sql_text(ACTIVE_SCOPE),
+            postgresql_where=sql_text(ACTIVE_SCOPE),
+        ),
+        Index("ix_pause_scope_ended_until", "ended_at", "until"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)
+    value: str = Field(max_length=64)
+    tiers: str = Field(default="", max_length=40)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    paused_by: str = Field(max_length=32)
+    started_at: datetime
+    until: datetime | None = None
+    ended_at: datetime | None = None
+    ended_by: str | None = Field(default=None, max_length=32)
 
 
 class AutonomySetting(SQLModel, table=True):

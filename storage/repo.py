@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -44,6 +44,7 @@ from storage.models import (
     Control,
     Instance,
     Outbox,
+    PauseScope,
     Request,
     RequestStatus,
     SlackEvent,
@@ -55,6 +56,7 @@ from storage.outbox import (
     OutboxQueries,
     insert_for,
 )
+from storage.pauses import PauseQueries, held_by_a_pause
 from storage.tasks import TaskQueries
 from storage.vault import VaultQueries
 
@@ -143,7 +145,7 @@ def _first_delivery_statement(db: Database) -> Any:
 def _pause_statement() -> Any:
     table = Control.__table__  # type: ignore[attr-defined]
     c = table.c
-    return sa_select(c.paused, c.reason, c.changed_by, c.changed_at).where(c.id == 1)
+    return sa_select(c.paused, c.reason, c.changed_by, c.changed_at, c.until).where(c.id == 1)
 
 
 def _counts_statement() -> Any:
@@ -186,6 +188,7 @@ class PauseState:
     reason: str
     changed_by: str
     changed_at: datetime | None
+    until: datetime | None = None  # a timed pause ends by itself then (the auto-resume job)
 
 
 class Store(
@@ -198,6 +201,7 @@ class Store(
     CheckQueries,
     AlertQueries,
     TaskQueries,
+    PauseQueries,
 ):
     """Warden's persistence API over a `Database` (the outbox and job queries live in
     `storage/outbox.py`)."""
@@ -481,8 +485,9 @@ class Store(
         """Move an action between states atomically; return it if this caller won, else None.
 
         Only moves `ACTION_GRAPH` allows are made (anything else raises IllegalTransition).
-        `unless_paused` adds "and Warden is not paused" to the same statement, so a pause
-        that committed first always wins over a claim. `notices` are the Slack messages the
+        `unless_paused` adds "and no pause holds it" (the global pause, or a scope naming its
+        tool, channel or tier: `storage.pauses.held_by_a_pause`) to the same statement, so a
+        pause that committed first always wins over a claim. `notices` are the Slack messages the
         change owes, stored in the same transaction (the action's own card is always one).
         """
         froms = list(from_states)
@@ -506,7 +511,7 @@ class Store(
             if revision is not None:
                 stmt = stmt.where(col(Action.revision) == revision)
             if unless_paused:
-                stmt = stmt.where(~exists().where(col(Control.id) == 1, col(Control.paused)))
+                stmt = stmt.where(~held_by_a_pause())
             if s.exec(stmt).rowcount != 1:
                 return None
             action = s.get(Action, action_id, populate_existing=True)
@@ -857,7 +862,13 @@ class Store(
             reason=row.reason,
             changed_by=row.changed_by,
             changed_at=row.changed_at,
+            until=row.until,
         )
+
+    def pauses(self) -> tuple[PauseState, list[PauseScope]]:
+        """The global pause and the scoped pauses in force, read in one session."""
+        with self.db.read() as s:
+            return self._pause(s), self._active_scopes(s)
 
     def overview(
         self, statuses: Iterable[str]
@@ -867,14 +878,28 @@ class Store(
             return self._pause(s), self._counts(s, statuses), self._usage(s)
 
     def set_paused(
-        self, paused: bool, reason: str, by: str, audit_: Audit, notices: Sequence[Notice] = ()
+        self,
+        paused: bool,
+        reason: str,
+        by: str,
+        audit_: Audit,
+        notices: Sequence[Notice] = (),
+        until: datetime | None = None,
     ) -> bool:
-        """Pause or resume; False if it already was in that state. Audited in the same step."""
+        """Pause or resume; False if it already was in that state. Audited in the same step.
+        `until`: a pause that ends by itself then (the auto-resume job ends it)."""
+        changed = {
+            "paused": paused,
+            "reason": reason,
+            "changed_by": by,
+            "changed_at": utcnow(),
+            "until": until,
+        }
         with self.db.write() as s:
             r = s.exec(
                 update(Control)
                 .where(col(Control.id) == 1, col(Control.paused) != paused)
-                .values(paused=paused, reason=reason, changed_by=by, changed_at=utcnow())
+                .values(**changed)
             )
             if r.rowcount != 1 and s.get(Control, 1) is None:
                 # Migration 0002 seeds the row; should it have been removed, the kill switch
@@ -887,7 +912,7 @@ class Store(
                 r = s.exec(
                     update(Control)
                     .where(col(Control.id) == 1, col(Control.paused) != paused)
-                    .values(paused=paused, reason=reason, changed_by=by, changed_at=utcnow())
+                    .values(**changed)
                 )
             if r.rowcount != 1:
                 return False
