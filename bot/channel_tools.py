@@ -104,6 +104,24 @@ def _unique(users: list[str]) -> list[str]:
     return list(dict.fromkeys(users))
 
 
+# Characters text a person (or a model) writes must not carry: C0/C1 controls other than tab
+# and line breaks (PostgreSQL refuses NUL in text; a terminal obeys escapes) and the bidi
+# overrides and isolates that make a title read differently from what it is ("\u202egnp.exe").
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def no_controls(value: str) -> str:
+    """A field validator for people's words: refuse control characters, naming the first
+    (tabs and line breaks are fine). Titles, texts, topics and summaries use it."""
+    found = _CONTROLS.search(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control characters (found U+{ord(found.group(0)):04X}); "
+            "write plain text"
+        )
+    return value
+
+
 class CreateChannelArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -162,6 +180,8 @@ class TopicArgs(BaseModel):
     channel: ChannelId
     topic: str = Field(description='The new topic ("" clears it)', max_length=MAX_TEXT)
 
+    _topic = field_validator("topic")(no_controls)
+
 
 class PurposeArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -171,6 +191,8 @@ class PurposeArgs(BaseModel):
         description='The channel\'s new purpose, its description ("" clears it)',
         max_length=MAX_TEXT,
     )
+
+    _purpose = field_validator("purpose")(no_controls)
 
 
 class PinArgs(BaseModel):

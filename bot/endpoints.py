@@ -18,11 +18,14 @@ the header does the work once however often it is asked.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +49,12 @@ MASK = "•••"
 # Every placeholder a template may hold, replaced in one pass: a value is never read again,
 # so one that looks like "{response.id}" stays text.
 _TEMPLATE_REF = re.compile(r"\{(response(?:\.[A-Za-z0-9_-]+)+|[A-Za-z_][A-Za-z0-9_]*)\}")
+# What an answer's field may hold to go into an undo's URL: the policy validates parameters
+# against their pattern, but nobody validated the answer. Percent-encoding keeps "/" inside one
+# segment, yet servers and proxies that decode "%2F" before resolving "../" (nginx does) would
+# still walk the path: an id is a plain token, or the undo is not built.
+_PLAIN_ANSWER = re.compile(r"^[^/\\%\x00-\x1f\x7f]{1,200}$")
+ANSWER_RULE = "a plain value (1 to 200 characters, no '/', '\\', '%' or control characters)"
 
 
 class EndpointArgs(BaseModel):
@@ -209,6 +218,60 @@ class HttpCall:
         return "\n".join(lines)
 
 
+class _Deadline:
+    """Every wait of one request bounded by one deadline. httpx's timeouts bound each read,
+    not the whole answer: a server sending a header line every second keeps a 5-second call
+    (and the executor's thread) for as long as it likes. This watches the connection's socket
+    (handed over by httpcore's `trace` extension when the TCP connection is made) and shuts
+    it down once the deadline passes, which ends any read in progress at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's trace hook: keep a duplicate of the new connection's socket (TLS wraps
+        the original; shutting down the duplicate ends the connection either way)."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        raw = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(raw, socket.socket):
+            return
+        dup = raw.dup()
+        with self._lock:
+            self._sock = dup
+            late = self.expired
+        if late:
+            self._shut(dup)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._sock
+        if sock is not None:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed: the request ended on its own
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """Certificate checks as httpx makes them (certifi's roots, or the operator's CA bundle
@@ -230,35 +293,48 @@ def send(call: HttpCall, timeout_s: float, max_bytes: int) -> ToolResult:
     if call.idempotency_key is not None:
         headers["Idempotency-Key"] = call.idempotency_key
     deadline = time.monotonic() + timeout_s
+    no_answer = ToolResult(
+        ok=False,
+        output=f"no answer within {timeout_s:g}s"
+        + ("; the server may have acted on the request" if changes else ""),
+        unknown=changes,
+    )
     try:
         # trust_env=False: no proxy variables or .netrc can send the request elsewhere or
         # add credentials the policy did not declare (the TLS trust store still honours
         # SSL_CERT_FILE / SSL_CERT_DIR: see `_tls`).
         with (
+            _Deadline(timeout_s) as watch,
             httpx.Client(
                 timeout=httpx.Timeout(timeout_s),
                 follow_redirects=False,
                 trust_env=False,
                 verify=_tls(),
             ) as client,
-            client.stream(call.method, call.url, headers=headers, json=call.body) as answer,
+            client.stream(
+                call.method,
+                call.url,
+                headers=headers,
+                json=call.body,
+                extensions={"trace": watch.trace},
+            ) as answer,
         ):
             status, reason = answer.status_code, answer.reason_phrase
             location = answer.headers.get("location", "")
-            data, cut = _read(answer, max_bytes, deadline)
+            data, cut = _read(answer, max_bytes, deadline, watch)
     except (httpx.ConnectTimeout, httpx.PoolTimeout):
         return ToolResult(ok=False, output=f"could not connect within {timeout_s:g}s")
     except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-        # Nothing was sent: the request failed before it left this machine.
+        # Nothing was sent: the request failed before it left this machine (the deadline may
+        # have cut a slow TLS handshake).
+        if watch.expired:
+            return ToolResult(ok=False, output=f"could not connect within {timeout_s:g}s")
         return ToolResult(ok=False, output=f"could not send the request: {exc}")
     except httpx.TimeoutException:
-        return ToolResult(
-            ok=False,
-            output=f"no answer within {timeout_s:g}s"
-            + ("; the server may have acted on the request" if changes else ""),
-            unknown=changes,
-        )
+        return no_answer
     except httpx.TransportError as exc:
+        if watch.expired:  # the deadline cut the connection: a timeout, not a broken server
+            return no_answer
         return ToolResult(
             ok=False,
             output=f"the connection failed: {type(exc).__name__}: {exc}",
@@ -281,7 +357,9 @@ def send(call: HttpCall, timeout_s: float, max_bytes: int) -> ToolResult:
     return ToolResult(ok=True, output=f"{head}\n{text}")
 
 
-def _read(answer: httpx.Response, max_bytes: int, deadline: float) -> tuple[bytes, str]:
+def _read(
+    answer: httpx.Response, max_bytes: int, deadline: float, watch: _Deadline
+) -> tuple[bytes, str]:
     """The body up to `max_bytes`, and why it was cut short ("" if it was not). Once the
     status line has arrived, a slow or broken body no longer hides the status."""
     data = bytearray()
@@ -296,6 +374,8 @@ def _read(answer: httpx.Response, max_bytes: int, deadline: float) -> tuple[byte
     except httpx.TimeoutException:
         return bytes(data), "answer cut off by the timeout"
     except httpx.TransportError as exc:
+        if watch.expired:
+            return bytes(data), "answer cut off by the timeout"
         return bytes(data), f"answer cut off: {type(exc).__name__}"
     return bytes(data), ""
 
@@ -308,9 +388,28 @@ def _response_fields(endpoint: Endpoint) -> list[str]:
     return sorted({"response" + m for text in texts for m in RESPONSE_REF.findall(text)})
 
 
-def _undo_data(fields: list[str], output: str) -> tuple[dict[str, str], str]:
-    """The answer's fields the undo needs, and a note if any is missing (the action then
-    succeeded, but its undo cannot be built)."""
+def _url_fields(endpoint: Endpoint) -> list[str]:
+    """The `response.…` keys the undo's URL uses (held to `ANSWER_RULE`)."""
+    if endpoint.undo is None:
+        return []
+    return sorted({"response" + m for m in RESPONSE_REF.findall(endpoint.undo.url)})
+
+
+def _not_plain(values: Mapping[str, Any], keys: list[str]) -> str | None:
+    """The first of `keys` whose value may not go into a URL (see `ANSWER_RULE`), or None."""
+    for key in keys:
+        value = str(values.get(key, ""))
+        if not _PLAIN_ANSWER.match(value) or value in (".", ".."):
+            return key
+    return None
+
+
+def _undo_data(
+    fields: list[str], output: str, in_url: list[str] | None = None
+) -> tuple[dict[str, str], str]:
+    """The answer's fields the undo needs, and a note if any is missing or, for one that goes
+    into the undo's URL (`in_url`), not a plain value (the action then succeeded, but its
+    undo cannot be built)."""
     if not fields:
         return {}, ""
     try:
@@ -325,6 +424,9 @@ def _undo_data(fields: list[str], output: str) -> tuple[dict[str, str], str]:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             return {}, f"Undo will not work: the answer has no usable `{key}` field."
         found[key] = str(value)
+    bad = _not_plain(found, in_url or [])
+    if bad is not None:
+        return {}, f"Undo will not work: the answer's `{bad}` is not {ANSWER_RULE}."
     return found, ""
 
 
@@ -338,6 +440,7 @@ def endpoint_tool(
     timeout_s = endpoint.timeout.total_seconds()
     max_bytes = endpoint.max_response_bytes
     fields = _response_fields(endpoint)
+    in_url = _url_fields(endpoint)
 
     def call(args: BaseModel, key: str) -> HttpCall:
         values = _values(args)
@@ -355,7 +458,7 @@ def endpoint_tool(
         result = send(call(args, ctx.action_id), timeout_s, max_bytes)
         if not result.ok:
             return result
-        data, note = _undo_data(fields, result.output)
+        data, note = _undo_data(fields, result.output, in_url)
         return ToolResult(ok=True, output=result.output, undo_data=data, note=note)
 
     def undo(args: BaseModel, ctx: ToolContext, data: dict[str, Any]) -> ToolResult:
@@ -365,6 +468,11 @@ def endpoint_tool(
         if missing:
             return ToolResult(
                 ok=False, output=f"cannot undo: the first answer had no `{missing[0]}` field"
+            )
+        bad = _not_plain(values, in_url)
+        if bad is not None:
+            return ToolResult(
+                ok=False, output=f"cannot undo: the first answer's `{bad}` is not {ANSWER_RULE}"
             )
         reverse = HttpCall(
             method=endpoint.undo.method,

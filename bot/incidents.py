@@ -37,6 +37,7 @@ are shown only to a lookup made in its own channel.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -58,6 +59,7 @@ from bot.channel_tools import (
     _refusal,
     _unknown,
     _where,
+    no_controls,
 )
 from bot.chat import Chat
 from bot.errors import ChatRefused, ToolFailed
@@ -169,6 +171,7 @@ class DeclareArgs(BaseModel):
     private: bool = Field(default=False, description="Make the incident channel private")
 
     _title = field_validator("title")(_one_line)
+    _plain = field_validator("title", "summary")(no_controls)
 
     @field_validator("responders")
     @classmethod
@@ -199,6 +202,8 @@ class UpdateArgs(BaseModel):
         description="The status update: what changed, what is next", min_length=1, max_length=3000
     )
 
+    _text = field_validator("text")(no_controls)
+
 
 class EntryArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -207,6 +212,7 @@ class EntryArgs(BaseModel):
     text: str = Field(description="What happened, for the timeline", min_length=1, max_length=1000)
 
     _text = field_validator("text")(_one_line)
+    _plain = field_validator("text")(no_controls)
 
 
 class ResolveArgs(BaseModel):
@@ -216,6 +222,8 @@ class ResolveArgs(BaseModel):
     summary: str = Field(
         description="How it ended: cause, fix, follow-ups", min_length=1, max_length=3000
     )
+
+    _summary = field_validator("summary")(no_controls)
 
 
 class IncidentArgs(BaseModel):
@@ -243,9 +251,12 @@ def slug(title: str) -> str:
 
 
 def channel_name(title: str, day: date) -> str:
-    """`inc-YYYYMMDD-slug`, cut to Slack's 80 characters at a word where it can be."""
+    """`inc-YYYYMMDD-slug`, cut to Slack's 80 characters at a word where it can be. A title
+    with no Latin letters or digits ("決済が失敗している") gets `incident-` and a short hash of
+    itself: stable for a retried declaration, and not the name of every such incident that
+    day."""
     head = f"{PREFIX}-{day:%Y%m%d}-"
-    words = slug(title) or "incident"
+    words = slug(title) or f"incident-{hashlib.sha256(title.encode()).hexdigest()[:8]}"
     name = head + words
     if len(name) > MAX_NAME:
         cut = name[:MAX_NAME]
@@ -392,6 +403,18 @@ def incident_tools(
 
     def to_channel(incident: Incident, text: str) -> list[Notice]:
         return [Notice(channel=incident.channel, text=text)] if incident.channel else []
+
+    def elsewhere(row: Incident | None, ctx: ToolContext) -> ToolResult | None:
+        """A private incident is changed only from its own channel, where its contents may
+        be seen: asked anywhere else a change is refused (a role change would invite someone
+        into its private channel, past the channel tools' reach; an update would post there
+        words its members never saw asked)."""
+        if row is None or _may_see(row, ctx):
+            return None
+        where = f", <#{row.channel}>" if row.channel else ""
+        return _failed(
+            f"{number(row)} is private: it is changed only from its own channel{where}; ask there"
+        )
 
     # -- declare_incident ----------------------------------------------------------------
 
@@ -548,20 +571,34 @@ def incident_tools(
         channel = str(data.get("channel") or "")
         if not n:
             return _failed("nothing to undo: the incident's number was not recorded")
-        if channel:
-            where = _where(channel)
-            try:
-                chat.archive(channel)
-            except ChatRefused as exc:
-                if exc.code != "already_archived":
-                    return _failed(f"{where} was not archived: {_refusal(exc, where)}")
-            except Exception as exc:
-                return _unknown(f"archived {where}", exc)
-        done = store.cancel_incident(n, entry("cancelled", ctx, "declaration undone"), ())
-        state = f"{number(n)} {'cancelled' if done else 'was already cancelled'}"
-        return ToolResult(
-            ok=True, note=f"archived {_where(channel)}; {state}" if channel else state
+        # Cancelled first, and only if nobody but its declarer has worked on it since: the
+        # storage's conditional update decides, then the channel follows. Undo never wipes
+        # out a live incident others are running.
+        outcome = store.cancel_incident(
+            n, entry("cancelled", ctx, "declaration undone"), (), unless_others_changed=True
         )
+        if outcome is Outcome.CHANGED:
+            return _failed(
+                f"{number(n)} was changed since by someone other than who declared it; it "
+                "stays open and its channel as it is (resolve it instead)"
+            )
+        if outcome is Outcome.MISSING:
+            return _failed(f"there is no incident {number(n)} declared by this action")
+        state = f"{number(n)} {'cancelled' if outcome is Outcome.DONE else 'was already cancelled'}"
+        if not channel:
+            return ToolResult(ok=True, note=state)
+        where = _where(channel)
+        try:
+            chat.archive(channel)
+        except ChatRefused as exc:
+            if exc.code != "already_archived":
+                return _failed(
+                    f"{state}, but {where} was not archived: {_refusal(exc, where)}; "
+                    "archive it by hand"
+                )
+        except Exception as exc:
+            return _unknown(f"archived {where} ({state})", exc)
+        return ToolResult(ok=True, note=f"archived {where}; {state}")
 
     # -- assign_incident_role ------------------------------------------------------------
 
@@ -573,7 +610,12 @@ def incident_tools(
         person = _name_of(ctx.chat, args.person)
         if now == args.person:
             return f"{person} is already the {args.role} of {number(row)}: nothing to do."
-        where = f" to #{row.channel_name}" if row.channel else ""
+        # A private incident's channel name is its title's slug: never on a card elsewhere.
+        where = (
+            (" to its private channel" if row.private else f" to #{row.channel_name}")
+            if row.channel
+            else ""
+        )
         return (
             f"Would make {person} the {args.role} of {number(row)} "
             f"(now: {_name_of(ctx.chat, now)}), invite them{where} and update its topic."
@@ -584,6 +626,8 @@ def incident_tools(
         if store is None or chat is None:
             return offline()
         row = store.incident(args.incident)
+        if refused := elsewhere(row, ctx):
+            return refused
         before = getattr(row, args.role) if row else None
         words = "incident lead" if args.role == "lead" else "comms lead"
         text = f"{who(args.person)} is now the {words}, assigned by {who(ctx.requester)}"
@@ -688,6 +732,8 @@ def incident_tools(
         if store is None or chat is None:
             return offline()
         row = store.incident(args.incident)
+        if refused := elsewhere(row, ctx):
+            return refused
         step = f"{row.severity.upper() if row else '?'} → {args.severity.upper()}"
         change = store.set_incident_severity(
             args.incident,
@@ -738,6 +784,8 @@ def incident_tools(
         if store is None:
             return offline()
         row = store.incident(args.incident)
+        if refused := elsewhere(row, ctx):
+            return refused
         text = lasting(args.text)
         now = clock()
         notices = (
@@ -773,6 +821,8 @@ def incident_tools(
     def add_entry(args: EntryArgs, ctx: ToolContext) -> ToolResult:
         if store is None:
             return offline()
+        if refused := elsewhere(store.incident(args.incident), ctx):
+            return refused
         change = store.add_incident_note(args.incident, entry("note", ctx, lasting(args.text)))
         if change.outcome not in (Outcome.DONE, Outcome.REPEATED) or change.incident is None:
             return not_changed(change, args.incident)
@@ -805,6 +855,8 @@ def incident_tools(
         if store is None or chat is None:
             return offline()
         row = store.incident(args.incident)
+        if refused := elsewhere(row, ctx):
+            return refused
         summary = lasting(args.summary)
         now = clock()
         lasted = span_text(now - row.declared_at) if row else ""

@@ -152,4 +152,5 @@ def oncall_tool(policy: Policy, clock: Callable[[], datetime] = utcnow) -> Tool[
 
 def tools(ctx: PluginContext) -> list[Tool[Any]]:
     """The `warden.tools` entry point of the read-only lookups."""
-    return [*lookup_tools(ctx.store, ctx.chat), oncall_tool(ctx.policy)]
+    # Warden's clock, as the gate reads it for `oncall:NAME` approvers: the two always agree.
+    return [*lookup_tools(ctx.store, ctx.chat), oncall_tool(ctx.policy, ctx.clock)]

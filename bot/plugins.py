@@ -19,10 +19,16 @@ Loading fails closed: a plugin that cannot be imported, returns something that i
 tool, declares a tool with a bad contract, or a name another plugin (or a runbook) already
 has, stops Warden at start-up with a `PluginError` naming the plugin. The same entry point
 seen twice (a package installed both editable and from a wheel) loads once.
+
+The contract is checked against a tool's own examples at start-up; a model proposes other
+arguments. So the parts of the contract the gate calls on every proposal fail closed too
+(`fail_closed`): a tier its `risk_from_args` cannot give is the highest, a precondition that
+raises refuses the call, and a reach its `target_channel` cannot say is no channel at all.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -33,11 +39,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from bot.chat import Chat
-from bot.errors import ConfigError
+from bot.errors import ConfigError, PreconditionFailed
 from bot.policy import Policy, Risk
 from bot.tools import Tool, ToolRegistry
 from storage.models import utcnow
 from storage.repo import Store
+
+log = logging.getLogger(__name__)
 
 GROUP = "warden.tools"
 OWN_DISTRIBUTION = "warden"
@@ -199,7 +207,67 @@ def tools_of(plugin: Plugin, ctx: PluginContext) -> list[Tool[Any]]:
             f"{where} must name a ToolRegistry or a function tools(ctx) -> [Tool], "
             f"not {type(obj).__name__}"
         )
-    return [replace(check_tool(t, where), source=plugin.source) for t in found]
+    return [fail_closed(replace(check_tool(t, where), source=plugin.source)) for t in found]
+
+
+NO_CHANNEL = "(no channel: its target_channel failed)"
+"""The reach of a call whose `target_channel` raised: matches no request's channel, so the
+gate refuses it."""
+
+
+def fail_closed(tool: Tool[Any]) -> Tool[Any]:
+    """`tool` with the contract functions the gate calls for every proposal — the tier its
+    arguments give, its preconditions, the channel it reaches — made to fail closed for
+    arguments its examples never showed, instead of raising into the planner (which then
+    drops the request with no answer): an exception or a tier that is not a `Risk` gives
+    `Risk.CRITICAL`; a precondition that raises (other than `PreconditionFailed`, the way
+    to refuse with a reason) refuses the call saying so; a `target_channel` that raises
+    reaches `NO_CHANNEL`. Each failure is logged with the tool's name."""
+    changes: dict[str, Any] = {}
+    raise_tier = tool.risk_from_args
+    if raise_tier is not None:
+
+        def tier(args: Any) -> Risk:
+            try:
+                found: object = raise_tier(args)
+            except Exception as exc:
+                log.warning("%s: risk_from_args raised %s; critical", tool.name, repr(exc))
+                return Risk.CRITICAL
+            if not isinstance(found, Risk):
+                log.warning("%s: risk_from_args gave %r; critical", tool.name, found)
+                return Risk.CRITICAL
+            return found
+
+        changes["risk_from_args"] = tier
+    if tool.preconditions:
+        changes["preconditions"] = tuple(_guarded(tool.name, p) for p in tool.preconditions)
+    reach = tool.target_channel
+    if reach is not None:
+
+        def target(args: Any) -> str:
+            try:
+                channel: object = reach(args)
+            except Exception as exc:
+                log.warning("%s: target_channel raised %s", tool.name, repr(exc))
+                return NO_CHANNEL
+            return channel if isinstance(channel, str) else NO_CHANNEL
+
+        changes["target_channel"] = target
+    return replace(tool, **changes) if changes else tool
+
+
+def _guarded(name: str, check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def guarded(args: Any) -> str | None:
+        try:
+            reason: object = check(args)
+        except PreconditionFailed:
+            raise
+        except Exception as exc:
+            log.warning("%s: a precondition raised %s", name, repr(exc))
+            return f"its precondition check failed ({type(exc).__name__}: {exc})"
+        return str(reason) if reason else None  # as the gate reads it: falsy lets it through
+
+    return guarded
 
 
 def load_tools(ctx: PluginContext, plugins: Iterable[Plugin] | None = None) -> list[Tool[Any]]:

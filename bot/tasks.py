@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.channel_tools import no_controls
 from bot.lookup_tools import visible
 from bot.plugins import PluginContext
 from bot.policy import SLACK_CHANNEL_ID, SLACK_USER_ID, Risk
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REMINDER_TOOL = "create_reminder"
+
 MIN_INTERVAL = timedelta(minutes=5)
 """Flood protection: no reminder repeats more often than this."""
 
@@ -64,7 +67,9 @@ LATE = timedelta(minutes=2)
 """An occurrence posted this long after its time says it is late (Warden was down or paused)."""
 
 PREVIEW_TIMES = 3
-GAP_FIRES, GAP_SPAN = 1000, timedelta(days=400)  # how far a schedule's gaps are checked
+# How far a schedule's gaps are checked: a whole leap cycle, so a schedule that fires only on
+# 29 February is measured too (its next one may be almost four years away).
+GAP_FIRES, GAP_SPAN = 1000, timedelta(days=4 * 366 + 1)
 
 _USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _CHANNEL_MENTION = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -108,6 +113,7 @@ class CreateTaskArgs(BaseModel):
     due: date | None = Field(default=None, description="Due date, YYYY-MM-DD")
 
     _assignee = field_validator("assignee", mode="before")(_user_id)
+    _plain = field_validator("title")(no_controls)
 
     @field_validator("title")
     @classmethod
@@ -170,6 +176,7 @@ class ReminderArgs(BaseModel):
     )
 
     _channel = field_validator("channel", mode="before")(_channel_id)
+    _text = field_validator("text")(no_controls)
 
     @field_validator("cron")
     @classmethod
@@ -304,12 +311,16 @@ def _closest(cron: str, tz: str) -> tuple[datetime, datetime] | None:
     best: tuple[datetime, datetime] | None = None
     for _ in range(GAP_FIRES):
         following = after(cron, tz, previous)
-        if following is None or following - start > GAP_SPAN:
+        if following is None:
             break
+        # Measured before the look-ahead ends: the pair that crosses it counts too, so a
+        # schedule whose first occurrences are far away ("* * 29 2 *") is still measured.
         if best is None or following - previous < best[1] - best[0]:
             best = (previous, following)
             if following - previous < MIN_INTERVAL:
                 break
+        if following - start > GAP_SPAN:
+            break
         previous = following
     return best
 
@@ -427,7 +438,13 @@ def task_tools(store: Store | None, lasting: Callable[[str], str] = str) -> list
         if store is None:
             return offline()
         task_id = int(data["task_id"])
-        if not store.delete_task(task_id, ctx.action_id):
+        change = store.delete_task(task_id, ctx.action_id)
+        if change is Change.CHANGED:
+            return ToolResult(
+                ok=False,
+                note=f"Task #{task_id} was changed since by someone else; it was left as it is.",
+            )
+        if change is Change.MISSING:
             return ToolResult(ok=True, note=f"Task #{task_id} was already gone.")
         return ToolResult(ok=True, note=f"Task #{task_id} deleted.")
 
@@ -693,7 +710,7 @@ def reminder_tools(store: Store | None, lasting: Callable[[str], str] = str) -> 
 
     return [
         Tool(
-            name="create_reminder",
+            name=REMINDER_TOOL,
             args=ReminderArgs,
             run=create,
             undo=cancel_created,
@@ -774,6 +791,9 @@ def fire_due_reminders(core: Core) -> int:
     how many this replica posted."""
     now = core.clock()
     fired = 0
+    # A scope pausing the tool that sets reminders up, or its tier, holds their posts too.
+    tool = core.registry.get(REMINDER_TOOL) if REMINDER_TOOL in core.registry else None
+    risk = tool.risk.value if tool is not None else None
     for reminder in core.store.due_reminders(now):
         due = reminder.next_at
         if due is None:  # pragma: no cover - the query excludes them
@@ -793,6 +813,8 @@ def fire_due_reminders(core: Core) -> int:
             now=now,
             notice=notice,
             policy_version=core.policy.version,
+            tool=REMINDER_TOOL,
+            risk=risk,
         ):
             fired += 1
     if fired:

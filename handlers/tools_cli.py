@@ -270,8 +270,12 @@ def _call(
         raw = json.loads(args_json) if args_json is not None else {}
     except ValueError as exc:
         raise BadInput(f"--args is not valid JSON: {exc}") from None
+    except RecursionError:
+        # The standard library's parser recurses once a level: hostile nesting ends it.
+        raise BadInput("--args is not valid JSON: it is nested too deeply") from None
     if not isinstance(raw, dict):
-        raise BadInput(f'--args must be a JSON object, like \'{{"name": "value"}}\', not {raw!r}')
+        shown = repr(raw) if len(args_json or "") <= 200 else f"{repr(raw)[:200]}…"
+        raise BadInput(f'--args must be a JSON object, like \'{{"name": "value"}}\', not {shown}')
     return Call(tool=name, args=raw, rationale="(shown with `warden tools show`)")
 
 

@@ -12,7 +12,8 @@ chose, before any channel exists. Every later change is one write transaction th
 
 Reminding the lead to post a status update is a claim: `UPDATE incident SET
 next_reminder_at = :next WHERE id = :id AND next_reminder_at = :due AND status = 'open'`
-(and Warden not paused), so of two replicas that both saw it due exactly one posts.
+(and no pause holding its channel: `storage.tasks.held_in`), so of two replicas that both saw
+it due exactly one posts.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, exists, update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from storage import audit
 from storage.db import Database
-from storage.models import Control, Incident, IncidentEvent, IncidentStatus
+from storage.models import Incident, IncidentEvent, IncidentStatus
 from storage.outbox import Notice, OutboxQueries, insert_for
+from storage.tasks import held_in
 
 
 class Outcome(StrEnum):
@@ -163,24 +165,51 @@ class IncidentQueries:
             OutboxQueries._enqueue(s, notices)
             return True
 
-    def cancel_incident(self, incident_id: int, entry: Entry, notices: Sequence[Notice]) -> bool:
+    def cancel_incident(
+        self,
+        incident_id: int,
+        entry: Entry,
+        notices: Sequence[Notice],
+        *,
+        unless_others_changed: bool = False,
+    ) -> Outcome:
         """The declaration of `entry.action_id` is undone (or its channel could not be
-        made): the incident is cancelled, whatever it became since, and no longer
-        reminds anyone. False: it was already cancelled, or another action declared it."""
+        made): the incident is cancelled and no longer reminds anyone. DONE: cancelled now;
+        NOT_OPEN: it was already cancelled; MISSING: no such incident, or another action
+        declared it. `unless_others_changed` (an Undo): only while every timeline entry is
+        its declarer's own — once someone else has worked on it (a status update, a role, a
+        note…), CHANGED and it stays as it is; decided in the update's own WHERE."""
+        held = [
+            col(Incident.id) == incident_id,
+            col(Incident.action_id) == entry.action_id,
+            col(Incident.status) != IncidentStatus.CANCELLED,
+        ]
+        if unless_others_changed:
+            others = (
+                select(IncidentEvent.id)
+                .where(
+                    col(IncidentEvent.incident_id) == incident_id,
+                    col(IncidentEvent.author) != col(Incident.created_by),
+                )
+                .correlate(Incident)
+                .exists()
+            )
+            held.append(~others)
         with self.db.write() as s:
             r = s.exec(
                 update(Incident)
-                .where(
-                    col(Incident.id) == incident_id,
-                    col(Incident.action_id) == entry.action_id,
-                    col(Incident.status) != IncidentStatus.CANCELLED,
-                )
+                .where(*held)
                 .values(status=IncidentStatus.CANCELLED, next_reminder_at=None)
             )
-            if r.rowcount != 1:
-                return False
-            _record(s, incident_id, entry, notices)
-            return True
+            if r.rowcount == 1:
+                _record(s, incident_id, entry, notices)
+                return Outcome.DONE
+            row = s.get(Incident, incident_id)
+            if row is None or row.action_id != entry.action_id:
+                return Outcome.MISSING
+            if row.status == IncidentStatus.CANCELLED:
+                return Outcome.NOT_OPEN
+            return Outcome.CHANGED
 
     # -- reading -------------------------------------------------------------------------
 
@@ -454,8 +483,8 @@ class IncidentQueries:
         """Claim the reminder due at `due` and owe its message: True for the one caller
         whose conditional update moved `next_reminder_at` on to `next_at`; it wrote the
         message and the `incident.reminded` audit row in the same transaction. Nothing is
-        claimed while Warden is paused, nor once the incident is resolved or cancelled."""
-        paused = exists().where(col(Control.id) == 1, col(Control.paused).is_(True))
+        claimed while Warden is paused or a scoped pause names the incident's channel, nor
+        once the incident is resolved or cancelled."""
         with self.db.write() as s:
             r = s.exec(
                 update(Incident)
@@ -464,7 +493,7 @@ class IncidentQueries:
                     col(Incident.next_reminder_at) == due,
                     col(Incident.status) == IncidentStatus.OPEN,
                     col(Incident.channel).is_not(None),
-                    ~paused,
+                    ~held_in(col(Incident.channel)),
                 )
                 .values(next_reminder_at=next_at)
             )

@@ -7,10 +7,10 @@ reopened only by the undo of the action that completed it; a reminder is cancell
 while it is active.
 
 Firing a reminder is a claim: `UPDATE reminder SET next_at = :next … WHERE id = :id AND
-next_at = :due` (and not cancelled, and Warden not paused), so of two replicas that both saw
-it due exactly one moves it on; that one writes the message (an outbox row) and the audit row
-in the same transaction. Nothing here reads a row to decide a write outside the write's own
-transaction.
+next_at = :due` (and not cancelled, and no pause holding it: `held_in`), so of two replicas
+that both saw it due exactly one moves it on; that one writes the message (an outbox row) and
+the audit row in the same transaction. Nothing here reads a row to decide a write outside the
+write's own transaction.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, update
+from sqlalchemy import and_, delete, exists, or_, update
 from sqlmodel import col, select
 
 from storage import audit
 from storage.db import Database
-from storage.models import Control, Reminder, Task, TaskStatus
+from storage.models import Action, Control, PauseKind, PauseScope, Reminder, Task, TaskStatus
 from storage.outbox import Notice, OutboxQueries, insert_for
 
 
@@ -35,6 +35,7 @@ class Change(StrEnum):
     DONE = "done"  # this call changed it
     REPEATED = "repeated"  # this same action had already changed it (a retried call)
     ALREADY = "already"  # it was already so: nothing changed
+    CHANGED = "changed"  # someone else changed it since: an undo leaves it as it is
     MISSING = "missing"  # no such row
 
 
@@ -45,6 +46,32 @@ class TaskChange:
     change: Change
     task: Task | None = None
     previous_assignee: str | None = None
+
+
+def held_in(channel: Any, tool: str | None = None, risk: str | None = None) -> Any:
+    """True while a pause holds what Warden posts by itself in `channel` (a column, correlated
+    with the row a statement updates, or a value): the global pause, or an active scope naming
+    that channel — or `tool`, or a tier `risk` is in, for posts a tool's call set up (a
+    reminder's). The rule `storage.pauses.held_by_a_pause` puts on an action's claim, for the
+    posts of reminders, which are no actions: `/pause channel:#ops` quiets #ops."""
+    scopes = [
+        and_(col(PauseScope.kind) == PauseKind.CHANNEL.value, col(PauseScope.value) == channel)
+    ]
+    if tool is not None:
+        scopes.append(
+            and_(col(PauseScope.kind) == PauseKind.TOOL.value, col(PauseScope.value) == tool)
+        )
+    if risk is not None:
+        scopes.append(
+            and_(
+                col(PauseScope.kind) == PauseKind.TIER.value,
+                col(PauseScope.tiers).like(f"%,{risk},%"),
+            )
+        )
+    return or_(
+        exists().where(col(Control.id) == 1, col(Control.paused).is_(True)),
+        exists().where(col(PauseScope.ended_at).is_(None), or_(*scopes)),
+    )
 
 
 def _scope(table: type[Task] | type[Reminder], channel: str, dm_person: str | None) -> Any:
@@ -103,13 +130,38 @@ class TaskQueries:
         with self.db.read() as s:
             return s.get(Task, task_id)
 
-    def delete_task(self, task_id: int, action_id: str) -> bool:
-        """Undo of a create: the task `action_id` created is deleted (False: it is gone)."""
+    def delete_task(self, task_id: int, action_id: str) -> Change:
+        """Undo of a create: the task `action_id` created is deleted (DONE), unless someone
+        other than its creator has worked on it since — completed it, or made its latest
+        assignment or completion (CHANGED: it stays) — decided in the delete's own WHERE.
+        MISSING: it is gone already."""
+        others_completed = and_(
+            col(Task.completed_by).is_not(None), col(Task.completed_by) != col(Task.created_by)
+        )
+        others_changed = (
+            select(Action.id)
+            .where(
+                col(Action.id) == col(Task.changed_by_action),
+                col(Action.requester) != col(Task.created_by),
+            )
+            .correlate(Task)
+            .exists()
+        )
         with self.db.write() as s:
             r = s.exec(
-                delete(Task).where(col(Task.id) == task_id, col(Task.action_id) == action_id)
+                delete(Task).where(
+                    col(Task.id) == task_id,
+                    col(Task.action_id) == action_id,
+                    ~others_completed,
+                    ~others_changed,
+                )
             )
-            return r.rowcount == 1
+            if r.rowcount == 1:
+                return Change.DONE
+            gone = s.exec(
+                select(Task.id).where(col(Task.id) == task_id, col(Task.action_id) == action_id)
+            ).first()
+            return Change.MISSING if gone is None else Change.CHANGED
 
     def assign_task(self, task_id: int, assignee: str, action_id: str) -> TaskChange:
         """Give the task to `assignee`, remembering who had it. The row is locked and the
@@ -328,12 +380,15 @@ class TaskQueries:
         now: datetime,
         notice: Notice,
         policy_version: str = "",
+        tool: str | None = None,
+        risk: str | None = None,
     ) -> bool:
         """Claim the occurrence due at `due` and owe its message: True for the one caller
         whose conditional update moved `next_at` on (to `next_at`; None: a one-off is done),
         which wrote the message and the `reminder.fired` audit row in the same transaction.
-        Nothing fires while Warden is paused, nor once the reminder is cancelled."""
-        paused = exists().where(col(Control.id) == 1, col(Control.paused).is_(True))
+        Nothing fires while a pause holds it (`held_in`: Warden paused, or a scope naming its
+        channel, or `tool` / a tier `risk` is in — the tool that set reminders up), nor once
+        the reminder is cancelled; what a pause held fires once it ends."""
         with self.db.write() as s:
             r = s.exec(
                 update(Reminder)
@@ -341,7 +396,7 @@ class TaskQueries:
                     col(Reminder.id) == reminder_id,
                     col(Reminder.next_at) == due,
                     col(Reminder.cancelled_at).is_(None),
-                    ~paused,
+                    ~held_in(col(Reminder.channel), tool, risk),
                 )
                 .values(
                     next_at=next_at,

@@ -607,7 +607,8 @@ def test_channel_names_are_dated_slugged_and_fit_slacks_limit() -> None:
     day = date(2026, 11, 25)
     assert channel_name("Checkout: 5xx in EU!", day) == "inc-20261125-checkout-5xx-in-eu"
     assert channel_name("Café crème outage", day) == "inc-20261125-cafe-creme-outage"
-    assert channel_name("支付故障", day) == "inc-20261125-incident"
+    # No Latin letters: "incident" and a short hash of the title (tests/test_review_chatops.py).
+    assert channel_name("支付故障", day).startswith("inc-20261125-incident-")
     long = channel_name("payments " * 20, day)
     assert len(long) <= 80 and long.startswith("inc-20261125-payments-")
     assert not long.endswith("-") and long.endswith("payments")
