@@ -20,10 +20,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -57,6 +56,26 @@ WATCH_EVERY = 1.0  # seconds between looks at a running action's Cancel request
 PROGRESS_EVERY = 5.0  # seconds between refreshes of a running action's card
 
 
+START_WAIT_S = 10.0  # a tool call's thread must start within this, or it was not run
+
+
+def _not_a_result(value: object) -> str:
+    """Why a tool's return value is not a usable ToolResult ("" when it is)."""
+    if not isinstance(value, ToolResult):
+        return type(value).__name__
+    if not isinstance(value.ok, bool) or not isinstance(value.unknown, bool):
+        return "a ToolResult whose ok or unknown is not a bool"
+    if not isinstance(value.output, str) or not isinstance(value.note, str):
+        return "a ToolResult whose output or note is not text"
+    try:
+        json.dumps(value.undo_data)
+    except (TypeError, ValueError):
+        return "a ToolResult whose undo_data is not JSON"
+    if not isinstance(value.undo_data, dict):
+        return "a ToolResult whose undo_data is not a dict"
+    return ""
+
+
 @dataclass(kw_only=True, frozen=True)
 class Preview:
     """A dry run's output; `ok` False: it failed (shown, but never counts as a preview)."""
@@ -78,12 +97,9 @@ class Executor:
     def __init__(self, core: Core, evaluation: Mapping[str, str] | None = None) -> None:
         self.core = core
         self.evaluation = evaluation
-        # Python tools run here so a hung one can be timed out (runbooks kill their own
-        # process group on timeout).
-        self._threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="warden-tool")
 
     def shutdown(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Nothing to stop: each tool call has its own daemon thread (`_call`)."""
 
     def _context(self, action_id: str, trace_id: str, requester: str, **where: Any) -> ToolContext:
         return ToolContext(
@@ -112,32 +128,56 @@ class Executor:
         # (set in the copy only: this thread's own context is left as it was).
         context = contextvars.copy_context()
         context.run(LIVE_RUN.set, live)
-        deadline = time.monotonic() + tool.timeout_s + CALL_GRACE_S
+        # One daemon thread a call, not a shared pool: a tool that hangs past its timeout
+        # (Python cannot stop a thread) keeps only its own thread, never another tool's turn.
+        box: dict[str, Any] = {}
+        started, done = threading.Event(), threading.Event()
+
+        def work() -> None:
+            started.set()
+            try:
+                box["result"] = context.run(fn)
+            except BaseException as exc:  # SystemExit too: a tool never ends Warden's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
         try:
-            future = self._threads.submit(context.run, fn)
-            while True:
-                left = deadline - time.monotonic()
+            threading.Thread(target=work, name=f"warden-tool-{tool.name}", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had: it never started
+            return ToolResult(ok=False, output=f"{tool.name} was not run: {exc}")
+        if not started.wait(START_WAIT_S):
+            return ToolResult(ok=False, output=f"{tool.name} was not run: it could not start")
+        # The timeout counts from the moment the tool started, not from when it was asked for.
+        deadline = time.monotonic() + tool.timeout_s + CALL_GRACE_S
+        while not done.wait(max(0.0, min(deadline - time.monotonic(), WATCH_EVERY))):
+            if time.monotonic() >= deadline:
+                log.error("tool %s is still running past its timeout; left behind", tool.name)
+                return ToolResult(
+                    ok=False,
+                    output=f"{tool.name} did not finish within {tool.timeout_s:g}s; "
+                    "its outcome is unknown",
+                    unknown=True,
+                )
+            if watch is not None:
                 try:
-                    result = future.result(timeout=max(0.0, min(left, WATCH_EVERY)))
-                    break
-                except FutureTimeout:
-                    if left <= WATCH_EVERY:
-                        raise
-                if watch is not None:
-                    try:
-                        watch()
-                    except Exception:  # a watch never fails the run it watches
-                        log.exception("watching the run of %s failed", tool.name)
-        except FutureTimeout:
-            return ToolResult(
-                ok=False,
-                output=f"{tool.name} did not finish within {tool.timeout_s:g}s; "
-                "its outcome is unknown",
-                unknown=True,
-            )
-        except Exception as exc:
-            log.warning("tool %s raised %s", tool.name, type(exc).__name__)
-            result = ToolResult(ok=False, output=f"{type(exc).__name__}: {exc}")
+                    watch()
+                except Exception:  # a watch never fails the run it watches
+                    log.exception("watching the run of %s failed", tool.name)
+        if "error" in box:
+            raised: BaseException = box["error"]
+            log.warning("tool %s raised %s", tool.name, type(raised).__name__)
+            result = ToolResult(ok=False, output=f"{type(raised).__name__}: {raised}")
+        else:
+            returned: object = box.get("result")
+            why = _not_a_result(returned)
+            if why or not isinstance(returned, ToolResult):
+                # The tool ran and said something Warden cannot read: what it did is unknown.
+                log.warning("tool %s returned %s", tool.name, why)
+                return ToolResult(
+                    ok=False, unknown=True, output=f"{tool.name} returned {why}, not a ToolResult"
+                )
+            result = returned
         return ToolResult(
             ok=result.ok,
             output=truncate_middle(redact(result.output), RESULT_KEEP),

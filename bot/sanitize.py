@@ -80,9 +80,14 @@ def neutralise(text: str, *, allowed_domains: Sequence[str], limit: int) -> str:
     return _clip(pieces, limit)
 
 
+_FENCE = re.compile(r"(?i)<\s*/?\s*data\b")
+
+
 def as_data(label: str, text: str) -> str:
     """Fence untrusted text for the model: data, never instructions."""
-    safe = str(text).replace("</data", "&lt;/data")
+    # Any spelling of a fence tag the model might honour (`</DATA>`, `< / data`, `<data …>`)
+    # is made inert, so the text can neither close its fence nor open a new one.
+    safe = _FENCE.sub(lambda m: "&lt;" + m.group()[1:], str(text))
     return f'<data source="{label}">\n{safe}\n</data>'
 
 

@@ -27,10 +27,9 @@ where the defect sits in one function:
 - `warden tools show --args` with deeply nested JSON ended in a traceback;
 - `who_is_on_call` read the wall clock, not Warden's (the gate reads Warden's).
 
-Defects whose fix belongs in files being edited by others are strict xfails naming the fix:
-a lookup's answer closing its data fence with `</DATA>` (bot/sanitize.py); a plugin tool
-returning something other than a ToolResult, and a plugin that hangs starving every other
-tool of the executor's threads (bot/execution.py).
+- a lookup's answer closed its data fence with `</DATA>` (bot/sanitize.py);
+- a plugin tool returning something other than a ToolResult left its action "executing";
+- a plugin that hangs starved every other tool of the executor's threads (bot/execution.py).
 """
 
 from __future__ import annotations
@@ -465,12 +464,6 @@ def test_an_undo_refuses_an_answer_field_that_is_not_a_plain_value(
     assert tracker.seen[0].path == "/api/issues/42%20a%3Fb%23c"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/sanitize.py as_data escapes only a lower-case '</data': a lookup's answer "
-    "holding '</DATA>' (or '</ data') closes the fence the model reads it in. Fix: escape "
-    "re.sub(r'(?i)<\\s*/\\s*data', '&lt;/data', text) (and the same for an opening tag).",
-)
 def test_a_lookup_answer_cannot_close_its_data_fence(
     slack_factory: SlackFactory,
     anthropic_stub: AnthropicStub,
@@ -611,16 +604,6 @@ def test_a_plugin_contract_that_raises_on_new_arguments_fails_closed_with_a_card
         assert slack.card(action.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/execution.py Executor._call uses the tool's return value as a ToolResult "
-    "unchecked: anything else raises AttributeError after the tool ran, the executor worker "
-    "dies and the action stays 'executing' until the sweep calls it interrupted. Fix: in "
-    "_call, after future.result(), turn a value that is not a ToolResult (or whose ok is not "
-    "a bool, output/note not str, undo_data not a JSON-serialisable dict) into "
-    "ToolResult(ok=False, unknown=True, output=f'{tool.name} returned {type(x).__name__}, "
-    "not a ToolResult') — the tool ran, so its outcome is unknown, not a plain failure.",
-)
 def test_a_plugin_tool_returning_something_else_ends_its_action(
     slack_factory: SlackFactory,
     anthropic_stub: AnthropicStub,
@@ -665,19 +648,6 @@ def tools(ctx):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/execution.py runs every tool call on one ThreadPoolExecutor(max_workers=8) and "
-    "starts a call's timeout when it is queued: a plugin that hangs past its timeout keeps its "
-    "thread, eight of them (a hostile model calling a stuck lookup in a loop) leave no thread, "
-    "and every later call of any tool 'did not finish within its timeout' without ever having "
-    "started — an action is then marked needs_review as if it might have run. Fix in "
-    "Executor._call: start the timeout when the tool starts (the submitted wrapper sets an "
-    "Event first); if no worker takes it within a short wait, fail it as not run ('no free "
-    "worker: N tool calls are stuck past their timeout'), never as unknown; and replace a "
-    "stuck worker (a daemon thread per call, or a pool that grows past stuck threads) and "
-    "alert the admin channel naming the stuck tool.",
-)
 def test_a_plugin_that_hangs_does_not_starve_every_other_tool(
     slack_factory: SlackFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
