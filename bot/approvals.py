@@ -1,4 +1,5 @@
-"""Approvals: what people's clicks on a card do — Approve, Edit, Reject, Undo, Cancel.
+"""Approvals: what people's clicks on a card do — Approve (and approve identical calls for
+30 minutes), Edit, Reject, Undo, Cancel, and an admin's Break glass with its Acknowledge.
 
 Every click asks the gate again against the state now (`Core.now`): who may, four eyes,
 two-of-N, previews, autonomy, pause, expiry, a changed policy. This module only carries out
@@ -17,15 +18,16 @@ from typing import Any
 
 from sqlmodel import col
 
+from bot.attention import args_digest
 from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
 from bot.execution import Execution
-from bot.gate import Decision, Origin, Ruling, Step, Verdict
+from bot.gate import GRANT_SPAN, Decision, Origin, Ruling, Step, Verdict
 from bot.logcontext import bind, scoped
 from bot.planning import critical_notice, mask_json
 from bot.policy import Risk
 from bot.redact import redact
-from storage.models import Action, ActionStatus
+from storage.models import Action, ActionStatus, ApprovalGrant
 from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,54 @@ class Approvals:
             )
         return Reply(ok=True, text="Your approval is recorded; the action has already started.")
 
+    # -- Approve identical calls for 30 minutes ----------------------------------------------
+
+    @scoped
+    def grant(self, action_id: str, revision: int, user: str) -> Reply:
+        """Approve identical calls for 30 minutes: the gate rules it as an Approve click (and
+        never for a critical call); once their approval is recorded, so is their grant
+        (`approval.granted`), bound to this exact call."""
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        now = core.now()
+        ruling = core.gate.grant(
+            action, core.store.approvals(action.id, action.revision), user, now
+        )
+        if ruling.step is Step.DENY:
+            core.store.audit(
+                core.audit(user, "approval.denied", action.trace_id, reason=ruling.reason),
+                subject=action.id,
+            )
+            return Reply(ok=False, text=f"You can't approve this: {ruling.reason}.")
+        if ruling.step not in (Step.RECORD, Step.START):
+            return self.approve(action_id, revision, user)  # expired or re-checked: as Approve
+        reply = self.approve(action_id, revision, user)
+        if not reply.ok:
+            return reply  # the approval itself did not go through: no grant either
+        at = now.at or core.clock()
+        grant = core.store.record_grant(
+            ApprovalGrant(
+                approver=user,
+                action_id=action.id,
+                tool=action.tool,
+                args_digest=args_digest(core, action),
+                risk=action.risk,
+                policy_version=action.policy_version,
+                created_at=at,
+                until=at + GRANT_SPAN,
+            ),
+            core.audit(user, "approval.granted", action.trace_id, revision=action.revision),
+        )
+        until = f"{grant.until:%H:%M} UTC"
+        said = (
+            f"Identical calls of {action.tool} (same arguments, {action.risk} risk, this "
+            f"policy) count your approval until {until}."
+        )
+        return Reply(ok=reply.ok, text=f"{reply.text} {said}".strip())
+
     def apply_recheck(self, action: Action, decision: Decision, actor: str) -> None:
         """Apply a re-check's decision to a waiting action: refused, suggestion only, or
         waiting again under the new rules (a new revision, so earlier approvals no longer
@@ -220,6 +270,96 @@ class Approvals:
         )
         core.kick()
         return won is not None
+
+    # -- Break glass ------------------------------------------------------------------------
+
+    def may_break_glass(self, action_id: str, user: str) -> str | None:
+        """Why `user` may not break the glass here (checked before the reason modal opens;
+        the gate rules again, with the reason, when it is submitted)."""
+        core = self.core
+        action = core.store.get_action(action_id)
+        if action is None:
+            return "I can't find that action any more."
+        why_not = core.gate.break_glass(action, user, "(asked when the modal opens)", core.now())
+        return f"You can't break the glass on this: {why_not}." if why_not else None
+
+    @scoped
+    def break_glass(self, action_id: str, revision: int, user: str, reason: str) -> Reply:
+        """An admin runs a high-risk action alone, with a reason: the gate rules; the card is
+        flagged, the admin channel told (same transaction), and it runs; it stays listed for
+        review until another approver acknowledges it."""
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        written = redact(reason.strip())
+        reason = core.privacy.masking(action.request_id, lambda m: m.mask(written))[:500]
+        why_not = core.gate.break_glass(action, user, reason, core.now())
+        if why_not:
+            core.store.audit(
+                core.audit(user, "action.break_glass_denied", action.trace_id, reason=why_not),
+                subject=action.id,
+            )
+            return Reply(ok=False, text=f"You can't break the glass on this: {why_not}.")
+        where = "a DM" if action.channel.startswith("D") else f"<#{action.channel}>"
+        won = core.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.APPROVED,
+            core.audit(user, "action.break_glass", action.trace_id, reason=reason),
+            revision=revision,
+            values={
+                "decided_by": user,
+                "break_glass_by": user,
+                "break_glass_reason": reason,
+            },
+            unless_paused=True,
+            notices=[
+                core.to_admins(
+                    f":rotating_light: *Break glass*: <@{user}> ran *{action.tool}* "
+                    f"({action.risk} risk, requested by <@{action.requester}> in {where}) "
+                    f"without a second approver. Reason: {core.safe(reason, 500)} — action "
+                    f"`{action.id}`, trace `{action.trace_id}`. It stays listed in "
+                    "`/warden status` until another approver acknowledges it."
+                )
+            ],
+        )
+        core.kick()
+        if won is None:
+            return Reply(ok=False, text="This action changed before your click; look again.")
+        self.execution.submit(action.id)
+        return Reply(
+            ok=True,
+            text="Break glass recorded; it runs now. The card is flagged and an approver "
+            "will be asked to acknowledge it.",
+        )
+
+    @scoped
+    def acknowledge(self, action_id: str, revision: int, user: str) -> Reply:
+        """An approver other than the admin who broke the glass reviewed it: it leaves the
+        review list (audited)."""
+        core = self.core
+        found = self._clicked(action_id, revision)
+        if isinstance(found, Reply):
+            return found
+        action = found
+        why_not = core.gate.may_acknowledge(action, user)
+        if why_not:
+            core.store.audit(
+                core.audit(user, "action.acknowledge_denied", action.trace_id, reason=why_not),
+                subject=action.id,
+            )
+            return Reply(ok=False, text=f"You can't acknowledge this: {why_not}.")
+        if not core.store.acknowledge_break_glass(
+            action.id,
+            user,
+            core.clock(),
+            core.audit(user, "action.break_glass_acknowledged", action.trace_id),
+        ):
+            return Reply(ok=False, text="Someone acknowledged it just before you.")
+        core.kick()
+        return Reply(ok=True, text="Acknowledged: it is no longer listed for review.")
 
     # -- Reject -----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ user ids it names are not, so its mentions stay real.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -31,6 +31,9 @@ class Intent(StrEnum):
     CANCEL = "cancel"  # stop a running command
     VOTE_UP = "vote_up"  # feedback on an action that has ended
     VOTE_DOWN = "vote_down"
+    GRANT = "grant"  # approve, and approve identical calls for 30 minutes
+    BREAK_GLASS = "break_glass"  # an admin runs a high-risk call alone, with a reason
+    ACKNOWLEDGE = "acknowledge"  # an approver reviewed a break glass
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -40,6 +43,8 @@ class Button:
     style: str | None = None  # "primary" | "danger"
     confirm: str | None = None  # a question to confirm before the click counts
 
+
+GRANT_LABEL = "Approve identical calls for 30 min"
 
 FEEDBACK_BUTTONS = (
     Button(intent=Intent.VOTE_UP, label="👍"),
@@ -95,6 +100,9 @@ class CardFacts:
     allowed_domains: tuple[str, ...] = ()
     previously: tuple[str, ...] = ()  # earlier decisions about what this call touches
     feedback: tuple[int, int] = (0, 0)  # 👍, 👎 given so far
+    # Approvals that came from approvers' 30-minute grants: (approver, grant's end).
+    granted: tuple[tuple[str, datetime], ...] = ()
+    admin_channel: str = ""  # where an escalation went
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -148,6 +156,20 @@ class Card:
     # Who clicked Cancel (a Slack user id), while it stops, once it was stopped, or when the
     # click came as it was ending anyway (then nothing was stopped).
     cancel_by: str | None = None
+    # Keeping it in sight: who was reminded and when; when it was escalated, and where.
+    reminded: tuple[str, ...] = ()
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    escalated_to: str = ""
+    # Approvals given by 30-minute grants: (approver, the grant's end).
+    granted: tuple[tuple[str, datetime], ...] = ()
+    # Break glass: the admin who ran it alone, their reason (untrusted), and its review.
+    break_glass_by: str | None = None
+    break_glass_reason: str | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    # Set on a reminder DM's copy of the card (`as_nudge`): why it came (Warden's words).
+    nudge: str | None = None
 
     @property
     def summary(self) -> str:
@@ -175,10 +197,25 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
             buttons.append(
                 Button(intent=Intent.APPROVE, label="Approve", style="primary", confirm=confirm)
             )
+        if risk is not Risk.CRITICAL and action.tool != REMEMBER:
+            buttons.append(
+                Button(
+                    intent=Intent.GRANT,
+                    label=GRANT_LABEL,
+                    confirm=(
+                        f"Approve {action.tool} ({risk.value} risk), and count your approval "
+                        "for identical calls (same arguments) proposed in the next 30 minutes?"
+                    ),
+                )
+            )
         buttons += [
             Button(intent=Intent.EDIT, label="Edit"),
             Button(intent=Intent.REJECT, label="Reject", style="danger"),
         ]
+        if risk is Risk.HIGH:
+            # Shown to everyone (a message looks the same to all); the gate refuses anyone
+            # but an admin when it is clicked.
+            buttons.append(Button(intent=Intent.BREAK_GLASS, label="Break glass"))
     elif (
         status is ActionStatus.EXECUTING
         and facts.command is not None  # a runbook: its process group can be stopped
@@ -190,6 +227,8 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         buttons.append(
             Button(intent=Intent.UNDO, label="Forget" if action.tool == REMEMBER else "Undo")
         )
+    if action.break_glass_by and not action.acknowledged_by:
+        buttons.append(Button(intent=Intent.ACKNOWLEDGE, label="Acknowledge break glass"))
     decided = (
         action.decided_by
         if status
@@ -248,6 +287,30 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         if status is ActionStatus.EXECUTING and facts.command is not None
         else None,
         cancel_by=action.cancel_requested_by,
+        reminded=tuple(u for u in (action.reminded_users or "").split(",") if u),
+        reminded_at=action.reminded_at,
+        escalated_at=action.escalated_at,
+        escalated_to=facts.admin_channel,
+        granted=facts.granted,
+        break_glass_by=action.break_glass_by,
+        break_glass_reason=action.break_glass_reason,
+        acknowledged_by=action.acknowledged_by,
+        acknowledged_at=action.acknowledged_at,
+    )
+
+
+def as_nudge(card: Card, waited: str, where: str) -> Card:
+    """A waiting card as the reminder DM an approver gets: the call, where it was asked
+    (`where`: "<#C…>" or "a DM") and the card's own Approve and Reject (same intents, so
+    the same handlers and the same gate)."""
+    return replace(
+        card,
+        buttons=tuple(b for b in card.buttons if b.intent in (Intent.APPROVE, Intent.REJECT)),
+        nudge=(
+            f":alarm_clock: Reminder: *{card.tool}* ({card.risk.value} risk), requested by "
+            f"<@{card.requester}> in {where}, has waited {waited} for an approval — yours "
+            "would count."
+        ),
     )
 
 

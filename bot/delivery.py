@@ -24,13 +24,14 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from bot.cards import Card, CardFacts, build_card
+from bot.cards import Card, CardFacts, as_nudge, build_card
 from bot.core import Core
-from bot.gate import FEEDBACK_ON
+from bot.gate import FEEDBACK_ON, span_text
 from bot.logcontext import bind, scoped
 from bot.memory import Memory
 from bot.runbooks import command_preview
 from bot.tools import canonical_json
+from storage.attention import NUDGE
 from storage.models import Action, ActionStatus, Outbox
 from storage.repo import UNSURE
 
@@ -38,7 +39,15 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 # Action fields that may hold the request's placeholders, revealed on its card.
-REVEALED = ("rationale", "preview", "result", "result_note", "status_note", "progress")
+REVEALED = (
+    "rationale",
+    "preview",
+    "result",
+    "result_note",
+    "status_note",
+    "progress",
+    "break_glass_reason",
+)
 MAX_ATTEMPTS = 8
 
 
@@ -89,6 +98,8 @@ class Delivery:
         try:
             if row.kind == "card" and row.action_id:
                 self._card(row.action_id)
+            elif row.kind == NUDGE and row.action_id:
+                self._nudge(row.channel, row.action_id)
             else:
                 text = row.text
                 if row.request_id:  # back into the thread where the values were written
@@ -128,6 +139,10 @@ class Delivery:
                 command = None
         approvals = core.store.approvals(action.id, action.revision)
         held = core.gate.paused_for(action.tool, action.channel, action.risk, core.now())
+        counted = core.gate.counted(action, approvals)
+        grants = core.store.grants_by_id(
+            a.via_grant for a in approvals if a.via_grant is not None and a.approver in counted
+        )
         return CardFacts(
             rule=core.gate.rule_text(action, core.clock()),
             approvers=tuple(core.gate.approvers(action.tool, action.requester, action.channel)),
@@ -140,6 +155,8 @@ class Delivery:
             feedback=core.store.feedback_tally(action.id)
             if action.status in FEEDBACK_ON
             else (0, 0),
+            granted=tuple((g.approver, g.until) for g in grants.values()),
+            admin_channel=core.policy.access.admin_channel,
         )
 
     def _previously(self, action: Action) -> list[str]:
@@ -164,6 +181,24 @@ class Delivery:
             update["args_json"] = canonical_json(masker.reveal_value(json.loads(action.args_json)))
             action = action.model_copy(update=update)
         return build_card(action, self.facts(action), self.core.clock())
+
+    def _nudge(self, person: str, action_id: str) -> None:
+        """A reminder DM to `person` with the card's Approve / Reject, unless the card no
+        longer waits (then it is owed nothing). Personal data keeps its placeholders: a DM
+        is not the channel it was written in."""
+        core = self.core
+        action = core.store.get_action(action_id)
+        if action is None or action.status != ActionStatus.AWAITING_APPROVAL:
+            return
+        bind(trace_id=action.trace_id, request_id=action.request_id)
+        now = core.clock()
+        minutes = max(1, int((now - action.created_at).total_seconds() // 60))
+        waited = span_text(timedelta(minutes=minutes))
+        if minutes > 60 and minutes % 60:
+            waited = f"{minutes // 60}h {minutes % 60}m"
+        where = "a DM" if action.channel.startswith("D") else f"<#{action.channel}>"
+        card = as_nudge(build_card(action, self.facts(action), now), waited, where)
+        core.chat.post_card(person, card)
 
     def _card(self, action_id: str) -> None:
         core = self.core

@@ -31,6 +31,12 @@ is the claim's SQL guard, `storage/pauses.py`). A held call waits; it never runs
 Unusual usage: a new call of a tool proposed far more often lately than usual — by its
 requester or by everyone, against the tool's own baseline (`[usage]`) — waits for a click
 even if the tool is `auto`; its card says why (`Decision.checkpoint`).
+
+Fatigue: a waiting card reminds the people whose click would count (`to_remind`); an
+approver's 30-minute grant counts as their approval of an identical new call only if their
+click would count on it now (`grant_counts`), never for critical calls; an admin may break
+the glass on a high-risk call alone, with a reason, to be acknowledged by another approver
+(`break_glass`, `may_acknowledge`).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from storage.models import (
     Action,
     ActionStatus,
     Approval,
+    ApprovalGrant,
     Fact,
     PauseKind,
     utcnow,
@@ -63,6 +70,9 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 EXPIRED = "its approval request expired"
+
+GRANT_SPAN = timedelta(minutes=30)
+"""How long an approver's "approve identical calls" grant lasts."""
 
 UsageCounts = Callable[[str, str, datetime, datetime], CallCounts]
 """(tool, requester, recent since, baseline since) → how often the tool was proposed."""
@@ -812,6 +822,13 @@ class Gate:
             return "the policy changed after approval"
         if self.autonomy(action.tool, now.autonomy) is Autonomy.SUGGEST:
             return "this tool's autonomy was changed to 'suggest'"
+        if action.break_glass_by:
+            if (
+                action.break_glass_by in self.policy.access.admins
+                and Risk(action.risk) is Risk.HIGH
+            ):
+                return None
+            return "the break glass no longer holds (only an admin, only for a high-risk call)"
         if action.decided_by == GATE:
             if (
                 Risk(action.risk) is Risk.LOW
@@ -862,6 +879,103 @@ class Gate:
         effects, and read-only lookups that run a command or call an endpoint. Pauses stop
         these; other lookups (memory, tasks, Slack's directory) are never paused."""
         return not tool.read_only or tool.source in ("runbook", "endpoint")
+
+    # -- attention: reminders, grants, break glass -----------------------------------------
+
+    def to_remind(self, action: Action, approvals: list[Approval], now: Now) -> list[str]:
+        """Who a waiting card's reminder goes to: everyone whose Approve click would be
+        recorded now — its approvers (and, inside a change freeze, the admins), less those
+        four eyes excludes and those who already approved this revision."""
+        if action.status != ActionStatus.AWAITING_APPROVAL:
+            return []
+        candidates = set(self.approvers(action.tool, action.requester, action.channel))
+        if self.frozen(action.risk, now.at) is not None:
+            candidates |= set(self.policy.access.admins)
+        return sorted(
+            u for u in candidates if self.approve(action, approvals, u, now).step is Step.RECORD
+        )
+
+    def grant(self, action: Action, approvals: list[Approval], user: str, now: Now) -> Ruling:
+        """What "Approve identical calls for 30 min" by `user` does: exactly what their
+        Approve click does (the grant is recorded with an approval they may give now, or
+        already gave), and never for a critical call."""
+        if Risk(action.risk) is Risk.CRITICAL:
+            return Ruling(
+                step=Step.DENY,
+                reason="a 30-minute grant is never given for critical actions",
+            )
+        if action.tool == REMEMBER:
+            return Ruling(step=Step.DENY, reason="facts are confirmed one at a time")
+        return self.approve(action, approvals, user, now)
+
+    def grant_counts(
+        self,
+        action: Action,
+        approvals: list[Approval],
+        grant: ApprovalGrant,
+        args_digest: str,
+        now: Now,
+    ) -> str | None:
+        """Why `grant` does not count as its approver's approval of `action` now (None: it
+        does). It covers only the same tool with the same canonical arguments (`args_digest`
+        of the action's real arguments), at the same tier, under the same policy version,
+        until it runs out; never a critical call; and only where the approver's own click
+        would be recorded now (still an approver, not excluded by four eyes, …)."""
+        if Risk(action.risk) is Risk.CRITICAL:
+            return "a grant never covers a critical call"
+        at = now.at or utcnow()
+        if grant.until <= at:
+            return "the grant ran out"
+        if grant.tool != action.tool or grant.args_digest != args_digest:
+            return "the grant is for another call"
+        if grant.risk != action.risk:
+            return "the grant is for another tier"
+        if not grant.policy_version == action.policy_version == self.policy.version:
+            return "the policy changed since the grant"
+        ruling = self.approve(action, approvals, grant.approver, now)
+        if ruling.step is not Step.RECORD:
+            return ruling.reason or "the grant's approver may not approve it now"
+        return None
+
+    def break_glass(self, action: Action, user: str, reason: str, now: Now) -> str | None:
+        """Why `user` may not break the glass on `action` now (None: they may): an admin may
+        run a high-risk call alone — four eyes' one exception — with a reason, while it
+        waits, is not expired and is the call the card shows (the rules unchanged); never a
+        critical call, never while a pause holds it."""
+        if user not in self.policy.access.admins:
+            return "only Warden admins may break the glass"
+        risk = Risk(action.risk)
+        if risk is Risk.CRITICAL:
+            return "break glass is never allowed for critical actions: they need two approvers"
+        if risk is not Risk.HIGH:
+            return (
+                f"break glass is for high-risk actions; a {risk.value}-risk one needs an approval"
+            )
+        if not reason.strip():
+            return "breaking the glass needs a reason"
+        if action.status != ActionStatus.AWAITING_APPROVAL:
+            return f"this action is {_words(action.status)}; there is nothing to run"
+        paused = self.paused_for(action.tool, action.channel, action.risk, now)
+        if paused:
+            return f"{paused} — not even by breaking the glass"
+        if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
+            return "this approval request has expired"
+        if self.recheck(action, now) is not None:
+            return "the rules changed since this card was posted; look at the card again"
+        return None
+
+    def may_acknowledge(self, action: Action, user: str) -> str | None:
+        """Who may acknowledge a break glass (end its review): one of the action's approvers
+        other than the admin who broke it."""
+        if not action.break_glass_by:
+            return "nobody broke the glass on this action"
+        if action.acknowledged_by:
+            return "it was already acknowledged"
+        if user == action.break_glass_by:
+            return "you broke the glass; another approver must review it"
+        if user not in self.approvers(action.tool, action.requester, action.channel):
+            return "only this action's approvers may acknowledge a break glass"
+        return None
 
     def may_edit(self, action: Action, user: str) -> str | None:
         if user != action.requester and user not in self.approvers(

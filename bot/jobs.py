@@ -41,6 +41,13 @@ def expire_approvals(instance: str) -> int:
     return lifecycle.sweeps.expired() if lifecycle is not None else 0
 
 
+def remind_waiting_cards(instance: str) -> int:
+    """Cards still waiting remind their approvers (`gate.remind_after`), then reach the
+    admin channel (`gate.escalate_after`): once per card across replicas."""
+    lifecycle = _INSTANCES.get(instance)  # None: stopping
+    return lifecycle.sweeps.waiting_cards() if lifecycle is not None else 0
+
+
 def close_undo_windows(instance: str) -> int:
     """Succeeded actions past `undo_window` lose their Undo button."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
@@ -166,6 +173,7 @@ JOBS = [
     Job(func="bot.jobs:heartbeat", seconds=int(HEARTBEAT_EVERY.total_seconds())),
     Job(func="bot.jobs:expire_approvals", seconds=30),
     Job(func="bot.jobs:close_undo_windows", seconds=30),
+    Job(func="bot.jobs:remind_waiting_cards", seconds=30),
     Job(func="bot.jobs:flag_interrupted", seconds=30),
     Job(func="bot.jobs:deliver_outbox", seconds=5),
     Job(func="bot.jobs:requeue_requests", seconds=60),

@@ -25,6 +25,10 @@ replica reports the same. Definitions (each per tool and overall):
 - **confidence**: the planner's confidence at proposal (median, and a histogram).
 - **👍 / 👎**: feedback on those actions; **cache share**: input tokens read from the prompt
   cache over all input tokens.
+- **fast approvals** (the rubber-stamp measure): approvals people clicked less than
+  `FAST_APPROVAL` after the card was proposed, over the approvals they clicked (approvals a
+  30-minute grant gave are nobody's click and count in neither); per approver in
+  `/warden stats` for admins, never in Prometheus labels.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from storage.metrics import ActionRow, UsageRow, VoteRow
+from storage.metrics import ActionRow, ApprovalRow, UsageRow, VoteRow
 from storage.models import ActionStatus, VerifyStatus
 
 TOOL_FAILED = frozenset({ActionStatus.FAILED.value, ActionStatus.NEEDS_REVIEW.value})
@@ -48,6 +52,10 @@ CONFIDENCE_BUCKETS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
 """Upper bounds of the confidence histogram (Prometheus `le` labels)."""
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+FAST_APPROVAL = timedelta(seconds=5)
+"""An approval clicked sooner than this after its card was proposed is a fast approval: too
+soon to have read the card (the rubber-stamp measure)."""
 
 
 class MetricsSource(Protocol):
@@ -64,6 +72,10 @@ class MetricsSource(Protocol):
     def votes_between(
         self, since: datetime, until: datetime, tool: str | None = None
     ) -> list[VoteRow]: ...
+
+    def approval_rows(
+        self, since: datetime, until: datetime, tool: str | None = None
+    ) -> list[ApprovalRow]: ...
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -133,6 +145,8 @@ class Stats:
     recovery: Latency = Latency()
     confidence_median: float | None = None
     confidence_histogram: tuple[int, ...] = field(default=(0,) * len(CONFIDENCE_BUCKETS))
+    approvals: int = 0  # approvals people clicked (not given by a 30-minute grant)
+    fast_approvals: int = 0  # … of which sooner than FAST_APPROVAL after the card
 
     @property
     def task_success_rate(self) -> float | None:
@@ -168,6 +182,11 @@ class Stats:
         return _rate(self.tool_failures + self.verify_failures, self.outcomes)
 
     @property
+    def fast_approval_rate(self) -> float | None:
+        """Approvals clicked within `FAST_APPROVAL` of the card, over approvals clicked."""
+        return _rate(self.fast_approvals, self.approvals)
+
+    @property
     def cost_per_success(self) -> float | None:
         return self.cost_usd / self.successes if self.successes else None
 
@@ -184,6 +203,35 @@ class Report:
     overall: Stats
     tools: dict[str, Stats]
     previous: Stats
+
+
+@dataclass(frozen=True)
+class ApproverPace:
+    """How fast one approver approves: their clicked approvals in a window, and how many
+    came within `FAST_APPROVAL` of the card (admins' view in `/warden stats`)."""
+
+    approver: str
+    approvals: int
+    fast: int
+
+    @property
+    def fast_rate(self) -> float:
+        return self.fast / self.approvals if self.approvals else 0.0
+
+
+def is_fast(row: ApprovalRow) -> bool:
+    return row.after_seconds < FAST_APPROVAL.total_seconds()
+
+
+def approver_pace(rows: Iterable[ApprovalRow]) -> list[ApproverPace]:
+    """Each approver's approvals and fast approvals, the most fast approvals first."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        totals[row.approver][0] += 1
+        totals[row.approver][1] += is_fast(row)
+    paces = [ApproverPace(approver=a, approvals=n, fast=f) for a, (n, f) in totals.items()]
+    paces.sort(key=lambda p: (-p.fast, -p.fast_rate, p.approver))
+    return paces
 
 
 def _succeeded(row: ActionRow) -> bool:
@@ -232,9 +280,11 @@ def compute(
     until: datetime,
     usage: UsageRow | None = None,
     costs: dict[str, float] | None = None,
+    approvals: Sequence[ApprovalRow] = (),
 ) -> Stats:
     """The stats of `rows` (actions proposed in the window); `usage` for the overall row,
-    `costs` (request id → cost) to share a request's cost among its actions for a tool row."""
+    `costs` (request id → cost) to share a request's cost among its actions for a tool row;
+    `approvals`, the approvals people clicked on them."""
     histogram = [0] * len(CONFIDENCE_BUCKETS)
     confidences: list[float] = []
     counts: dict[str, int] = defaultdict(int)
@@ -302,6 +352,8 @@ def compute(
         recovery=Latency.of(recoveries(rows)),
         confidence_median=_median(confidences),
         confidence_histogram=tuple(histogram),
+        approvals=len(approvals),
+        fast_approvals=sum(1 for a in approvals if is_fast(a)),
         **counts,
         **extra,  # type: ignore[arg-type]
     )
@@ -313,6 +365,7 @@ def window_stats(
     """One tool's (or, with `tool` None, everything's) stats for [since, until)."""
     rows = source.action_rows(since, until, tool)
     votes = source.votes_between(since, until, tool)
+    approvals = source.approval_rows(since, until, tool)
     if tool is None:
         return compute(
             rows,
@@ -321,9 +374,12 @@ def window_stats(
             since=since,
             until=until,
             usage=source.usage_between(since, until),
+            approvals=approvals,
         )
     costs = source.request_costs([r.request_id for r in rows])
-    return compute(rows, votes, tool=tool, since=since, until=until, costs=costs)
+    return compute(
+        rows, votes, tool=tool, since=since, until=until, costs=costs, approvals=approvals
+    )
 
 
 def report(source: MetricsSource, until: datetime, span: timedelta) -> Report:
@@ -341,7 +397,10 @@ def breakdown(
     rows = source.action_rows(since, until)
     votes = source.votes_between(since, until)
     usage = source.usage_between(since, until)
-    overall = compute(rows, votes, tool=None, since=since, until=until, usage=usage)
+    approvals = source.approval_rows(since, until)
+    overall = compute(
+        rows, votes, tool=None, since=since, until=until, usage=usage, approvals=approvals
+    )
     costs = source.request_costs([r.request_id for r in rows])
     by_tool: dict[str, list[ActionRow]] = defaultdict(list)
     for row in rows:
@@ -354,6 +413,7 @@ def breakdown(
             since=since,
             until=until,
             costs=costs,
+            approvals=[a for a in approvals if a.tool == name],
         )
         for name, tool_rows in sorted(by_tool.items())
     }

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from bot.attention import cover_by_grants
 from bot.core import Core, new_id
 from bot.errors import PlannerUnavailable
 from bot.execution import LEASE_GRACE, Execution, Executor
@@ -294,6 +295,9 @@ class Planning:
         for action in actions:
             if action.status == ActionStatus.APPROVED:
                 self.execution.submit(action.id)
+            elif action.status == ActionStatus.AWAITING_APPROVAL:
+                # Approvers' 30-minute grants for this exact call, if the gate counts them.
+                cover_by_grants(core, self.execution, action)
 
     def _action(
         self,

@@ -197,16 +197,71 @@ class Access(_Strict):
         return value
 
 
+def _duration_or_off(value: object) -> timedelta | None:
+    """A duration, or `"off"` (also `false`, `"0"`, `0`): the feature is turned off."""
+    if value is None or value is False or value in ("off", "0", 0):
+        return None
+    return parse_duration(value)
+
+
+def _span(value: timedelta) -> str:
+    """A duration as people write it in the policy: "90s", "30m", "2h", "7d"."""
+    seconds = int(value.total_seconds())
+    if seconds > 86400 and seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+OptionalDuration = Annotated[
+    timedelta | None,
+    BeforeValidator(_duration_or_off),
+    PlainSerializer(lambda v: "off" if v is None else format_duration(v), return_type=str),
+]
+
+
 class GatePolicy(_Strict):
     min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
     clarify_below: float = Field(default=0.5, ge=0.0, le=1.0)
     approval_ttl: Duration = timedelta(hours=24)
     undo_window: Duration = timedelta(hours=1)
+    # A card still waiting this long after it was posted: its approvers get a DM with its
+    # buttons (once) …
+    remind_after: OptionalDuration = timedelta(hours=2)
+    # … and this long after: it is escalated to the admin channel (once).
+    escalate_after: OptionalDuration = timedelta(hours=8)
 
     @model_validator(mode="after")
     def _order(self) -> GatePolicy:
         if self.clarify_below > self.min_confidence:
             raise ValueError("clarify_below must not be greater than min_confidence")
+        # Defaults that outlive a short approval_ttl simply never fire (the card expires
+        # first); a time set on purpose must make sense.
+        ttl = _span(self.approval_ttl)
+        chosen = self.model_fields_set
+        for key in ("remind_after", "escalate_after"):
+            value: timedelta | None = getattr(self, key)
+            if key in chosen and value is not None and value >= self.approval_ttl:
+                raise key_error(
+                    key,
+                    f"{_span(value)} is not shorter than gate.approval_ttl ({ttl}): "
+                    "the card would expire first",
+                )
+        remind, escalate = self.remind_after, self.escalate_after
+        if (
+            chosen & {"remind_after", "escalate_after"}
+            and remind is not None
+            and escalate is not None
+            and escalate <= remind
+            and escalate < self.approval_ttl
+        ):
+            raise key_error(
+                "escalate_after",
+                f"{_span(escalate)} must be later than gate.remind_after "
+                f"({_span(remind)}): approvers are reminded before admins are told",
+            )
         return self
 
 

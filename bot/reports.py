@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.control import scope_label
 from bot.gate import until_text
 from bot.lifecycle import Lifecycle
 from bot.memory import line as memory_line
-from bot.metrics import WINDOWS, Latency, Stats, report, window_stats, worst
+from bot.metrics import (
+    FAST_APPROVAL,
+    WINDOWS,
+    Latency,
+    Stats,
+    approver_pace,
+    report,
+    window_stats,
+    worst,
+)
 from storage.models import Action, ActionStatus
 
 HELP = """*Warden* plans with an LLM and asks before it acts.
@@ -65,6 +74,7 @@ def status_text(lc: Lifecycle) -> str:
         f"{usage['output_tokens']} out tokens, cache read {usage['cache_read_tokens']} / "
         f"write {usage['cache_write_tokens']}, ${usage['cost_usd']:.4f}",
     ]
+    lines += break_glass_lines(lc)
     return "\n".join(lines)
 
 
@@ -78,6 +88,28 @@ def scope_lines(lc: Lifecycle) -> list[str]:
         + (f": {core.safe(s.reason, 300)}" if s.reason else "")
         for s in core.store.active_pause_scopes()
     ]
+
+
+def break_glass_lines(lc: Lifecycle, limit: int = 10) -> list[str]:
+    """Break glass awaiting review, for `/warden status`: each action an admin ran alone
+    that no approver has acknowledged yet."""
+    core = lc.core
+    found = core.store.unacknowledged_break_glass(limit + 1)
+    if not found:
+        return []
+    lines = [
+        f":warning: *Break glass to review* ({len(found[:limit])}"
+        + ("+" if len(found) > limit else "")
+        + "):"
+    ]
+    for a in found[:limit]:
+        where = "a DM" if a.channel.startswith("D") else f"<#{a.channel}>"
+        reason = core.safe(a.break_glass_reason or "", 200)
+        lines.append(
+            f"• *{a.tool}* run alone by <@{a.break_glass_by}> in {where}: {reason} — action "
+            f"`{a.id[:8]}`; an approver acknowledges it on the card or in my App Home"
+        )
+    return lines
 
 
 def awaiting_for(lc: Lifecycle, user: str, limit: int = 100) -> list[Action]:
@@ -203,6 +235,9 @@ def rate_lines(now: Stats, before: Stats) -> list[str]:
         f"Cost per successful task: {trend(now.cost_per_success, before.cost_per_success, 'usd')}",
         f"Median confidence: {trend(now.confidence_median, before.confidence_median, 'num')}",
         f"👎 share: {trend(now.downvote_rate, before.downvote_rate)}",
+        f"Fast approvals (within {FAST_APPROVAL.total_seconds():g} s of the card): "
+        f"{trend(now.fast_approval_rate, before.fast_approval_rate)}"
+        f" ({now.fast_approvals}/{now.approvals})",
     ]
 
 
@@ -228,6 +263,23 @@ def stats_lines(now: Stats, before: Stats) -> list[str]:
             f"read from the cache"
         )
     return lines
+
+
+def pace_lines(
+    lc: Lifecycle, since: datetime, until: datetime, tool: str | None = None
+) -> list[str]:
+    """Fast approvals per approver (admins only: these are people's numbers, never a
+    Prometheus label)."""
+    paces = approver_pace(lc.core.store.approval_rows(since, until, tool))
+    if not paces:
+        return []
+    shown = " · ".join(
+        f"<@{p.approver}> {p.fast}/{p.approvals} ({p.fast_rate:.0%})" for p in paces[:15]
+    )
+    return [
+        f"*Fast approvals by approver* (within {FAST_APPROVAL.total_seconds():g} s of the "
+        f"card; admins only): {shown}"
+    ]
 
 
 def _worst_line(stats: Stats) -> str:
@@ -262,12 +314,17 @@ def stats_text(lc: Lifecycle, user: str, args: list[str]) -> str:
         head = f"*Stats for `{tool}`, last {window}* (trend against the {window} before)"
         if not _has_data(now):
             return f"{head}\nNo data yet: `{tool}` was not proposed in the last {window}."
-        return "\n".join([head, *stats_lines(now, before)])
+        lines = [head, *stats_lines(now, before)]
+        if core.is_admin(user):
+            lines += pace_lines(lc, until - span, until, tool)
+        return "\n".join(lines)
     rep = report(core.store, until, span)
     head = f"*Warden stats, last {window}* (trend against the {window} before)"
     if not _has_data(rep.overall):
         return f"{head}\nNo data yet: nothing was asked or proposed in the last {window}."
     lines = [head, *stats_lines(rep.overall, rep.previous)]
+    if core.is_admin(user):
+        lines += pace_lines(lc, until - span, until)
     bad = worst(rep.tools)
     if bad:
         lines.append("*Worst tools*: " + " · ".join(_worst_line(s) for s in bad))
@@ -337,6 +394,16 @@ HOME_TASKS = 15  # one section block; the Home holds 100 blocks in all
 
 
 @dataclass(kw_only=True, frozen=True)
+class HomeBreakGlass:
+    """A break glass awaiting review on the viewer's App Home."""
+
+    action: Action
+    reason: str  # neutralised
+    where: str
+    may_acknowledge: bool  # the gate would take this viewer's Acknowledge
+
+
+@dataclass(kw_only=True, frozen=True)
 class Home:
     """The App Home: pause state and what waits for this person, approvable from here."""
 
@@ -347,6 +414,8 @@ class Home:
     remembered: tuple[tuple[int, str], ...] = ()  # (fact id, line) about the viewer
     stats: HomeStats | None = None  # admins only
     tasks: tuple[HomeTask, ...] = ()  # open tasks given to the viewer, then ones they created
+    # Break glass awaiting review: for admins, and for approvers who may acknowledge it.
+    break_glass: tuple[HomeBreakGlass, ...] = ()
 
 
 def home_tasks(lc: Lifecycle, user: str) -> tuple[HomeTask, ...]:
@@ -389,4 +458,24 @@ def home(lc: Lifecycle, user: str) -> Home:
         remembered=remembered,
         stats=home_stats(lc) if core.is_admin(user) else None,
         tasks=home_tasks(lc, user),
+        break_glass=home_break_glass(lc, user),
     )
+
+
+def home_break_glass(lc: Lifecycle, user: str) -> tuple[HomeBreakGlass, ...]:
+    """Break glass awaiting review that the viewer may acknowledge (the gate says), or,
+    for admins, all of it."""
+    core = lc.core
+    out = []
+    for a in core.store.unacknowledged_break_glass(10):
+        may = core.gate.may_acknowledge(a, user) is None
+        if may or core.is_admin(user):
+            out.append(
+                HomeBreakGlass(
+                    action=a,
+                    reason=core.safe(a.break_glass_reason or "", 300),
+                    where="a DM" if a.channel.startswith("D") else f"<#{a.channel}>",
+                    may_acknowledge=may,
+                )
+            )
+    return tuple(out)

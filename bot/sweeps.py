@@ -4,8 +4,9 @@ Each is idempotent and safe on every replica at once (conditional transitions an
 decide): approvals that outlived `approval_ttl` expire; closed undo windows lose their
 button; runs whose process died become `needs_review` (never re-run silently); requests
 nobody is planning are queued again; undelivered outbox rows are delivered; approved actions
-nobody started are started; due outcome checks run; timed pauses whose time is up end (each
-once, announced once); after a resume, what waited on the pause continues.
+nobody started are started; due outcome checks run; cards left waiting remind their
+approvers, then reach the admin channel (`bot/attention.py`); timed pauses whose time is up
+end (each once, announced once); after a resume, what waited on the pause continues.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.approvals import Approvals
+from bot.attention import escalate_waiting, remind_waiting
 from bot.control import scope_label
 from bot.core import Core
 from bot.delivery import Delivery
@@ -50,6 +52,12 @@ class Sweeps:
     def expired(self) -> int:
         core = self.core
         return sum(self.approvals.expire(i) for i in core.store.expired_awaiting(core.clock()))
+
+    def waiting_cards(self) -> int:
+        """Cards waiting past `gate.remind_after` remind their approvers by DM; past
+        `gate.escalate_after` they are posted to the admin channel — each once per card,
+        however many replicas sweep (see `bot.attention`)."""
+        return remind_waiting(self.core) + escalate_waiting(self.core)
 
     def undo_windows(self) -> int:
         core = self.core

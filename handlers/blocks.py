@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from bot.approvals import EditForm
-from bot.cards import Button, Card, Intent
+from bot.cards import GRANT_LABEL, Button, Card, Intent
 from bot.feedback import MAX_COMMENT
+from bot.memory import REMEMBER
 from bot.policy import Risk
-from bot.reports import Home, HomeStats, HomeTask
+from bot.reports import Home, HomeBreakGlass, HomeStats, HomeTask
 from bot.sanitize import neutralise
 
 SECTION_MAX = 3000
@@ -30,6 +31,8 @@ APPROVE, EDIT, REJECT, UNDO = "warden_approve", "warden_edit", "warden_reject", 
 FORGET = "warden_forget"  # App Home: forget one remembered fact (value: its id)
 CANCEL = "warden_cancel"  # stop a running command (value: as the card's other buttons)
 VOTE_UP, VOTE_DOWN = "warden_vote_up", "warden_vote_down"  # 👍 / 👎 on an ended action
+GRANT = "warden_grant"  # Approve, and approve identical calls for 30 minutes
+BREAK_GLASS, ACKNOWLEDGE = "warden_break_glass", "warden_ack"  # an admin alone; its review
 ACTION_IDS = {
     Intent.APPROVE: APPROVE,
     Intent.EDIT: EDIT,
@@ -38,8 +41,13 @@ ACTION_IDS = {
     Intent.CANCEL: CANCEL,
     Intent.VOTE_UP: VOTE_UP,
     Intent.VOTE_DOWN: VOTE_DOWN,
+    Intent.GRANT: GRANT,
+    Intent.BREAK_GLASS: BREAK_GLASS,
+    Intent.ACKNOWLEDGE: ACKNOWLEDGE,
 }
 EDIT_VIEW, REJECT_VIEW, FEEDBACK_VIEW = "warden_edit", "warden_reject", "warden_feedback"
+BREAK_GLASS_VIEW = "warden_break_glass"
+BREAK_GLASS_REASON_MAX = 500
 
 RISK_BADGE = {
     Risk.LOW: ":large_green_circle: low",
@@ -125,7 +133,9 @@ def button(b: Button, value: str) -> dict[str, Any]:
 
 
 def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
-    """A card's fallback text and blocks."""
+    """A card's fallback text and blocks (a reminder DM's copy: `render_nudge`)."""
+    if card.nudge is not None:
+        return render_nudge(card)
     d = card.allowed_domains
     blocks: list[dict[str, Any]] = [header(f"{card.tool} — {card.status.value.replace('_', ' ')}")]
     blocks.append(section(f"*What will run*\n{code(safe(card.what, d, 1500), 1600)}"))
@@ -189,6 +199,7 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(section(f"*{label}*\n{body or code('(no output)')}"))
     if card.check:
         blocks.append(section(check_line(card)))
+    blocks += attention_blocks(card)
     if card.paused:
         note = card.pause_note or "Warden is paused: nothing runs until /resume"
         blocks.append(context(f":double_vertical_bar: {clip(note, 600).rstrip('.')}."))
@@ -240,6 +251,57 @@ def cancel_words(card: Card) -> tuple[str, str]:
     return "", ""
 
 
+def attention_blocks(card: Card) -> list[dict[str, Any]]:
+    """What kept the card in sight: approvals by 30-minute grants, the reminder and the
+    escalation, and a break glass with its review."""
+    blocks: list[dict[str, Any]] = []
+    for who, until in card.granted:
+        blocks.append(
+            context(f":repeat: Approved by {mention(who)}'s 30-minute grant (until {when(until)})")
+        )
+    if card.reminded_at is not None:
+        people = ", ".join(mention(u) for u in card.reminded[:20]) or "nobody"
+        blocks.append(context(f":alarm_clock: Reminded {people} at {when(card.reminded_at)}"))
+    if card.escalated_at is not None:
+        where = f"<#{card.escalated_to}>" if card.escalated_to else "the admin channel"
+        blocks.append(context(f":mega: Escalated to {where} at {when(card.escalated_at)}"))
+    if card.break_glass_by:
+        reason = safe(card.break_glass_reason or "", card.allowed_domains, 600)
+        review = (
+            f"Acknowledged by {mention(card.acknowledged_by)} at {when(card.acknowledged_at)}."
+            if card.acknowledged_by
+            else "Waiting for an approver to acknowledge it."
+        )
+        blocks.append(
+            section(
+                f":warning: *Break glass* by {mention(card.break_glass_by)}: {reason}\n{review}"
+            )
+        )
+    return blocks
+
+
+def render_nudge(card: Card) -> tuple[str, list[dict[str, Any]]]:
+    """A reminder DM: why it came, what will run, and the card's own Approve / Reject (the
+    same action ids and values, so the same listeners and the same gate)."""
+    d = card.allowed_domains
+    blocks: list[dict[str, Any]] = [
+        section(card.nudge or ""),
+        section(f"*What will run*\n{code(safe(card.what, d, 1500), 1600)}"),
+        context(f"*Why*: {safe(card.why, d, 500)} · who may approve: {clip(card.rule, 200)}"),
+    ]
+    if card.buttons:
+        value = card_value(card.action_id, card.revision)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"nudge:{card.action_id}",
+                "elements": [button(b, value) for b in card.buttons],
+            }
+        )
+    blocks.append(context(f"action `{card.action_id}` · rev {card.revision}"))
+    return f"Reminder: {card.tool} is waiting for your approval", blocks
+
+
 def stats_blocks(stats: HomeStats) -> list[dict[str, Any]]:
     """The App Home's admin section: the main rates with their trend, and the worst tools."""
     title = f"*How Warden is doing* (last {stats.window}, trend against the {stats.window} before)"
@@ -257,6 +319,32 @@ def stats_blocks(stats: HomeStats) -> list[dict[str, Any]]:
         section(worst),
         context("`/warden stats [tool] [24h|7d]` for more · admins only"),
     ]
+
+
+def break_glass_blocks(items: Sequence[HomeBreakGlass]) -> list[dict[str, Any]]:
+    """The App Home's "Break glass to review": each action an admin ran alone, with its
+    Acknowledge button (the card's own action id and value: the same listener and gate)."""
+    if not items:
+        return []
+    blocks: list[dict[str, Any]] = [
+        {"type": "divider"},
+        section(f"*Break glass to review* ({len(items)})"),
+    ]
+    for item in items[:10]:
+        a = item.action
+        text = (
+            f":warning: *{clip(a.tool, 64)}* ({a.status.replace('_', ' ')}) run alone by "
+            f"{mention(a.break_glass_by or '')} in {item.where}: {item.reason}"
+        )
+        block: dict[str, Any] = section(text)
+        block["block_id"] = f"glass:{a.id}"
+        if item.may_acknowledge:
+            block["accessory"] = button(
+                Button(intent=Intent.ACKNOWLEDGE, label="Acknowledge"),
+                card_value(a.id, a.revision),
+            )
+        blocks.append(block)
+    return blocks
 
 
 def task_blocks(tasks: Sequence[HomeTask]) -> list[dict[str, Any]]:
@@ -335,10 +423,13 @@ def home_view(home: Home) -> dict[str, Any]:
             elements.append(
                 button(Button(intent=Intent.APPROVE, label="Approve", style="primary"), value)
             )
+        if Risk(a.risk) is not Risk.CRITICAL and a.tool != REMEMBER:
+            elements.append(button(Button(intent=Intent.GRANT, label=GRANT_LABEL), value))
         elements.append(button(Button(intent=Intent.EDIT, label="Edit"), value))
         elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
         blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
         blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))
+    blocks += break_glass_blocks(home.break_glass)
     blocks += task_blocks(home.tasks)
     if home.stats is not None:
         blocks += stats_blocks(home.stats)
@@ -438,6 +529,37 @@ def reject_modal(action_id: str, revision: int, channel: str) -> dict[str, Any]:
     }
 
 
+def break_glass_modal(action_id: str, revision: int, channel: str) -> dict[str, Any]:
+    """Break glass: an admin runs a high-risk action alone, and must say why."""
+    return {
+        "type": "modal",
+        "callback_id": BREAK_GLASS_VIEW,
+        "private_metadata": f"{action_id}:{revision}:{channel}",
+        "title": {"type": "plain_text", "text": "Break glass"},
+        "submit": {"type": "plain_text", "text": "Run it now"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            context(
+                ":warning: This runs a high-risk action on your approval alone. The card is "
+                "flagged, the admin channel is told, and it stays listed until another "
+                "approver acknowledges it."
+            ),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Why can't this wait for an approver?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": BREAK_GLASS_REASON_MAX,
+                },
+            },
+        ],
+    }
+
+
 def feedback_modal(action_id: str, revision: int, channel: str) -> dict[str, Any]:
     """ "What went wrong?" after a 👎 (optional: the vote is already recorded)."""
     return {
@@ -463,6 +585,16 @@ def feedback_modal(action_id: str, revision: int, channel: str) -> dict[str, Any
             },
         ],
     }
+
+
+def parse_reason(value: object, limit: int = BREAK_GLASS_REASON_MAX) -> str | None:
+    """A required reason typed in a modal (break glass): its text, or None when it is
+    missing, blank or longer than the field allows (Slack enforces the length; a forged
+    submission may not)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if text and len(text) <= limit else None
 
 
 def parse_metadata(value: object) -> tuple[str, int, str] | None:

@@ -35,7 +35,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.metrics import CONFIDENCE_BUCKETS, UNDONE, WINDOWS, Latency, Stats, breakdown
+from bot.metrics import (
+    CONFIDENCE_BUCKETS,
+    FAST_APPROVAL,
+    UNDONE,
+    WINDOWS,
+    Latency,
+    Stats,
+    breakdown,
+)
 from storage.models import ActionStatus
 from storage.repo import Store
 
@@ -84,6 +92,11 @@ RATES: dict[str, tuple[str, Callable[[Stats], float | None]]] = {
     "warden_confidence_median": (
         "Median planner confidence of the window's proposals (refused ones excluded)",
         lambda s: s.confidence_median,
+    ),
+    "warden_fast_approval_ratio": (
+        f"Approvals clicked within {FAST_APPROVAL.total_seconds():g} s of the card, over "
+        "approvals clicked (the rubber-stamp measure; grants excluded)",
+        lambda s: s.fast_approval_rate,
     ),
 }
 OVERALL_ONLY: dict[str, tuple[str, Callable[[Stats], float | None]]] = {
@@ -225,6 +238,12 @@ class WardenCollector(Collector):
                 metric.add_sample(name, dict(zip(labels, parts, strict=True)), value)
             return metric
 
+        approvals: dict[tuple[str, str], int] = defaultdict(int)
+        fast: dict[tuple[str, str], int] = defaultdict(int)
+        for count in store.approval_counts(FAST_APPROVAL.total_seconds()):
+            approvals[(count.tool, count.proposed_risk)] += count.approvals
+            fast[(count.tool, count.proposed_risk)] += count.fast
+
         families = [
             counter(
                 "warden_actions_total",
@@ -253,6 +272,20 @@ class WardenCollector(Collector):
                 "Actions whose arguments a person edited",
                 ("tool", "tier"),
                 edits,
+            ),
+            # Per tool and tier only: who approved is never a label (admins see it in Slack).
+            counter(
+                "warden_approvals_total",
+                "Approvals people clicked (not given by a 30-minute grant)",
+                ("tool", "tier"),
+                approvals,
+            ),
+            counter(
+                "warden_fast_approvals_total",
+                f"Approvals clicked within {FAST_APPROVAL.total_seconds():g} s of the card "
+                "(the rubber-stamp measure)",
+                ("tool", "tier"),
+                fast,
             ),
         ]
         current = _metric(

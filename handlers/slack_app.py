@@ -29,22 +29,28 @@ from bot.reports import (
     status_text,
 )
 from handlers.blocks import (
+    ACKNOWLEDGE,
     APPROVE,
+    BREAK_GLASS,
+    BREAK_GLASS_VIEW,
     CANCEL,
     EDIT,
     EDIT_VIEW,
     FEEDBACK_VIEW,
     FORGET,
+    GRANT,
     REJECT,
     REJECT_VIEW,
     UNDO,
     VOTE_DOWN,
     VOTE_UP,
+    break_glass_modal,
     edit_modal,
     feedback_modal,
     home_view,
     parse_card_value,
     parse_metadata,
+    parse_reason,
     reject_modal,
 )
 
@@ -154,6 +160,40 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         c = clicked(body, action)
         if c:
             tell(c[3], c[2], lc.approvals.approve(c[0], c[1], c[2]))
+            if from_home(body):
+                refresh_home(c[2])
+
+    @app.action(GRANT)
+    def on_grant(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c:
+            tell(c[3], c[2], lc.approvals.grant(c[0], c[1], c[2]))
+            if from_home(body):
+                refresh_home(c[2])
+
+    @app.action(BREAK_GLASS)
+    def on_break_glass(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c is None:
+            return
+        action_id, revision, user, channel = c
+        why_not = lc.approvals.may_break_glass(action_id, user)
+        if why_not:
+            tell(channel, user, Reply(ok=False, text=why_not))
+            return
+        trigger = body.get("trigger_id")
+        if isinstance(trigger, str):
+            view = break_glass_modal(action_id, revision, channel)
+            replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
+
+    @app.action(ACKNOWLEDGE)
+    def on_acknowledge(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        c = clicked(body, action)
+        if c:
+            tell(c[3], c[2], lc.approvals.acknowledge(c[0], c[1], c[2]))
             if from_home(body):
                 refresh_home(c[2])
 
@@ -295,6 +335,25 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             return
         reason = _values(view).get("reason", "")
         tell(meta[2], user, lc.approvals.reject(meta[0], meta[1], user, reason))
+        refresh_home(user)
+
+    @app.view(BREAK_GLASS_VIEW)
+    def on_break_glass_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = parse_metadata(view.get("private_metadata"))
+        user = slack_id(dig(body, "user", "id"))
+        if meta is None or user is None:
+            ack()
+            return
+        reason = parse_reason(_values(view).get("reason"))
+        if reason is None:
+            ack(response_action="errors", errors={"reason": "Say why this can't wait."})
+            return
+        result = lc.approvals.break_glass(meta[0], meta[1], user, reason)
+        if not result.ok:
+            ack(response_action="errors", errors={"reason": result.text[:150]})
+            return
+        ack()
+        tell(meta[2], user, result)
         refresh_home(user)
 
     @app.view(FEEDBACK_VIEW)

@@ -4,7 +4,8 @@ the database so every replica reports the same numbers.
 Rates are defined once, in `bot/metrics.py`; the queries here only fetch the facts they are
 computed from — one row per action proposed in a window (with its request's arrival time),
 the model's usage and cost of the requests that arrived in it, and the 👍 / 👎 given on those
-actions — plus the call counts the gate's unusual-usage rule compares, the all-time totals
+actions, and the approvals people clicked on them (how soon after the card: the rubber-stamp
+measure) — plus the call counts the gate's unusual-usage rule compares, the all-time totals
 `GET /metrics` exports as Prometheus counters (group-by queries, one row per label set), and
 the schema revision `GET /readyz` compares with the code's.
 """
@@ -21,7 +22,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Action, ActionStatus, Feedback, Request, RequestStatus
+from storage.models import Action, ActionStatus, Approval, Feedback, Request, RequestStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,29 @@ class VoteRow:
     action_id: str
     tool: str
     vote: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    """One approval a person gave by clicking (not by a 30-minute grant) on an action
+    proposed in a window, and how long after the card's proposal it came."""
+
+    action_id: str
+    approver: str
+    tool: str
+    risk: str  # the tier the action was proposed at
+    after_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalCount:
+    """Approvals people clicked (of all time) for one tool and tier at proposal, and how
+    many of them came within the fast-approval threshold of their card."""
+
+    tool: str
+    proposed_risk: str
+    approvals: int
+    fast: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +232,67 @@ class MetricsQueries:
             stmt = stmt.where(col(Feedback.tool) == tool)
         with self.db.read() as s:
             return [VoteRow(str(a), str(t), int(v)) for a, t, v in s.connection().execute(stmt)]
+
+    def approval_rows(
+        self, since: datetime, until: datetime, tool: str | None = None
+    ) -> list[ApprovalRow]:
+        """Approvals people clicked (grants excluded) on actions proposed in [since, until),
+        at most `MAX_ROWS`, with the seconds from each card's proposal to the approval."""
+        stmt = (
+            sa_select(
+                col(Approval.action_id),
+                col(Approval.approver),
+                col(Action.tool),
+                col(Action.proposed_risk),
+                col(Approval.created_at),
+                col(Action.created_at),
+            )
+            .join(Action, col(Action.id) == col(Approval.action_id))
+            .where(
+                col(Action.created_at) >= since,
+                col(Action.created_at) < until,
+                col(Approval.via_grant).is_(None),
+            )
+        )
+        if tool is not None:
+            stmt = stmt.where(col(Action.tool) == tool)
+        stmt = stmt.order_by(col(Approval.created_at).desc()).limit(MAX_ROWS)
+        with self.db.read() as s:
+            return [
+                ApprovalRow(
+                    action_id=str(a),
+                    approver=str(who),
+                    tool=str(t),
+                    risk=str(r),
+                    after_seconds=max(0.0, (approved - proposed).total_seconds()),
+                )
+                for a, who, t, r, approved, proposed in s.connection().execute(stmt)
+            ]
+
+    def approval_counts(self, fast_seconds: float) -> list[ApprovalCount]:
+        """Every approval people clicked (grants excluded), counted per tool and tier at
+        proposal, with those given less than `fast_seconds` after the card's proposal."""
+        approved, proposed = col(Approval.created_at), col(Action.created_at)
+        if self.db.is_sqlite:  # datetimes are text there: compare them as Julian days
+            after = (func.julianday(approved) - func.julianday(proposed)) * 86400.0
+        else:
+            after = func.extract("epoch", approved - proposed)
+        stmt = (
+            sa_select(
+                col(Action.tool),
+                col(Action.proposed_risk),
+                func.count(),
+                _count_if(after < fast_seconds),
+            )
+            .join(Action, col(Action.id) == col(Approval.action_id))
+            .where(col(Approval.via_grant).is_(None))
+            .group_by(col(Action.tool), col(Action.proposed_risk))
+        )
+        with self.db.read() as s:
+            return [
+                ApprovalCount(str(t), str(r), int(n), int(f))
+                for t, r, n, f in s.connection().execute(stmt)
+            ]
 
     def call_counts(
         self, tool: str, requester: str, recent_since: datetime, baseline_since: datetime

@@ -9,8 +9,9 @@ once-per-deployment job ran for which period; `fact` is Warden's memory: typed f
 validity intervals (queries in `storage/memory.py`); `task` and `reminder` are the to-dos and
 reminders people keep in channels (queries in `storage/tasks.py`); `incident` and
 `incident_event` are the incidents Warden declared and their timelines (queries in
-`storage/incidents.py`). `control` and `audit_head` are single rows seeded by the migrations,
-so no writer ever has to create them.
+`storage/incidents.py`); `approval_grant` holds approvers' 30-minute grants for identical calls
+(queries in `storage/attention.py`, with reminders, escalation and break glass). `control` and
+`audit_head` are single rows seeded by the migrations, so no writer ever has to create them.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ class Action(SQLModel, table=True):
         Index("ix_action_status_expires", "status", "expires_at"),
         Index("ix_action_card", "channel", "card_ts"),  # a reaction names its card's message
         Index("ix_action_tool_created", "tool", "created_at"),  # unusual usage counts
+        Index("ix_action_break_glass", "break_glass_by", "acknowledged_by"),  # to review
     )
     id: str = Field(primary_key=True, max_length=32)
     request_id: str = Field(foreign_key="request.id", max_length=32, index=True)
@@ -250,6 +252,20 @@ class Action(SQLModel, table=True):
     # replica running it sees it and stops its process group).
     cancel_requested_by: str | None = Field(default=None, max_length=32)
     cancel_requested_at: datetime | None = None
+    # Reminders and escalation of a waiting card (`gate.remind_after` / `escalate_after`):
+    # when its approvers were reminded and whom (user ids, comma-separated), when it was
+    # escalated to the admin channel. Each is set once, by the conditional update that
+    # decides which replica sends it.
+    reminded_at: datetime | None = None
+    reminded_users: str | None = Field(default=None, sa_column=Column(Text))
+    escalated_at: datetime | None = None
+    # Break glass: an admin ran this high-risk action alone, with a reason (untrusted text,
+    # stored with the request's placeholders); listed for review until an approver other
+    # than that admin acknowledges it.
+    break_glass_by: str | None = Field(default=None, max_length=32)
+    break_glass_reason: str | None = Field(default=None, sa_column=Column(Text))
+    acknowledged_by: str | None = Field(default=None, max_length=32)
+    acknowledged_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -300,7 +316,32 @@ class Approval(SQLModel, table=True):
     approver: str = Field(max_length=32)
     policy_version: str = Field(max_length=32)
     args_json: str = Field(sa_column=Column(Text, nullable=False))
+    # The approver's 30-minute grant this approval came from (None: they clicked).
+    via_grant: int | None = Field(default=None, foreign_key="approval_grant.id")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalGrant(SQLModel, table=True):
+    """An approver's "approve identical calls for 30 min", given with their approval of
+    `action_id`: until `until`, a new proposal of the same tool with the same canonical
+    arguments (`args_digest`, a keyed hash of the real values, so no personal data is kept),
+    at the same tier under the same policy version may count it as that approver's approval
+    — if the gate says so at that moment. Never for critical calls."""
+
+    __tablename__ = "approval_grant"
+    __table_args__ = (
+        Index("ix_approval_grant_call", "tool", "args_digest", "until"),
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    approver: str = Field(max_length=32)
+    action_id: str = Field(foreign_key="action.id", max_length=32)
+    tool: str = Field(max_length=64)
+    args_digest: str = Field(max_length=64)
+    risk: str = Field(max_length=16)
+    policy_version: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    until: datetime
 
 
 class Control(SQLModel, table=True):

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from storage import audit
 from storage.alerts import AlertQueries
+from storage.attention import AttentionQueries
 from storage.audit import Problem
 from storage.checks import CheckQueries
 from storage.db import Database
@@ -202,6 +203,7 @@ class Store(
     AlertQueries,
     TaskQueries,
     PauseQueries,
+    AttentionQueries,
 ):
     """Warden's persistence API over a `Database` (the outbox and job queries live in
     `storage/outbox.py`)."""
@@ -593,12 +595,18 @@ class Store(
             s.exec(update(Action).where(col(Action.id) == action_id).values(card_ts=ts))
 
     def record_approval(
-        self, action: Action, approver: str, audit_: Audit, notices: Sequence[Notice] = ()
+        self,
+        action: Action,
+        approver: str,
+        audit_: Audit,
+        notices: Sequence[Notice] = (),
+        via_grant: int | None = None,
     ) -> int | None:
         """Add one approval of the action's current revision; None if already given.
 
         Returns the number of distinct approvals of that revision, counted in the same
-        transaction, so the caller can decide whether the requirement is met.
+        transaction, so the caller can decide whether the requirement is met. `via_grant`:
+        the approver's 30-minute grant gave it (they did not click).
         """
         try:
             with self.db.write() as s:
@@ -616,6 +624,7 @@ class Store(
                         approver=approver,
                         policy_version=action.policy_version,
                         args_json=action.args_json,
+                        via_grant=via_grant,
                     )
                 )
                 s.flush()

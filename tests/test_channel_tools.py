@@ -104,7 +104,7 @@ def test_create_a_channel_approve_it_exists_undo_archives_it(chan: Slack) -> Non
     # The card shows the canonical call and the dry run says the name is free.
     assert action.tool == "create_channel" and action.risk == "medium"
     assert "inc-checkout" in text and "The name is free" in text, text
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == ["Approve", "Approve identical calls for 30 min", "Edit", "Reject"]
     assert channel_named(chan.ws, "inc-checkout") is None
 
     action = approve(chan, action)

@@ -67,7 +67,13 @@ def test_free_form_request_becomes_a_card(
     assert action.status == ActionStatus.AWAITING_APPROVAL
     shown = card_text(card)
     assert "90%" in shown and "a restart clears it" in shown and "high" in shown
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == [
+        "Approve",
+        "Approve identical calls for 30 min",
+        "Edit",
+        "Reject",
+        "Break glass",
+    ]
 
     sent = anthropic_stub.seen[0]
     key = sent.headers.get("x-api-key") or sent.headers["authorization"].removeprefix("Bearer ")
@@ -185,7 +191,7 @@ def test_read_only_lookup_feeds_the_plan(
     assert posted() == []
     card = slack.card(action.id)
     assert "not written by the requester" in card_text(card) and "lookup_user" in card_text(card)
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == ["Approve", "Approve identical calls for 30 min", "Edit", "Reject"]
     # Approved, it runs once.
     slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve")
     slack.idle()

@@ -221,7 +221,7 @@ def test_command_card_approve_one_post_then_undo_deletes_what_it_made(
     shown = card_text(card)
     assert "Preview (dry run)" in shown and "Authorization: Bearer ${TRACKER_TOKEN}" in shown
     assert '"title": "Disk almost full on db-2"' in shown and TOKEN not in shown
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == ["Approve", "Approve identical calls for 30 min", "Edit", "Reject"]
 
     assert slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve").status == 200
     slack.idle()

@@ -559,7 +559,7 @@ def test_show_validates_gives_the_tier_and_renders_the_card_with_its_dry_run(
     assert "restart_service — awaiting approval" in card
     assert "one approver who is not the requester" in card
     assert "Preview (dry run):\n│     would restart web" in card
-    assert "[Approve] [Edit] [Reject]" in card
+    assert "[Approve] [Approve identical calls for 30 min] [Edit] [Reject] [Break glass]" in card
     assert executor_faces.faces == ["dry_run"]
     assert not (tmp_path / "runbook.log").exists()  # the runbook itself never ran
 
@@ -724,7 +724,7 @@ def test_the_example_plugin_is_listed_and_pages_through_slack(
     }
     shown = card_text(card)
     assert "would page the payments on-call: checkout is failing" in shown  # its dry run
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == ["Approve", "Approve identical calls for 30 min", "Edit", "Reject"]
     assert not pager.exists()
     assert slack.ws.click(APPROVER, CHANNEL, card["ts"], "warden_approve").status == 200
     slack.idle()

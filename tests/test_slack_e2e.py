@@ -37,7 +37,13 @@ def test_mention_to_one_approved_run(slack: Slack) -> None:
         "would restart checkout-api",
     ):
         assert expected in text, expected
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == [
+        "Approve",
+        "Approve identical calls for 30 min",
+        "Edit",
+        "Reject",
+        "Break glass",
+    ]
 
     # Someone who may not approve: an ephemeral explanation, nothing changes.
     slack.ws.click(STRANGER, CHANNEL, card["ts"], "warden_approve")
@@ -171,7 +177,13 @@ def test_pause_and_resume_through_slash_commands(slack: Slack) -> None:
     slack.idle()
     assert any("paused" in t for t in ephemerals_to(slack, APPROVER))
     assert slack.runs() == []
-    assert buttons(slack.card(action.id)) == ["Approve", "Edit", "Reject"]
+    assert buttons(slack.card(action.id)) == [
+        "Approve",
+        "Approve identical calls for 30 min",
+        "Edit",
+        "Reject",
+        "Break glass",
+    ]
     status = slack.ws.slash(APPROVER, CHANNEL, "/warden", "status")
     assert "Paused" in status.body
     assert "Resumed" in slack.ws.slash(ADMIN, CHANNEL, "/resume").body
@@ -442,7 +454,13 @@ def test_a_card_whose_post_fails_is_posted_by_the_sweep(slack: Slack) -> None:
     assert slack.bot.warden.lifecycle.sweeps.outbox() == 1
     slack.idle()
     card = slack.card(action.id)
-    assert buttons(card) == ["Approve", "Edit", "Reject"]
+    assert buttons(card) == [
+        "Approve",
+        "Approve identical calls for 30 min",
+        "Edit",
+        "Reject",
+        "Break glass",
+    ]
 
 
 def _gated_policy(tmp_path: Path, dry_run: list[str]) -> Policy:
