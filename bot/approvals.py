@@ -141,18 +141,7 @@ class Approvals:
     def start(self, action: Action, user: str) -> Reply:
         """The approval rule is met: approve (unless paused) and hand the run to an executor."""
         core = self.core
-        won = core.store.transition(
-            action.id,
-            [ActionStatus.AWAITING_APPROVAL],
-            ActionStatus.APPROVED,
-            core.audit(user, "action.approved", action.trace_id),
-            revision=action.revision,
-            values={"decided_by": user},
-            unless_paused=True,
-        )
-        core.kick()
-        if won is not None:
-            self.execution.submit(action.id)
+        if self.execution.start_approved(action, user):
             return Reply(ok=True)
         held = core.gate.paused_for(action.tool, action.channel, action.risk, core.now())
         if held:

@@ -43,26 +43,6 @@ def args_digest(core: Core, action: Action) -> str:
     return hmac.new(core.data_key, f"{action.tool}\0{real}".encode(), hashlib.sha256).hexdigest()
 
 
-def start_approved(core: Core, execution: Execution, action: Action, user: str) -> bool:
-    """The approval rule is met by a grant: approve (unless paused, in the same statement)
-    and hand the run to an executor — the step `Approvals.start` takes after a click. False
-    if the action moved first or a pause came first."""
-    won = core.store.transition(
-        action.id,
-        [ActionStatus.AWAITING_APPROVAL],
-        ActionStatus.APPROVED,
-        core.audit(user, "action.approved", action.trace_id),
-        revision=action.revision,
-        values={"decided_by": user},
-        unless_paused=True,
-    )
-    core.kick()
-    if won is None:
-        return False
-    execution.submit(action.id)
-    return True
-
-
 def cover_by_grants(core: Core, execution: Execution, action: Action) -> bool:
     """A new card waits: approvers' 30-minute grants for this exact call count as their
     approvals where the gate says so (each recorded and audited as `approval.by_grant`), and
@@ -103,7 +83,7 @@ def cover_by_grants(core: Core, execution: Execution, action: Action) -> bool:
         action.tool, action.channel, action.risk, now
     ):
         return False  # recorded; a click (or the pause's end) does the rest
-    return start_approved(core, execution, action, granted_by)
+    return execution.start_approved(action, granted_by)
 
 
 def remind_waiting(core: Core) -> int:

@@ -365,6 +365,26 @@ class Execution:
     def submit(self, action_id: str) -> None:
         self.core.workers.executors.submit(self.execute, action_id)
 
+    def start_approved(self, action: Action, user: str) -> bool:
+        """An action's approval rule is met (by clicks or grants): approve it — unless a pause
+        came first, checked in the same statement — and hand the run to an executor. False if
+        the action moved first or a pause won."""
+        core = self.core
+        won = core.store.transition(
+            action.id,
+            [ActionStatus.AWAITING_APPROVAL],
+            ActionStatus.APPROVED,
+            core.audit(user, "action.approved", action.trace_id),
+            revision=action.revision,
+            values={"decided_by": user},
+            unless_paused=True,
+        )
+        core.kick()
+        if won is None:
+            return False
+        self.submit(action.id)
+        return True
+
     def _lease(self, action: Action) -> Any:
         try:
             timeout = self.core.registry.get(action.tool).timeout_s
