@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class DevPage:
     def __init__(self, page: Page, ws: Any, name: str, errors: list[str]) -> None:
         self.page, self.ws, self.url, self.name, self.errors = page, ws, ws.url, name, errors
         self.step = 0
+        self.running: Any = None
 
     def shot(self, label: str) -> None:
         self.step += 1
@@ -81,6 +83,7 @@ def dev(
     page.goto(ws.url + "/")  # type: ignore[attr-defined]
     expect(page.get_by_label("Acting as")).to_be_visible()
     d = DevPage(page, ws, request.node.name, errors)
+    d.running = running
     try:
         yield d
         assert errors == [], errors
@@ -219,6 +222,33 @@ def test_a_live_card_and_cancel(dev: DevPage, tmp_path: Path) -> None:
     expect(dev.thread()).to_contain_text("Undone", timeout=15_000)
     log = (tmp_path / "warden-demo.log").read_text()
     assert "rolled checkout-api back from 1.4.2" in log and "deployed" not in log
+
+
+def test_a_reminder_dm_whose_approve_runs_the_card(dev: DevPage, tmp_path: Path) -> None:
+    """A card still waiting after `gate.remind_after` (2 h in the demo policy) DMs its
+    approvers with the card's own buttons: Warden's clock moves 3 h on and the reminder sweep
+    runs (the job does the same every 30 s); Approve in the DM runs the restart once and the
+    card says who was reminded."""
+    request_restart(dev)
+    lifecycle = dev.running.warden.lifecycle
+    real = lifecycle.core.clock
+    lifecycle.core.clock = lambda: real() + timedelta(hours=3)
+    assert lifecycle.sweeps.waiting_cards() >= 1
+    assert dev.running.warden.workers.wait_idle(30)
+    dev.act_as("approver")
+    dev.page.locator("#channel-list a", has_text="warden (DM)").click()
+    expect(dev.page.locator("#messages")).to_contain_text("restart_service", timeout=15_000)
+    dev.shot("reminder-dm")
+    dev.page.locator("#messages").get_by_role("button", name="Approve", exact=True).last.click()
+    expect(dev.page.locator("#confirm-dialog")).to_contain_text("Approve")
+    dev.page.locator("#confirm-ok").click()
+    dev.page.locator("#channel-list a", has_text="general").click()
+    dev.page.locator(".replies").first.click()
+    expect(dev.thread()).to_contain_text("Succeeded", timeout=15_000)
+    expect(dev.thread()).to_contain_text("Reminded")
+    dev.shot("approved-from-the-dm")
+    log = (tmp_path / "warden-demo.log").read_text()
+    assert log.count("restarted checkout-api") == 1
 
 
 def test_app_home_lists_what_awaits_the_viewer(dev: DevPage) -> None:
