@@ -275,10 +275,53 @@ class Control:
             ],
             until=until,
         ):
-            return Reply(ok=True, text="Warden is already paused.")
+            return self._pause_again(user, reason, now, until, lasts, said, runs)
         core.workers.outbox.submit(self._refresh_open_cards)
         core.kick()
         return Reply(ok=True, text=f":double_vertical_bar: Paused{lasts}. {runs}")
+
+    def _pause_again(
+        self,
+        user: str,
+        reason: str,
+        now: datetime,
+        until: datetime | None,
+        lasts: str,
+        said: str,
+        runs: str,
+    ) -> Reply:
+        """`/pause` while Warden is already paused. The kill switch must hold as long as the
+        latest admin asked: an untimed `/pause` during a timed one lasts until /resume, a
+        longer one moves the end; a shorter one changes nothing and says when it ends."""
+        core = self.core
+        if core.store.extend_global_pause(
+            until,
+            reason,
+            user,
+            now,
+            core.audit(
+                user,
+                "control.paused",
+                reason=reason,
+                extended=True,
+                **({"until": until.isoformat()} if until else {}),
+            ),
+            notices=[
+                core.to_admins(
+                    f":double_vertical_bar: <@{user}> paused Warden again{lasts}{said} {runs}"
+                )
+            ],
+        ):
+            core.kick()
+            return Reply(ok=True, text=f":double_vertical_bar: Paused{lasts}. {runs}")
+        pause, _scopes = core.store.pauses()
+        if pause.paused and pause.until is not None:
+            return Reply(
+                ok=True,
+                text=f"Warden is already paused until {until_text(pause.until, now)} "
+                "(`/pause` with no duration holds it until /resume).",
+            )
+        return Reply(ok=True, text="Warden is already paused.")
 
     def _pause_scope(
         self, user: str, scope: Scope, reason: str, now: datetime, until: datetime | None

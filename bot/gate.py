@@ -919,10 +919,15 @@ class Gate:
         """Why `grant` does not count as its approver's approval of `action` now (None: it
         does). It covers only the same tool with the same canonical arguments (`args_digest`
         of the action's real arguments), at the same tier, under the same policy version,
-        until it runs out; never a critical call; and only where the approver's own click
-        would be recorded now (still an approver, not excluded by four eyes, …)."""
+        until it runs out; never a critical call nor a tainted one (it would run unattended);
+        and only where the approver's own click would be recorded now (still an approver, not
+        excluded by four eyes, …)."""
         if Risk(action.risk) is Risk.CRITICAL:
             return "a grant never covers a critical call"
+        if action.taint:
+            # Text not written by the requester shaped this plan: it never runs unattended,
+            # and a grant would let an injection repeat the call with nobody looking.
+            return "a grant never covers a call planned from text the requester did not write"
         at = now.at or utcnow()
         if grant.until <= at:
             return "the grant ran out"
@@ -966,13 +971,18 @@ class Gate:
 
     def may_acknowledge(self, action: Action, user: str) -> str | None:
         """Who may acknowledge a break glass (end its review): one of the action's approvers
-        other than the admin who broke it."""
+        other than the admin who broke it, and — the review being the second pair of eyes
+        the admin skipped — not whoever four eyes kept from approving it (its requester, the
+        arguments' editor)."""
         if not action.break_glass_by:
             return "nobody broke the glass on this action"
         if action.acknowledged_by:
             return "it was already acknowledged"
         if user == action.break_glass_by:
             return "you broke the glass; another approver must review it"
+        if user in self.excluded(action):
+            role = "asked for" if user == action.requester else "edited"
+            return f"you {role} this call; another approver must review the break glass"
         if user not in self.approvers(action.tool, action.requester, action.channel):
             return "only this action's approvers may acknowledge a break glass"
         return None

@@ -202,6 +202,32 @@ class PauseQueries:
                 OutboxQueries._enqueue(s, notices)
             return lifted, ended
 
+    def extend_global_pause(
+        self,
+        until: datetime | None,
+        reason: str,
+        by: str,
+        now: datetime,
+        audit_: Audit,
+        notices: Sequence[Notice] = (),
+    ) -> bool:
+        """A `/pause` while a timed global pause is in force: the stronger pause wins — an
+        untimed one (`until` None) makes it last until /resume, a longer one moves its end.
+        False if Warden is not paused, not timed, or already paused at least that long (one
+        conditional update decides, with its audit row and notices)."""
+        stmt = update(Control).where(
+            col(Control.id) == 1, col(Control.paused), col(Control.until).is_not(None)
+        )
+        if until is not None:
+            stmt = stmt.where(col(Control.until) < until)
+        stmt = stmt.values(reason=reason, changed_by=by, changed_at=now, until=until)
+        with self.db.write() as s:
+            if s.exec(stmt).rowcount != 1:
+                return False
+            _append(s, audit_, before="paused", after="paused")
+            OutboxQueries._enqueue(s, notices)
+            return True
+
     def end_expired_global_pause(
         self, now: datetime, audit_: Audit, notices: Sequence[Notice] = ()
     ) -> bool:

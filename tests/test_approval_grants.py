@@ -86,16 +86,18 @@ def test_a_grant_covers_exactly_identical_calls_and_nothing_else(slack: Slack) -
     assert given.actor == APPROVER and given.subject == first.id
     assert "sessions" not in given.data  # a keyed hash binds the call, not its values
 
-    # The same call again, from another requester too: approved by the grant, runs.
+    # The same call again: approved by the grant, runs.
     again, _ = slack.mention_and_card("flush sessions")
     assert covered(slack, again)
     shown = card_text(slack.card(again.id))
     assert f"Approved by <@{APPROVER}>'s 30-minute grant (until" in shown
+    # Another requester's plan recalls facts Riley's runs left (text its requester did not
+    # write): tainted, it never runs unattended, so no grant covers it.
     third, _ = slack.mention_and_card("flush sessions", user=APPROVER2)
-    assert covered(slack, third)
-    assert len(slack.runs("flush")) == 3
+    assert third.taint and not covered(slack, third)
+    assert len(slack.runs("flush")) == 2
     uses = audit_rows(slack, "approval.by_grant")
-    assert [u.subject for u in uses] == [again.id, third.id]
+    assert [u.subject for u in uses] == [again.id]
     assert all(u.actor == APPROVER for u in uses)
     assert json.loads(uses[0].data)["granted_on"] == first.id
     decided = slack.store.get_action(again.id)
@@ -109,7 +111,7 @@ def test_a_grant_covers_exactly_identical_calls_and_nothing_else(slack: Slack) -
     for action in (other_arg, other_tool):
         assert not covered(slack, action)
         assert slack.store.approvals(action.id, action.revision) == []
-    assert len(slack.runs("flush")) == 3 and slack.runs("restart") == []
+    assert len(slack.runs("flush")) == 2 and slack.runs("restart") == []
 
 
 def test_four_eyes_still_holds_for_a_granted_high_risk_call(slack: Slack) -> None:
