@@ -822,7 +822,9 @@ class Gate:
             return "the policy changed after approval"
         if self.autonomy(action.tool, now.autonomy) is Autonomy.SUGGEST:
             return "this tool's autonomy was changed to 'suggest'"
-        if action.break_glass_by:
+        if action.break_glass_by and action.decided_by == action.break_glass_by:
+            # Only the run the break glass approved; a flag left from an earlier revision
+            # (the card went back to its approvers) excuses nothing.
             if (
                 action.break_glass_by in self.policy.access.admins
                 and Risk(action.risk) is Risk.HIGH

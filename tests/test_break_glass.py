@@ -228,10 +228,14 @@ def test_the_gates_break_glass_rule(tmp_path: Path) -> None:
     changed = _action("pv-older")
     assert "rules changed" in (gate.break_glass(changed, ADMIN, "x", now) or "")
     # At run time: it holds only for an admin's high-risk call.
-    ran = _action(policy.version, status=ActionStatus.APPROVED, break_glass_by=ADMIN)
+    ran = _action(
+        policy.version, status=ActionStatus.APPROVED, break_glass_by=ADMIN, decided_by=ADMIN
+    )
     assert gate.runnable(ran, [], now) is None
     assert gate.runnable(_action(policy.version, status=ActionStatus.APPROVED), [], now)
-    stranger = _action(policy.version, status=ActionStatus.APPROVED, break_glass_by=APPROVER)
+    stranger = _action(
+        policy.version, status=ActionStatus.APPROVED, break_glass_by=APPROVER, decided_by=APPROVER
+    )
     assert "break glass no longer holds" in (gate.runnable(stranger, [], now) or "")
     # Who acknowledges: an approver other than the admin who broke it.
     assert gate.may_acknowledge(ran, APPROVER) is None

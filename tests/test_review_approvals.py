@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from storage.models import ActionStatus, utcnow
+from bot.app import build_registry
+from bot.gate import Gate, Now
+from bot.policy import parse_policy
+from storage.models import Action, ActionStatus, utcnow
 from tests.anthropic_stub import AnthropicStub, propose, reply, text, tool_use
-from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER
+from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, policy_data
 from tests.slack_fixtures import CHANNEL, OPS, Slack, SlackFactory, buttons, card_text
 
 AUTO_RESUME = "bot.jobs:auto_resume"
@@ -181,3 +185,34 @@ def test_the_requester_may_not_acknowledge_a_break_glass_on_their_own_request(
     assert slack.ws.click(APPROVER, CHANNEL, ts, "warden_ack").status == 200
     slack.idle()
     assert slack.store.get_action(action.id).acknowledged_by == APPROVER
+
+
+def test_a_break_glass_from_an_earlier_revision_does_not_excuse_a_later_run(
+    tmp_path: Path,
+) -> None:
+    """A break glass that did not run (a pause held it, then a changed policy sent the card
+    back to its approvers as a new revision) keeps its flag for the review; it must not
+    excuse the approval rule when the card is later approved the ordinary way: the run is
+    asked of the approvals on record, a freeze's admin included."""
+    policy = parse_policy(policy_data(tmp_path))
+    gate = Gate(policy, build_registry(policy))
+    now = Now(paused=False, at=utcnow())
+    later = Action(
+        id="a1",
+        request_id="r1",
+        trace_id="t1",
+        tool="restart_service",
+        args_json='{"service":"web"}',
+        policy_version=policy.version,
+        risk="high",
+        requester=REQUESTER,
+        channel=CHANNEL,
+        status=ActionStatus.APPROVED,
+        revision=2,
+        break_glass_by=ADMIN,
+        decided_by=APPROVER,
+    )
+    assert gate.runnable(later, [], now) == "the approvals on record do not cover this exact call"
+    # The break glass itself still holds for the run it approved.
+    own = later.model_copy(update={"decided_by": ADMIN})
+    assert gate.runnable(own, [], now) is None
