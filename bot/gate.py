@@ -70,6 +70,8 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 EXPIRED = "its approval request expired"
+MAX_REMINDED = 10
+"""The most people one waiting card's reminder DMs (on call first, then named, then groups)."""
 
 GRANT_SPAN = timedelta(minutes=30)
 """How long an approver's "approve identical calls" grant lasts."""
@@ -893,9 +895,16 @@ class Gate:
         candidates = set(self.approvers(action.tool, action.requester, action.channel))
         if self.frozen(action.risk, now.at) is not None:
             candidates |= set(self.policy.access.admins)
-        return sorted(
+        eligible = [
             u for u in candidates if self.approve(action, approvals, u, now).step is Step.RECORD
-        )
+        ]
+        # A card whose approvers are a big group does not DM all of them: whoever is on call
+        # first, then people named by id, then group members, at most MAX_REMINDED.
+        sources = self.policy.approvers_for(action.tool, action.channel)
+        on_call = self.people(s for s in sources if ONCALL_SOURCE.match(s))
+        named = {s for s in sources if not SLACK_GROUP_ID.match(s) and not ONCALL_SOURCE.match(s)}
+        ranked = sorted(eligible, key=lambda u: (u not in on_call, u not in named, u))
+        return ranked[:MAX_REMINDED]
 
     def grant(self, action: Action, approvals: list[Approval], user: str, now: Now) -> Ruling:
         """What "Approve identical calls for 30 min" by `user` does: exactly what their

@@ -216,3 +216,35 @@ def test_a_break_glass_from_an_earlier_revision_does_not_excuse_a_later_run(
     # The break glass itself still holds for the run it approved.
     own = later.model_copy(update={"decided_by": ADMIN})
     assert gate.runnable(own, [], now) is None
+
+
+def test_a_reminder_dms_at_most_ten_people_whoever_is_on_call_first(tmp_path: Path) -> None:
+    """A card whose approvers are a 200-person user group does not DM 200 people: the
+    reminder goes to whoever is on call first, then people named by id, then group members,
+    ten at most."""
+    crowd = [f"U0MEMBER{n:03d}" for n in range(200)]
+    data = policy_data(tmp_path)
+    data["access"]["approvers"] = ["S0EVERYONE", APPROVER2, "oncall:primary"]
+    data["oncall"] = {
+        "primary": {"people": ["U0ONCALL"], "start": utcnow() - timedelta(hours=1), "every": "7d"}
+    }
+    policy = parse_policy(data)
+    gate = Gate(policy, build_registry(policy), groups=lambda group: frozenset(crowd))
+    waiting = Action(
+        id="a1",
+        request_id="r1",
+        trace_id="t1",
+        tool="restart_service",
+        args_json='{"service":"web"}',
+        policy_version=policy.version,
+        risk="high",
+        requester=REQUESTER,
+        channel=CHANNEL,
+        thread_ts="1.0",
+        status=ActionStatus.AWAITING_APPROVAL,
+        preview="would restart web",
+    )
+    reminded = gate.to_remind(waiting, [], Now(paused=False, at=utcnow()))
+    assert len(reminded) == 10
+    assert reminded[:2] == ["U0ONCALL", APPROVER2]
+    assert set(reminded[2:]) <= set(crowd)
