@@ -506,6 +506,11 @@ class Execution:
                 "expires_at": core.clock() + core.policy.gate.approval_ttl,
                 "status_note": f"Not run: {why_not}. It needs an approval again.",
             }
+            if action.break_glass_by and action.decided_by == action.break_glass_by:
+                # The review list keeps the flag; the card must not read as if it ran.
+                values["status_note"] = (
+                    f"The break glass did not run: {why_not}. It needs an approval again."
+                )
             if decision is not None:
                 values.update(
                     policy_version=decision.policy_version,

@@ -241,3 +241,38 @@ def test_the_gates_break_glass_rule(tmp_path: Path) -> None:
     assert gate.may_acknowledge(ran, APPROVER) is None
     assert gate.may_acknowledge(ran, ADMIN) is not None
     assert gate.may_acknowledge(high, APPROVER) == "nobody broke the glass on this action"
+
+
+def test_a_break_glass_that_never_ran_says_so_on_the_card(slack: Slack) -> None:
+    """The admin broke the glass, but the run was not claimed before the rules changed (here:
+    the claim finds the policy changed): the card goes back to its approvers and says the
+    break glass did not run, while the review list keeps the flag."""
+    action, _card = slack.mention_and_card("restart search")
+    # Approved by the break glass, not yet claimed (as if a pause held the claim).
+    from sqlalchemy import update
+
+    from storage.models import Action
+
+    with slack.store.db.write() as s:
+        s.exec(
+            update(Action)
+            .where(Action.id == action.id)  # type: ignore[arg-type]
+            .values(
+                status=ActionStatus.APPROVED,
+                decided_by=ADMIN,
+                break_glass_by=ADMIN,
+                break_glass_reason=REASON,
+            )
+        )
+    approved = slack.store.get_action(action.id)
+    slack.bot.warden.lifecycle.execution._not_runnable(
+        approved, "the policy changed after approval"
+    )
+    slack.idle()
+    back = slack.store.get_action(action.id)
+    assert back.status == ActionStatus.AWAITING_APPROVAL and back.revision == approved.revision + 1
+    assert back.status_note is not None and back.status_note.startswith(
+        "The break glass did not run: the policy changed after approval."
+    )
+    assert "break glass did not run" in card_text(slack.card(action.id))
+    assert slack.runs() == []
