@@ -494,7 +494,12 @@ def replica(slack: Slack, database_url: str, policy: Policy, clock: Clock) -> It
 
 
 def auto_resume_on(*replicas: Running) -> int:
-    """Both replicas run the auto-resume job at the same moment, twice."""
+    """Both replicas run the auto-resume job at the same moment, twice. Each first says it
+    is alive at Warden's (moved) clock, as its heartbeat job would: otherwise a replica
+    whose heartbeat the jump made old looks dead and the other takes over its outbox rows."""
+    for r in replicas:
+        lc = r.warden.lifecycle
+        lc.store.heartbeat(lc.owner, lc.core.clock())
     with ThreadPoolExecutor(len(replicas) * 2) as pool:
         ended = sum(pool.map(lambda r: r.warden.lifecycle.sweeps.auto_resume(), replicas * 2))
     for r in replicas:
