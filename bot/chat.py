@@ -37,8 +37,17 @@ class ChannelInfo:
 class Chat(Protocol):
     """What Warden needs from a chat platform."""
 
-    def post(self, channel: str, text: str, thread_ts: str | None = None) -> str:
-        """Post a message; return its ts."""
+    def post(
+        self, channel: str, text: str, thread_ts: str | None = None, key: str | None = None
+    ) -> str:
+        """Post a message; return its ts. With `key`, the message carries it (as message
+        metadata), so `find_message` can tell whether a post whose answer was lost reached
+        the channel; such a post is not retried blindly by the client either."""
+
+    def find_message(self, channel: str, thread_ts: str | None, key: str) -> str | None:
+        """The ts of a message posted with `key` where it would be, or None: asked before
+        re-posting a message whose earlier attempt may or may not have reached the platform.
+        Raises `ChatRefused` when the platform will not say (no access to the history)."""
 
     def post_card(self, channel: str, card: Card, thread_ts: str | None = None) -> str:
         """Post an action's card; return its ts."""

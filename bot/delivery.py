@@ -12,6 +12,10 @@ the newest. A card's first post is reserved first (`claim_card`), so two workers
 post it; a reservation given up after a failed post or a dead process is marked "unsure"
 (the post may have reached Slack), and the next attempt looks for the card (it carries the
 action id in its message metadata) before posting, so a crash never shows two cards.
+A plain message is posted carrying its row's key (`message_key`) the same way; an attempt
+after one that may have reached Slack (the row was claimed before: a failed post, or a lease
+taken over from a replica whose heartbeat went stale) looks for it first and, found, only
+marks the row delivered. A first attempt never looks.
 Slack's 429s are honoured by slack-sdk's retry handler (it sleeps `Retry-After`); other
 failures are retried with backoff and given up after `MAX_ATTEMPTS`.
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 from bot.cards import Card, CardFacts, as_nudge, build_card
 from bot.core import Core
+from bot.errors import ChatRefused
 from bot.gate import FEEDBACK_ON, span_text
 from bot.logcontext import bind, scoped
 from bot.memory import Memory
@@ -49,6 +54,12 @@ REVEALED = (
     "break_glass_reason",
 )
 MAX_ATTEMPTS = 8
+
+
+def message_key(row: Outbox) -> str:
+    """The key a plain row's message carries: its id, and when it was owed, since SQLite may
+    give a forgotten row's id to a new one."""
+    return f"{row.id}@{row.created_at:%Y%m%dT%H%M%S%f}"
 
 
 class Delivery:
@@ -101,11 +112,7 @@ class Delivery:
             elif row.kind == NUDGE and row.action_id:
                 self._nudge(row.channel, row.action_id)
             else:
-                text = row.text
-                if row.request_id:  # back into the thread where the values were written
-                    masker = core.privacy.for_request(row.request_id)
-                    text = core.privacy.reveal_posted(masker, text, core.safe)
-                core.chat.post(row.channel, text, row.thread_ts)
+                self._message(row)
         except Exception as exc:
             attempt = row.attempts
             retry_at = (
@@ -118,6 +125,27 @@ class Delivery:
             return False
         log.debug("outbox row %s (%s) delivered", row.id, row.kind)
         return True
+
+    def _message(self, row: Outbox) -> None:
+        """Post a plain row's text once: unless an earlier attempt is found in Slack."""
+        core = self.core
+        key = message_key(row)
+        # `claim_outbox` counts this attempt: more than one means an earlier claim, whose
+        # post may have reached Slack before its answer (or its deliverer) was lost.
+        if row.attempts > 1:
+            try:
+                found = core.chat.find_message(row.channel, row.thread_ts, key)
+            except ChatRefused as exc:  # cannot look: a repeat beats a message never sent
+                log.warning("outbox row %s: cannot look for an earlier post: %s", row.id, exc)
+                found = None
+            if found is not None:
+                log.info("outbox row %s was already posted (%s)", row.id, found)
+                return
+        text = row.text
+        if row.request_id:  # back into the thread where the values were written
+            masker = core.privacy.for_request(row.request_id)
+            text = core.privacy.reveal_posted(masker, text, core.safe)
+        core.chat.post(row.channel, text, row.thread_ts, key=key)
 
     def _lock(self, action_id: str) -> threading.Lock:
         with self._guard:

@@ -334,11 +334,20 @@ class EvalChat:
             self._ts += 1
             return f"1800000000.{self._ts:06d}"
 
-    def post(self, channel: str, text: str, thread_ts: str | None = None) -> str:
+    def post(
+        self, channel: str, text: str, thread_ts: str | None = None, key: str | None = None
+    ) -> str:
         ts = self._next()
         with self._lock:
-            self.posts.append({"channel": channel, "text": text, "ts": ts})
+            self.posts.append({"channel": channel, "text": text, "ts": ts, "key": key})
         return ts
+
+    def find_message(self, channel: str, thread_ts: str | None, key: str) -> str | None:
+        with self._lock:
+            for post in self.posts:
+                if post.get("key") == key and post["channel"] == channel:
+                    return str(post["ts"])
+        return None
 
     def post_card(self, channel: str, card: Card, thread_ts: str | None = None) -> str:
         ts = self._next()

@@ -159,7 +159,7 @@ class Workspace:
         self._homes: dict[str, JSON] = {}
         self._triggers: dict[str, tuple[str, float]] = {}
         self._response_urls: dict[str, JSON] = {}
-        self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._faults: dict[str, list[tuple[int, int, bool]]] = {}
         self._statuses: list[JSON] = []
         self._thread_status: dict[tuple[str, str], tuple[str, float]] = {}
         # Channels' state beyond their names (privacy, archived, topic, purpose, creator) and
@@ -284,11 +284,18 @@ class Workspace:
             return list(self._statuses)
 
     def fail_next(
-        self, method: str, status: int = 429, retry_after: int = 1, times: int = 1
+        self,
+        method: str,
+        status: int = 429,
+        retry_after: int = 1,
+        times: int = 1,
+        after: bool = False,
     ) -> None:
-        """Make the next `times` calls of `method` fail (429 with Retry-After, or a 5xx)."""
+        """Make the next `times` calls of `method` fail (429 with Retry-After, or a 5xx).
+        With `after`, each call takes effect first and only its answer is the failure: a
+        post that reached the channel but whose answer was lost on the way back."""
         with self._cond:
-            self._faults.setdefault(method, []).extend([(status, retry_after)] * times)
+            self._faults.setdefault(method, []).extend([(status, retry_after, after)] * times)
 
     # -- the Web API -----------------------------------------------------------------------
 
@@ -297,13 +304,11 @@ class Workspace:
         with self._cond:
             faults = self._faults.get(method)
             if faults:
-                status, retry_after = faults.pop(0)
-                call = Call(
-                    method=method,
-                    params=params,
-                    at=time.time(),
-                    response={"ok": False, "error": f"fault {status}"},
-                )
+                status, retry_after, after = faults.pop(0)
+                response: JSON = {"ok": False, "error": f"fault {status}"}
+                if after:  # what the call did, though its caller never hears it
+                    response["done"] = self._handle(method, params, token)
+                call = Call(method=method, params=params, at=time.time(), response=response)
                 self._calls.append(call)
                 self._changed()
                 if status == 429:
@@ -315,20 +320,24 @@ class Workspace:
                 return status, {"ok": False, "error": "internal_error"}, {}
             call = Call(method=method, params=params, at=time.time())
             self._calls.append(call)
-            try:
-                if not token:
-                    raise SlackError("not_authed")
-                if token != self.bot_token:
-                    raise SlackError("invalid_auth")
-                handler = getattr(self, "_m_" + method.replace(".", "_"), None)
-                if handler is None:
-                    raise SlackError("unknown_method")
-                body: JSON = {"ok": True, **handler(params)}
-            except SlackError as exc:
-                body = {"ok": False, "error": exc.error, **exc.extra}
-            call.response = body
+            call.response = self._handle(method, params, token)
             self._changed()
-            return 200, body, {}
+            return 200, call.response, {}
+
+    def _handle(self, method: str, params: JSON, token: str | None) -> JSON:
+        """What a Web API method answers (its `ok: false` refusals included)."""
+        try:
+            if not token:
+                raise SlackError("not_authed")
+            if token != self.bot_token:
+                raise SlackError("invalid_auth")
+            handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+            if handler is None:
+                raise SlackError("unknown_method")
+            body: JSON = {"ok": True, **handler(params)}
+        except SlackError as exc:
+            body = {"ok": False, "error": exc.error, **exc.extra}
+        return body
 
     def _channel(self, params: JSON, key: str = "channel") -> str:
         channel = str(params.get(key) or "")

@@ -48,6 +48,7 @@ def make_web_client(token: str, base_url: str | None = None) -> WebClient:
 
 CARD_EVENT = "warden_card"  # message metadata type carried by every card
 CREATION_EVENT = "warden_channel_created"  # carried by the note in a channel Warden created
+MESSAGE_EVENT = "warden_message"  # carried by a message posted with a key (an outbox row's)
 
 
 @contextmanager
@@ -83,17 +84,41 @@ class SlackChat:
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
+        # Posts with a key go through a client that retries only 429s (Slack did nothing):
+        # retrying a 5xx or a dropped connection blindly could post the message twice; the
+        # caller looks for the key (`find_message`) before trying again instead.
+        self._once = WebClient(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            ssl=client.ssl,
+            proxy=client.proxy,
+            headers=client.headers,
+            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=5)],
+        )
         self._me: str | None = None
         self._me_lock = threading.Lock()
 
-    def post(self, channel: str, text: str, thread_ts: str | None = None) -> str:
-        resp = self.client.chat_postMessage(
-            channel=channel,
-            text=text,
-            thread_ts=thread_ts,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+    def post(
+        self, channel: str, text: str, thread_ts: str | None = None, key: str | None = None
+    ) -> str:
+        if key is None:
+            resp = self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        else:
+            resp = self._once.chat_postMessage(
+                channel=channel,
+                text=text,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata={"event_type": MESSAGE_EVENT, "event_payload": {"key": key}},
+            )
         return str(resp["ts"])
 
     def post_card(self, channel: str, card: Card, thread_ts: str | None = None) -> str:
@@ -112,6 +137,17 @@ class SlackChat:
         return str(resp["ts"])
 
     def find_card(self, channel: str, thread_ts: str | None, action_id: str) -> str | None:
+        return self._find(channel, thread_ts, CARD_EVENT, "action_id", action_id)
+
+    def find_message(self, channel: str, thread_ts: str | None, key: str) -> str | None:
+        with refusals():
+            return self._find(channel, thread_ts, MESSAGE_EVENT, "key", key)
+
+    def _find(
+        self, channel: str, thread_ts: str | None, event_type: str, field: str, value: str
+    ) -> str | None:
+        """The ts of the latest 200 messages' one (in the thread, if given) whose metadata
+        is `event_type` with `field` == `value`, or None."""
         if thread_ts:
             resp = self.client.conversations_replies(
                 channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
@@ -124,9 +160,9 @@ class SlackChat:
             meta = message.get("metadata") if isinstance(message, dict) else None
             if (
                 isinstance(meta, dict)
-                and meta.get("event_type") == CARD_EVENT
+                and meta.get("event_type") == event_type
                 and isinstance(meta.get("event_payload"), dict)
-                and meta["event_payload"].get("action_id") == action_id
+                and meta["event_payload"].get(field) == value
             ):
                 return str(message["ts"])
         return None

@@ -390,17 +390,28 @@ class RecordingChat:
         self._ts += 1
         return f"1700000000.{self._ts:06d}"
 
-    def post(self, channel: str, text: str, thread_ts: str | None = None) -> str:
-        return self._post(channel, text, None, thread_ts)
+    def post(
+        self, channel: str, text: str, thread_ts: str | None = None, key: str | None = None
+    ) -> str:
+        return self._post(channel, text, None, thread_ts, key)
 
     def post_card(self, channel: str, card: Any, thread_ts: str | None = None) -> str:
         return self._post(channel, card.summary, card, thread_ts)
 
-    def _post(self, channel: str, text: str, card: Any, thread_ts: str | None) -> str:
+    def _post(
+        self, channel: str, text: str, card: Any, thread_ts: str | None, key: str | None = None
+    ) -> str:
         with self.lock:
             ts = self._next()
             self.posts.append(
-                {"channel": channel, "text": text, "card": card, "thread_ts": thread_ts, "ts": ts}
+                {
+                    "channel": channel,
+                    "text": text,
+                    "card": card,
+                    "thread_ts": thread_ts,
+                    "ts": ts,
+                    "key": key,
+                }
             )
             self.lock.notify_all()
             return ts
@@ -415,6 +426,13 @@ class RecordingChat:
                     and p["channel"] == channel
                     and p["card"].action_id == action_id
                 ),
+                None,
+            )
+
+    def find_message(self, channel: str, thread_ts: str | None, key: str) -> str | None:
+        with self.lock:
+            return next(
+                (p["ts"] for p in self.posts if p["key"] == key and p["channel"] == channel),
                 None,
             )
 
