@@ -15,9 +15,11 @@ if engine is None:
 
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite:///warden.db")
 
-# Replicas starting together on a fresh PostgreSQL database would all create the tables at
-# once; a transaction-scoped advisory lock makes them take turns (the later ones find the
-# schema current). SQLite's migrations run under its single-writer lock.
+# Replicas starting together on a fresh database would all create the tables at once; they
+# must take turns, the later ones finding the schema current. PostgreSQL: a transaction-scoped
+# advisory lock. SQLite: the whole run is one transaction (Alembic's default for SQLite is
+# none, which let two replicas both read an old revision and apply it twice), begun with
+# `BEGIN IMMEDIATE` by the engine, so the revision is read under the write lock.
 MIGRATION_LOCK = 0x57A2D3  # any constant shared by every Warden
 
 with engine.connect() as connection:
@@ -25,6 +27,7 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=SQLModel.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
