@@ -24,19 +24,18 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.errors import ConfigError
-from bot.evaluation import (
-    SuiteResult,
+from bot.eval_cases import load_suite
+from bot.eval_reports import (
     baseline_report,
     decision_changes,
     describe_decision,
     junit_xml,
     load_baseline,
-    load_suite,
     load_thresholds,
     regressions,
     report_json,
-    run_suite,
 )
+from bot.evaluation import SuiteResult, run_suite
 from bot.settings import Settings
 
 DEFAULT_THRESHOLDS = Path("evals/thresholds.toml")

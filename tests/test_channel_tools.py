@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot.channel_tools import channel_tools
 from bot.chat import Chat
 from bot.errors import ChatRefused, ToolArgumentsError
-from bot.evaluation import EvalChat
+from bot.eval_cases import EvalChat
 from bot.policy import Policy, parse_policy
 from bot.tools import Tool, ToolContext, ToolResult
 from devslack import Persona, Workspace

@@ -27,7 +27,9 @@ from xml.etree import ElementTree
 import pytest
 
 from bot.cassettes import CassetteServer, load_cassette, save_cassette
-from bot.evaluation import load_suite, load_thresholds, prompt_hash, regressions, run_suite
+from bot.eval_cases import load_suite
+from bot.eval_reports import load_thresholds, regressions
+from bot.evaluation import prompt_hash, run_suite
 from bot.policy import load_policy
 from bot.settings import load_settings
 from handlers.cli import main

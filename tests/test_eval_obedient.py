@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from bot.errors import ConfigError
-from bot.evaluation import load_suite, run_suite
+from bot.eval_cases import load_suite
+from bot.evaluation import run_suite
 from bot.gate import Gate, Origin
 from bot.settings import Settings
 
