@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
@@ -172,21 +173,31 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
             if from_home(body):
                 refresh_home(c[2])
 
-    @app.action(BREAK_GLASS)
-    def on_break_glass(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
+    def modal_if_allowed(
+        body: dict[str, Any],
+        action: dict[str, Any],
+        may: Callable[[str, str], str | None],
+        modal: Callable[[str, int, str], dict[str, Any]],
+    ) -> None:
+        """A click that opens a modal: the gate is asked first (`may`); a refusal is said
+        privately and no modal opens."""
         c = clicked(body, action)
         if c is None:
             return
         action_id, revision, user, channel = c
-        why_not = lc.approvals.may_break_glass(action_id, user)
+        why_not = may(action_id, user)
         if why_not:
             tell(channel, user, Reply(ok=False, text=why_not))
             return
         trigger = body.get("trigger_id")
         if isinstance(trigger, str):
-            view = break_glass_modal(action_id, revision, channel)
+            view = modal(action_id, revision, channel)
             replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
+
+    @app.action(BREAK_GLASS)
+    def on_break_glass(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        modal_if_allowed(body, action, lc.approvals.may_break_glass, break_glass_modal)
 
     @app.action(ACKNOWLEDGE)
     def on_acknowledge(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -214,18 +225,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
     @app.action(REJECT)
     def on_reject(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
-        c = clicked(body, action)
-        if c is None:
-            return
-        action_id, revision, user, channel = c
-        why_not = lc.approvals.may_reject(action_id, user)
-        if why_not:
-            tell(channel, user, Reply(ok=False, text=why_not))
-            return
-        trigger = body.get("trigger_id")
-        if isinstance(trigger, str):
-            view = reject_modal(action_id, revision, channel)
-            replies.submit(lambda: client.views_open(trigger_id=trigger, view=view))
+        modal_if_allowed(body, action, lc.approvals.may_reject, reject_modal)
 
     @app.action(EDIT)
     def on_edit(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
