@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -175,7 +176,7 @@ def fire_elsewhere(
     together: bool = False,
     concurrency: int = 1,
     halfway: Callable[[], None] | None = None,
-) -> list[tuple[str, float, int]]:
+) -> list[tuple[str, float, int, float, int]]:
     """Send prepared requests from a separate process (bench/fire.py), so the load generator
     does not share this process's GIL with the server under test."""
     job = {"url": ws.bot_url, "requests": requests, "together": together}
@@ -201,7 +202,10 @@ def fire_elsewhere(
     proc.wait(timeout=120)
     if probe is not None:
         probe.join()
-    return [(str(k), float(ms), int(status)) for k, ms, status in result]
+    return [
+        (str(k), float(ms), int(status), float(sent), int(size))
+        for k, ms, status, sent, size in result
+    ]
 
 
 Fire = Callable[[], Delivery]
@@ -231,21 +235,32 @@ def burst(ws: TimedWorkspace, sizes: Sizes, tag: str, seed: int) -> dict[str, li
         for i in range(sizes.burst_mentions)
     ]
     jobs += [
-        ("slash", lambda c=c: ws.slash(ADMIN, CHANNEL, c[0], c[1]))
+        ("slash", lambda c=c: ws.slash(ADMIN, CHANNEL, c[0], c[1], wait=0))
         for c in slash_commands(sizes.burst_slash)
     ]
     random.Random(seed).shuffle(jobs)
-    done = fire_elsewhere(ws, prepare(ws, jobs), together=True)
-    out: dict[str, list[float]] = {"mention": [], "slash": [], "errors": []}
-    for kind, ms, status in done:
+    prepared = prepare(ws, jobs)
+    done = fire_elsewhere(ws, prepared, together=True)
+    out: dict[str, list[float]] = {"mention": [], "slash": [], "errors": [], "answer": []}
+    for (kind, ms, status, sent, size), req in zip(done, prepared, strict=True):
         out[kind].append(ms)
         if status != 200:
             out["errors"].append(float(status))
+        elif kind == "slash":
+            out["answer"].append(ms if size else answer_ms(ws, req, ms, sent))
     return out
 
 
+def answer_ms(ws: TimedWorkspace, req: dict[str, Any], ack_ms: float, sent: float) -> float:
+    """How long the person who typed a slash command waited to see its answer: the ack's
+    body when it has one, else the first post to the command's response_url."""
+    fields = urllib.parse.parse_qs(base64.b64decode(req["body"]).decode())
+    answered = ws.answered_at(fields["response_url"][0], timeout=30)
+    return ack_ms if answered is None else (answered - sent) * 1000
+
+
 def bursts(ws: TimedWorkspace, sizes: Sizes, tag: str) -> dict[str, Any]:
-    pooled: dict[str, list[float]] = {"mention": [], "slash": [], "errors": []}
+    pooled: dict[str, list[float]] = {"mention": [], "slash": [], "errors": [], "answer": []}
     for b in range(sizes.bursts):
         one = burst(ws, sizes, f"{tag}b{b}", seed=b)
         for k, v in one.items():
@@ -256,6 +271,7 @@ def bursts(ws: TimedWorkspace, sizes: Sizes, tag: str) -> dict[str, Any]:
         "ack_ms": summary(every),
         "mention_ack_ms": summary(pooled["mention"]),
         "slash_ack_ms": summary(pooled["slash"]),
+        "slash_answer_ms": summary(pooled["answer"]),
         "non_200": len(pooled["errors"]),
         "samples_ms": [round(v, 2) for v in every],
     }
@@ -277,7 +293,7 @@ def flood(
     t0 = time.perf_counter()
     fired = fire_elsewhere(ws, prepared, concurrency=sizes.flood_concurrency, halfway=halfway)
     wall = time.perf_counter() - t0
-    done = [(ms, status) for _kind, ms, status in fired]
+    done = [(ms, status) for _kind, ms, status, _sent, _size in fired]
     ms = [d[0] for d in done]
     return {
         "ack_ms": summary(ms),
@@ -635,6 +651,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     lat("  mentions p99 ms", "", bb["mention_ack_ms"], wb["mention_ack_ms"], "p99")
     lat("  slash p50 ms", "", bb["slash_ack_ms"], wb["slash_ack_ms"], "p50")
     lat("  slash p99 ms", "", bb["slash_ack_ms"], wb["slash_ack_ms"], "p99")
+    answer = "slash answer seen p50 ms (ack body, or response_url post)"
+    lat(answer, "", bb.get("slash_answer_ms"), wb["slash_answer_ms"], "p50")
+    lat("slash answer seen p99 ms", "", bb.get("slash_answer_ms"), wb["slash_answer_ms"], "p99")
     flood_n = f"{wf['ack_ms']['n']} from one user, conc. {r['sizes']['flood_concurrency']}"
     lat(f"flood ack p50 ms ({flood_n})", "", bf["ack_ms"], wf["ack_ms"], "p50")
     lat("flood ack p99 ms", "≤ 100", bf["ack_ms"], wf["ack_ms"], "p99")

@@ -906,6 +906,18 @@ class Sealer:
             raise SealError("sealed personal data is not a mapping of strings")
         return data
 
+    def seal_text(self, text: str) -> str:
+        """`text` sealed as `seal` seals a mapping (for a request from Slack, kept until it
+        is handled: `storage/inbox.py`)."""
+        return self._fernet.encrypt(text.encode()).decode("ascii")
+
+    def open_text(self, token: str) -> str:
+        """The text sealed in `token` by `seal_text`; `SealError` as for `open`."""
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode()
+        except (InvalidToken, UnicodeError):
+            raise SealError("cannot open a sealed request: altered, or another data key") from None
+
     def digest(self, kind: Kind, normal: str) -> str:
         """A keyed hash (HMAC-SHA256, 32 hex digits) of a normalised value (`Found.normal`,
         `Detector.normalise`): equal values hash equal, and nobody without the key can

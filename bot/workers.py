@@ -123,10 +123,15 @@ class FairPool(Pool):
 
 
 class Workers:
-    """The planner, executor, outbox and replies pools."""
+    """The inbox, planner, executor, outbox and replies pools."""
 
-    def __init__(self, planners: int, executors: int, outbox: int = 4, replies: int = 2) -> None:
+    def __init__(
+        self, planners: int, executors: int, outbox: int = 4, replies: int = 2, inbox: int = 4
+    ) -> None:
         self.planners = FairPool("planner", planners)
+        # Requests from Slack stored before their ack, handed on round-robin across senders
+        # (one person's flood does not hold up another's request).
+        self.inbox = FairPool("inbox", inbox)
         self.executors = Pool("executor", executors, defer_to_acks=False)
         self.outbox = Pool("outbox", outbox)
         # Answers to the person who clicked or typed (ephemerals, modals, App Home) have their
@@ -135,7 +140,7 @@ class Workers:
         self.replies = Pool("replies", replies, defer_to_acks=False)
 
     def all(self) -> tuple[Pool, ...]:
-        return (self.planners, self.executors, self.outbox, self.replies)
+        return (self.inbox, self.planners, self.executors, self.outbox, self.replies)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every pool is idle at the same moment (work may spawn work)."""

@@ -77,7 +77,7 @@ def handle_ui(ws: Workspace, action: str, data: dict[str, Any]) -> tuple[int, di
                 command, _, rest = text.partition(" ")
                 d = ws.slash(user, channel, command, escape_text(rest.strip()))
                 reply = d.body.strip()
-                if d.status == 200 and reply:
+                if d.status == 200 and reply and not d.late:  # late: already shown
                     try:
                         body = json.loads(reply)
                         reply = body.get("text", "") if isinstance(body, dict) else reply

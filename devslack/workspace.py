@@ -58,6 +58,7 @@ class Delivery:
     raw: bytes
     headers: dict[str, str]
     event_id: str | None = None
+    late: bool = False  # a slash command's answer that came through its response_url
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -1021,6 +1022,7 @@ class Workspace:
             "ts": message_ts,
             "uses": 0,
             "expires": time.time() + 1800,
+            "answers": [],
         }
         return f"{self.url}/response_url/{token}"
 
@@ -1030,6 +1032,8 @@ class Workspace:
             if entry is None or entry["uses"] >= 5 or entry["expires"] < time.time():
                 return 404, {"ok": False, "error": "used_url"}
             entry["uses"] += 1
+            entry["answers"].append(body)
+            entry.setdefault("answered_at", time.time())
             channel, user = entry["channel"], entry["user"]
             blocks = body.get("blocks")
             text = str(body.get("text") or "")
@@ -1052,6 +1056,16 @@ class Workspace:
                 )
             self._changed()
             return 200, {"ok": True}
+
+    def answered_at(self, response_url: str, timeout: float = 10.0) -> float | None:
+        """When (time.time()) the first answer to `response_url` arrived, waiting for it."""
+        token = response_url.rsplit("/", 1)[-1]
+        with self._cond:
+            entry = self._response_urls.get(token)
+            if entry is None:
+                return None
+            self._cond.wait_for(lambda: "answered_at" in entry, timeout=timeout)
+            return entry.get("answered_at")
 
     def local_ephemeral(self, user: str, channel: str, text: str) -> None:
         """Show a slash command's HTTP answer to its user, as Slack does."""
@@ -1608,10 +1622,31 @@ class Workspace:
         }
         return self._deliver_form({"payload": json.dumps(payload)})
 
-    def slash(self, user: str, channel: str, command: str, text: str = "") -> Delivery:
-        """`user` types `/command text` in `channel`; the answer is the bot's HTTP body."""
+    def slash(
+        self, user: str, channel: str, command: str, text: str = "", *, wait: float = 10.0
+    ) -> Delivery:
+        """`user` types `/command text` in `channel`. The answer is what the user sees: the
+        bot's HTTP body, or, when that is empty, the first message it posts to the command's
+        `response_url` within `wait` seconds (`Delivery.late`), as Slack shows either."""
         with self._cond:
             response_url = self._new_response_url(user, channel, None)
+        delivery = self._deliver_slash(user, channel, command, text, response_url)
+        if delivery.status != 200 or delivery.body.strip() or wait <= 0:
+            return delivery
+        token = response_url.rsplit("/", 1)[-1]
+        with self._cond:
+            answers = self._response_urls[token]["answers"]
+            if self._cond.wait_for(lambda: bool(answers), timeout=wait):
+                first = answers[0]
+                text = first.get("text")
+                plain = isinstance(text, str) and not first.get("blocks")
+                delivery.body = text if plain else json.dumps(first)
+                delivery.late = True
+        return delivery
+
+    def _deliver_slash(
+        self, user: str, channel: str, command: str, text: str, response_url: str
+    ) -> Delivery:
         fields = {
             "token": "verification-token-unused",
             "team_id": self.team_id,

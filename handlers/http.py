@@ -29,7 +29,9 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.errors import ConfigError
 from bot.lifecycle import Lifecycle
+from handlers.inbox import Inbox, arrival
 from handlers.prometheus import Probes
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,19 @@ class WardenWSGI:
     anyone can sign with it.
     """
 
-    def __init__(self, app: App, lifecycle: Lifecycle, *, signing_secret: str | None) -> None:
+    def __init__(
+        self,
+        app: App,
+        lifecycle: Lifecycle,
+        *,
+        signing_secret: str | None,
+        inbox: Inbox | None = None,
+    ) -> None:
         if signing_secret is not None and not signing_secret.strip():
             raise ConfigError("SLACK_SIGNING_SECRET is empty")
         self.slack = SlackRequestHandler(app, path="/slack/events")
         self.lifecycle = lifecycle
+        self.inbox = inbox
         self.verifier = None if signing_secret is None else SignatureVerifier(signing_secret)
         self.probes = Probes(lifecycle.store, lifecycle.core.clock)
 
@@ -108,14 +118,22 @@ class WardenWSGI:
                     refusal,
                 )
                 return _respond(start, "401 Unauthorized", {"error": "invalid request"})
-        problem = (
-            "the body is not UTF-8"
-            if text is None
-            else shape_problem(text, str(environ.get("CONTENT_TYPE") or ""))
+        content_type = str(environ.get("CONTENT_TYPE") or "")
+        data, problem = (
+            (None, "the body is not UTF-8") if text is None else parsed(text, content_type)
         )
-        if problem:
+        if data is None or text is None:
             log.warning("refusing a malformed request on /slack/events: %s", problem)
             return _respond(start, "400 Bad Request", {"error": problem})
+        entry = arrival(data, text, content_type) if self.inbox is not None else None
+        if entry is not None and self.inbox is not None:
+            # Answered once stored; Bolt sees it right after (handlers/inbox.py).
+            with Database.urgent():
+                stored = self.inbox.accept(entry, data)
+            if not stored:
+                return _respond(start, "503 Service Unavailable", {"error": "try again"})
+            start("200 OK", [("Content-Length", "0")])
+            return [b""]
         try:
             # Slack is waiting: this thread's writes go before background writers.
             with self.lifecycle.store.db.urgent():
@@ -201,26 +219,33 @@ _PAYLOAD_OBJECT = ("user", "view", "team", "channel", "container", "message")
 
 
 def shape_problem(text: str, content_type: str) -> str | None:
-    """Why a body cannot be a Slack request at all (checked before Bolt sees it), or None.
+    """Why a body cannot be a Slack request at all (checked before Bolt sees it), or None."""
+    return parsed(text, content_type)[1]
 
-    The body is parsed exactly as Bolt parses it. Only the envelope is checked — objects,
-    lists and strings where Slack sends them — so Bolt's middleware and Warden's listeners
-    never trip over a string where they expect a mapping; block contents are not inspected.
+
+def parsed(text: str, content_type: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The body as Bolt parses it, or None and why it cannot be a Slack request at all.
+
+    Only the envelope is checked — objects, lists and strings where Slack sends them — so
+    Bolt's middleware and Warden's listeners never trip over a string where they expect a
+    mapping; block contents are not inspected.
     """
     media = content_type.split(";")[0] or None
     try:
         data = parse_body(text, media)
     except RecursionError:
-        return "the body is nested too deeply"
+        return None, "the body is nested too deeply"
     except ValueError:
-        return "the body is not valid JSON or form data"
+        return None, "the body is not valid JSON or form data"
     if not isinstance(data, dict):
-        return "the body is not a JSON object"
+        return None, "the body is not a JSON object"
     if _too_deep(data):
-        return "the body is nested too deeply"
-    problem = _envelope_problem(data, "body")
-    if problem:
-        return problem
+        return None, "the body is nested too deeply"
+    problem = _envelope_problem(data, "body") or _kind_problem(data, text, media)
+    return (None, problem) if problem else (data, None)
+
+
+def _kind_problem(data: dict[str, Any], text: str, media: str | None) -> str | None:
     is_payload = "payload" in text and not (media == "application/json" or text.startswith("{"))
     kind = data.get("type")
     if is_payload:

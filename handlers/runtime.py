@@ -15,6 +15,7 @@ from bot.app import Warden, build
 from bot.errors import ConfigError
 from bot.settings import Settings
 from handlers.http import WardenWSGI, make_server
+from handlers.inbox import Inbox
 from handlers.prometheus import MetricsServer, Probes
 from handlers.slack_app import create_app
 from handlers.slack_client import SlackChat, make_web_client
@@ -31,6 +32,7 @@ class Running:
     server: Any
     thread: threading.Thread
     closing: threading.Event
+    inbox: Inbox
     metrics: MetricsServer | None = None  # WARDEN_METRICS_PORT
 
     @property
@@ -41,6 +43,7 @@ class Running:
         self.closing.set()
         self.server.close()
         self.thread.join(timeout=10)
+        self.inbox.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.warden.stop()
@@ -72,11 +75,16 @@ def start(
         client=client,
     )
     warden.start()
+    lc = warden.lifecycle
+    inbox = Inbox(
+        app, warden.store, warden.workers.inbox, lc.owner, lc.core.clock, lc.core.privacy.sealer
+    ).start()
     server = make_server(
         WardenWSGI(
             app,
-            warden.lifecycle,
+            lc,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
+            inbox=inbox,
         ),
         host,
         settings.port if port is None else port,
@@ -92,6 +100,7 @@ def start(
         server=server,
         thread=thread,
         closing=closing,
+        inbox=inbox,
         metrics=metrics_server(warden, settings, host),
     )
 

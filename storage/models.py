@@ -10,7 +10,8 @@ validity intervals (queries in `storage/memory.py`); `task` and `reminder` are t
 reminders people keep in channels (queries in `storage/tasks.py`); `incident` and
 `incident_event` are the incidents Warden declared and their timelines (queries in
 `storage/incidents.py`); `approval_grant` holds approvers' 30-minute grants for identical calls
-(queries in `storage/attention.py`, with reminders, escalation and break glass). `control` and
+(queries in `storage/attention.py`, with reminders, escalation and break glass); `inbox` holds
+requests from Slack stored before they were acknowledged (`storage/inbox.py`). `control` and
 `audit_head` are single rows seeded by the migrations, so no writer ever has to create them.
 """
 
@@ -471,6 +472,26 @@ class Outbox(SQLModel, table=True):
     lease_until: datetime | None = None
     delivered_at: datetime | None = None
     last_error: str | None = Field(default=None, max_length=200)
+
+
+class InboxEntry(SQLModel, table=True):
+    """A request from Slack stored before it was acknowledged (`handlers/inbox.py`): an
+    event or a slash command, kept as the signed body Slack sent. The replica that stored it
+    owns it and hands it to Bolt; one whose owner died is taken over. `key` (the event id, or
+    the command's trigger id) makes a retried or replayed delivery a no-op at the door."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_open", "done_at", "lease_until"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=100, unique=True)
+    kind: str = Field(max_length=16)
+    content_type: str = Field(default="", max_length=100)
+    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = None
+    attempts: int = 0
+    done_at: datetime | None = None
 
 
 class JobRun(SQLModel, table=True):

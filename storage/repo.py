@@ -29,6 +29,7 @@ from storage.audit import Problem
 from storage.checks import CheckQueries
 from storage.db import Database
 from storage.feedback import FeedbackQueries
+from storage.inbox import InboxQueries
 from storage.incidents import IncidentQueries
 from storage.memory import MemoryQueries
 from storage.metrics import MetricsQueries
@@ -194,6 +195,7 @@ class PauseState:
 
 class Store(
     OutboxQueries,
+    InboxQueries,
     MemoryQueries,
     VaultQueries,
     MetricsQueries,

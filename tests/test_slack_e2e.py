@@ -401,6 +401,7 @@ def test_pause_holds_under_load(slack_factory: SlackFactory, tmp_path: Path) -> 
         blocked.set()
         for i in range(100):
             assert slack.ws.mention(REQUESTER, CHANNEL, f"restart svc{i}").status == 200
+        assert slack.bot.warden.workers.inbox.wait_idle(10)  # each handed to intake
         for _ in range(policy.workers.planners):
             assert stuck.acquire(timeout=10)  # every planner thread is stuck
         assert slack.bot.warden.workers.planners.pending == 100

@@ -1,0 +1,271 @@
+"""The inbox: Slack's events and slash commands are answered as soon as they are stored.
+
+Slack waits 3 s for the HTTP answer to a request and retries when it is late, so the answer
+should cost as little as possible and never wait for Warden's work. `handlers/http.py` checks
+the signature and shape, then hands each event callback and slash command here:
+
+1. `Inbox.accept` queues it for the writer thread and waits for it to be stored. The writer
+   stores every request waiting at that moment in one transaction (group commit), so a burst
+   of 80 costs a few writes, not 80 contending ones.
+2. Once stored, the HTTP answer goes out (200, empty): the request is safe whatever happens
+   next. A request that cannot be stored is answered 503, so Slack sends it again.
+3. A worker (`Workers.inbox`, round-robin across the people who sent them) hands the stored
+   request to Bolt exactly as it arrived, and marks it done. A slash command's answer, which
+   used to be the HTTP body, is posted to the command's `response_url`, which Slack shows the
+   same way.
+
+If the process dies between 2 and 3, the stored request is not lost: another replica (or
+this one, restarted) takes it over once its owner stops sending heartbeats, and dispatches
+it. Dispatching twice is harmless: intake stores a request once per message, and a command
+once per trigger id. Clicks and modal submissions do not come through here: their answer
+(a modal's validation errors) is the HTTP body itself, so Bolt handles them inline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_bolt import App, BoltRequest
+from slack_bolt.request.internals import parse_body
+from slack_sdk.webhook import WebhookClient
+
+from bot.pii import Sealer, SealError
+from bot.workers import FairPool
+from storage.db import Database
+from storage.inbox import Arrival
+from storage.repo import Store
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+"""How long a replica holds a stored request before a live one may take it over too."""
+RETRY_AFTER = timedelta(seconds=10)
+GIVE_UP_AFTER = 5
+"""Dispatch attempts of an event before it is dropped (each failure is logged)."""
+KEEP = timedelta(hours=1)
+"""Done requests are kept this long, so Slack's retries of them (within minutes) find their
+key taken."""
+RECOVER_EVERY = 10.0
+MAX_BATCH = 200
+STORE_TIMEOUT = 2.0
+"""How long a request thread waits for its request to be stored before answering 503."""
+SORRY = "Sorry, I could not act on that command just now; please try again."
+
+
+def arrival(data: dict[str, Any], text: str, content_type: str) -> Arrival | None:
+    """The inbox entry for a parsed, verified request, or None if Bolt must answer it inline
+    (a URL check, a click, a modal submission: their HTTP answer carries content)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:40]
+    if data.get("type") == "event_callback":
+        event_id = data.get("event_id")
+        key = f"e:{event_id}" if isinstance(event_id, str) and event_id else f"b:{digest}"
+        return Arrival(key=key[:100], kind="event", content_type=content_type, body=text)
+    if isinstance(data.get("command"), str) and "payload" not in data:
+        trigger = data.get("trigger_id")
+        key = f"t:{trigger}" if isinstance(trigger, str) and trigger else f"b:{digest}"
+        return Arrival(key=key[:100], kind="command", content_type=content_type, body=text)
+    return None
+
+
+def sender(data: dict[str, Any]) -> str:
+    """Whose request this is, for the round-robin (malformed ids share one line)."""
+    event = data.get("event")
+    user = event.get("user") if isinstance(event, dict) else data.get("user_id")
+    return user if isinstance(user, str) and len(user) <= 32 else "?"
+
+
+@dataclass
+class _Waiter:
+    arrival: Arrival
+    data: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    stored: bool = False
+
+
+class Inbox:
+    """Stores requests before they are acknowledged, then hands them to Bolt."""
+
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        pool: FairPool,
+        owner: str,
+        clock: Callable[[], datetime],
+        sealer: Sealer,
+        *,
+        answer: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.app, self.store, self.pool, self.owner, self.clock = app, store, pool, owner, clock
+        self.sealer = sealer
+        self.answer = answer or _post_to_response_url
+        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._no_recovery = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="warden-inbox", daemon=True)
+        self._recoverer = threading.Thread(
+            target=self._recover_loop, name="warden-inbox-recover", daemon=True
+        )
+
+    def start(self) -> Inbox:
+        self._writer.start()
+        self._recoverer.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        self._writer.join(timeout=10)
+        self.stop_recovering()
+
+    def stop_recovering(self) -> None:
+        """Stop looking for requests to take over in the background (`recover` still works)."""
+        self._no_recovery.set()
+        if self._recoverer.is_alive():
+            self._recoverer.join(timeout=10)
+
+    # -- the ack path --------------------------------------------------------------------------
+
+    def accept(self, entry: Arrival, data: dict[str, Any]) -> bool:
+        """Store `entry` (with every other request arriving meanwhile); True once it is
+        stored, or was stored before. False if it could not be stored in time."""
+        if self._stop.is_set():
+            return False
+        waiter = _Waiter(entry, data)
+        self._queue.put(waiter)
+        return waiter.done.wait(STORE_TIMEOUT) and waiter.stored
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._write(batch)
+
+    def _write(self, batch: list[_Waiter]) -> None:
+        try:
+            # Slack is waiting on every request in the batch: this write goes first.
+            with Database.urgent():
+                new = self.store.store_arrivals(
+                    [replace(w.arrival, body=self.sealer.seal_text(w.arrival.body)) for w in batch],
+                    self.owner,
+                    self.clock(),
+                    LEASE,
+                )
+        except Exception:
+            log.exception("could not store %d request(s) from Slack; answering 503", len(batch))
+            for w in batch:
+                w.done.set()
+            return
+        for w in batch:
+            entry_id = new.pop(w.arrival.key, None)
+            # Queued before the HTTP answer goes out, so whoever waits for Warden to be idle
+            # after a request was answered also waits for it to be handled.
+            if entry_id is not None:
+                self.pool.submit_fair(sender(w.data), self._dispatch, entry_id, w.arrival, w.data)
+            w.stored = True
+            w.done.set()
+
+    # -- after the ack -------------------------------------------------------------------------
+
+    def _dispatch(self, entry_id: int, entry: Arrival, data: dict[str, Any]) -> None:
+        """Hand a stored request to Bolt, as it arrived (its signature was checked then)."""
+        body = ""
+        try:
+            # Socket Mode's request shape: a parsed body Bolt does not verify again (it was
+            # verified on arrival, and may be older than the signature's 5-minute window).
+            response = self.app.dispatch(BoltRequest(body=data, mode="socket_mode"))
+            failed, body = response.status >= 500, response.body
+        except Exception:
+            log.exception("could not dispatch a stored request from Slack")
+            failed = True
+        if entry.kind == "command":
+            self._answer_command(data, "" if failed else body, failed)
+            failed = False  # a command is acted on once (its trigger id is spent)
+        now = self.clock()
+        if not failed:
+            self.store.inbox_done(entry_id, now)
+        elif self.store.inbox_release(entry_id, now + RETRY_AFTER, GIVE_UP_AFTER):
+            log.warning("a stored request from Slack failed; it will be tried again")
+        else:
+            log.error("a stored request from Slack failed %d times; dropped", GIVE_UP_AFTER)
+
+    def _answer_command(self, data: dict[str, Any], body: str, failed: bool) -> None:
+        url = data.get("response_url")
+        if not isinstance(url, str) or not url:
+            return
+        message: dict[str, Any] = {"text": SORRY} if failed else {}
+        if body:
+            # Bolt's ack(text=...) answers with the bare text; with blocks, a JSON object.
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            message = parsed if isinstance(parsed, dict) else {"text": body}
+        if not message:
+            return  # the listener answers through response_url itself (or not at all)
+        message.setdefault("response_type", "ephemeral")
+        try:
+            self.answer(url, message)
+        except Exception:
+            log.exception("could not post a slash command's answer")
+
+    # -- taking over -------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Dispatch stored requests nobody is handling (their replica died, or a dispatch
+        failed and is due again); forget done ones past `KEEP`. Returns how many were taken."""
+        taken = 0
+        while not self._stop.is_set():
+            entries = self.store.claim_inbox(self.owner, self.clock(), LEASE)
+            if not entries:
+                break
+            for e in entries:
+                assert e.id is not None
+                try:
+                    text = self.sealer.open_text(e.body)
+                    data = parse_body(text, e.content_type.split(";")[0] or None)
+                except (SealError, ValueError):
+                    log.error("a stored request from Slack cannot be read (data key changed?)")
+                    data = {}
+                item = Arrival(key=e.key, kind=e.kind, content_type=e.content_type, body="")
+                if not isinstance(data, dict) or not data:
+                    self.store.inbox_done(e.id, self.clock())
+                    continue
+                self.pool.submit_fair(sender(data), self._dispatch, e.id, item, data)
+                taken += 1
+        self.store.forget_inbox_before(self.clock() - KEEP)
+        return taken
+
+    def _recover_loop(self) -> None:
+        while not self._no_recovery.is_set():
+            try:
+                if n := self.recover():
+                    log.info("took over %d stored request(s) from Slack", n)
+            except Exception:
+                log.exception("could not look for stored requests to take over")
+            self._no_recovery.wait(RECOVER_EVERY)
+
+
+def _post_to_response_url(url: str, message: dict[str, Any]) -> None:
+    response = WebhookClient(url, timeout=10).send_dict(message)
+    if response.status_code >= 300:
+        log.warning("a slash command's answer was refused: HTTP %s", response.status_code)

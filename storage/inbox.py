@@ -1,0 +1,163 @@
+"""The inbox queries (part of `storage.repo.Store`): requests from Slack, stored before they
+are acknowledged and handed to Bolt afterwards (`handlers/inbox.py`).
+
+A batch of entries is stored in one transaction (group commit: many requests acknowledged at
+once cost one write). An entry is owned by the replica that stored it, which dispatches it
+and marks it done; one whose owner stopped sending heartbeats, or whose dispatch failed and
+was released, is due again for any replica (`claim_inbox`). Done entries are kept for a while
+so that Slack's retries of the same event find their key taken (`forget_inbox_before`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, update
+from sqlmodel import col, select
+
+from storage.db import Database
+from storage.models import InboxEntry, Instance
+from storage.outbox import OWNER_DEAD_AFTER, insert_for
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One request from Slack as the HTTP layer received it (signature already checked);
+    `body` is stored as given (the HTTP layer seals it: it holds what people wrote)."""
+
+    key: str
+    kind: str
+    content_type: str
+    body: str
+
+
+class InboxQueries:
+    db: Database
+
+    def store_arrivals(
+        self, arrivals: Sequence[Arrival], owner: str, now: datetime, lease: timedelta
+    ) -> dict[str, int]:
+        """Store `arrivals` in one transaction, owned by `owner`; return {key: id} for the
+        ones that are new (a key seen before, or twice in the batch, is stored once)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for a in arrivals:
+            rows.setdefault(
+                a.key,
+                {
+                    "key": a.key,
+                    "kind": a.kind,
+                    "content_type": a.content_type,
+                    "body": a.body,
+                    "received_at": now,
+                    "owner": owner,
+                    "lease_until": now + lease,
+                    "attempts": 1,
+                },
+            )
+        if not rows:
+            return {}
+        table = InboxEntry.__table__  # type: ignore[attr-defined]
+        stmt = (
+            insert_for(self.db, table)
+            .values(list(rows.values()))
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.key, table.c.id)
+        )
+        with self.db.write() as s:
+            return {str(k): int(i) for k, i in s.connection().execute(stmt).all()}
+
+    def claim_inbox(
+        self, owner: str, now: datetime, lease: timedelta, limit: int = 50
+    ) -> list[InboxEntry]:
+        """Take up to `limit` entries nobody is handling (oldest first): released after a
+        failed dispatch and due again, or owned by a replica with no recent heartbeat. An
+        entry this replica stored and still holds is never taken back from itself."""
+        live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
+        with self.db.write() as s:
+            ids = list(
+                s.exec(
+                    select(InboxEntry.id)
+                    .where(
+                        col(InboxEntry.done_at).is_(None),
+                        or_(
+                            and_(
+                                col(InboxEntry.owner).is_(None),
+                                or_(
+                                    col(InboxEntry.lease_until).is_(None),
+                                    col(InboxEntry.lease_until) <= now,
+                                ),
+                            ),
+                            and_(
+                                col(InboxEntry.owner) != owner,
+                                or_(
+                                    col(InboxEntry.owner).not_in(live),
+                                    col(InboxEntry.lease_until) < now,
+                                ),
+                            ),
+                        ),
+                    )
+                    .order_by(col(InboxEntry.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
+            )
+            if not ids:
+                return []
+            s.exec(
+                update(InboxEntry)
+                .where(col(InboxEntry.id).in_(ids))
+                .values(owner=owner, lease_until=now + lease, attempts=InboxEntry.attempts + 1)
+            )
+            return list(
+                s.exec(
+                    select(InboxEntry)
+                    .where(col(InboxEntry.id).in_(ids))
+                    .order_by(col(InboxEntry.id))
+                )
+            )
+
+    def inbox_done(self, entry_id: int, now: datetime) -> None:
+        """Handled: the body goes (only the key stays, for de-duplication)."""
+        with self.db.write() as s:
+            s.exec(
+                update(InboxEntry)
+                .where(col(InboxEntry.id) == entry_id)
+                .values(done_at=now, body="")
+            )
+
+    def inbox_release(self, entry_id: int, retry_at: datetime, give_up_after: int) -> bool:
+        """After a failed dispatch: due again at `retry_at` for any replica, or done (given
+        up) once it has been tried `give_up_after` times. True if it will be tried again."""
+        with self.db.write() as s:
+            entry = s.get(InboxEntry, entry_id)
+            if entry is None or entry.done_at is not None:
+                return False
+            if entry.attempts >= give_up_after:
+                entry.done_at, entry.body = retry_at, ""
+                return False
+            entry.owner, entry.lease_until = None, retry_at
+            return True
+
+    def inbox_open(self) -> int:
+        """How many entries are not done yet."""
+        with self.db.read() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(InboxEntry)
+                    .where(col(InboxEntry.done_at).is_(None))
+                ).one()
+            )
+
+    def forget_inbox_before(self, cutoff: datetime) -> int:
+        """Delete done entries received before `cutoff` (their bodies hold what people wrote)."""
+        with self.db.write() as s:
+            result = s.exec(
+                delete(InboxEntry).where(
+                    col(InboxEntry.done_at).is_not(None), col(InboxEntry.received_at) < cutoff
+                )
+            )
+            return int(result.rowcount or 0)
