@@ -559,6 +559,7 @@ def run_warden(
                     range(sizes.waiting),
                 )
             )
+        assert warden.workers.inbox.wait_idle(60)  # each handed to the planners
         out["planner_backlog_when_timing"] = warden.workers.planners.pending
         out["runbooks_running_when_timing"] = len(store.actions_with_status(["executing"]))
 

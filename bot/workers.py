@@ -91,16 +91,23 @@ class FairPool(Pool):
         self._lines: OrderedDict[str, deque[tuple[Callable[..., Any], tuple[Any, ...]]]] = (
             OrderedDict()
         )
+        self._first: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._ready = threading.Condition()
 
-    def submit_fair(self, key: str, fn: Callable[..., Any], *args: Any) -> bool:
-        """Queue `fn(*args)` in `key`'s line; False if the pool is shut down."""
+    def submit_fair(
+        self, key: str, fn: Callable[..., Any], *args: Any, first: bool = False
+    ) -> bool:
+        """Queue `fn(*args)` in `key`'s line; False if the pool is shut down. `first`: ahead
+        of every line (someone is looking at the screen for the answer)."""
         with self._idle:
             if self._closed:
                 return False
             self._pending += 1
         with self._ready:
-            self._lines.setdefault(key, deque()).append((fn, args))
+            if first:
+                self._first.append((fn, args))
+            else:
+                self._lines.setdefault(key, deque()).append((fn, args))
         try:
             self._executor.submit(self._next)
         except RuntimeError:
@@ -112,13 +119,16 @@ class FairPool(Pool):
         # Each submitted slot runs whichever line's turn it is, not necessarily the work
         # submitted with it: that is what makes the order fair.
         with self._ready:
-            if not self._lines:
+            if self._first:
+                fn, args = self._first.popleft()
+            elif not self._lines:
                 return
-            key, line = next(iter(self._lines.items()))
-            fn, args = line.popleft()
-            del self._lines[key]
-            if line:
-                self._lines[key] = line  # to the back of the round
+            else:
+                key, line = next(iter(self._lines.items()))
+                fn, args = line.popleft()
+                del self._lines[key]
+                if line:
+                    self._lines[key] = line  # to the back of the round
         self._run(fn, *args)
 
 

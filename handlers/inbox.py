@@ -9,10 +9,10 @@ the signature and shape, then hands each event callback and slash command here:
    of 80 costs a few writes, not 80 contending ones.
 2. Once stored, the HTTP answer goes out (200, empty): the request is safe whatever happens
    next. A request that cannot be stored is answered 503, so Slack sends it again.
-3. A worker (`Workers.inbox`, round-robin across the people who sent them) hands the stored
-   request to Bolt exactly as it arrived, and marks it done. A slash command's answer, which
-   used to be the HTTP body, is posted to the command's `response_url`, which Slack shows the
-   same way.
+3. A worker (`Workers.inbox`: commands first, then events round-robin across the people who
+   sent them) hands the stored request to Bolt exactly as it arrived, and marks it done. A
+   slash command's answer, which used to be the HTTP body, is posted to the command's
+   `response_url`, which Slack shows the same way.
 
 If the process dies between 2 and 3, the stored request is not lost: another replica (or
 this one, restarted) takes it over once its owner stops sending heartbeats, and dispatches
@@ -180,11 +180,16 @@ class Inbox:
             # Queued before the HTTP answer goes out, so whoever waits for Warden to be idle
             # after a request was answered also waits for it to be handled.
             if entry_id is not None:
-                self.pool.submit_fair(sender(w.data), self._dispatch, entry_id, w.arrival, w.data)
+                self._hand_on(entry_id, w.arrival, w.data)
             w.stored = True
             w.done.set()
 
     # -- after the ack -------------------------------------------------------------------------
+
+    def _hand_on(self, entry_id: int, entry: Arrival, data: dict[str, Any]) -> None:
+        # Someone is looking at the screen for a command's answer: commands go before events.
+        first = entry.kind == "command"
+        self.pool.submit_fair(sender(data), self._dispatch, entry_id, entry, data, first=first)
 
     def _dispatch(self, entry_id: int, entry: Arrival, data: dict[str, Any]) -> None:
         """Hand a stored request to Bolt, as it arrived (its signature was checked then)."""
@@ -250,7 +255,7 @@ class Inbox:
                 if not isinstance(data, dict) or not data:
                     self.store.inbox_done(e.id, self.clock())
                     continue
-                self.pool.submit_fair(sender(data), self._dispatch, e.id, item, data)
+                self._hand_on(e.id, item, data)
                 taken += 1
         self.store.forget_inbox_before(self.clock() - KEEP)
         return taken

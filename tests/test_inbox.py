@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import select
 
+from bot.workers import FairPool
 from handlers.inbox import GIVE_UP_AFTER, Inbox
 from storage.inbox import Arrival
 from storage.models import InboxEntry, Instance, Request, utcnow
@@ -280,3 +281,21 @@ def test_a_command_that_fails_says_so_and_is_not_retried(slack: Slack) -> None:
     slack.idle()
     (entry,) = entries(slack)
     assert entry.done_at is not None
+
+
+def test_handing_on_is_round_robin_across_senders_with_commands_first() -> None:
+    """One person's flood does not hold up another's request; a command (someone is
+    looking for its answer) goes before every waiting event."""
+    pool = FairPool("inbox-test", 1)
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    pool.submit_fair("busy", lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)  # the only thread is taken: the rest queue
+    for i in range(3):
+        pool.submit_fair("flooder", order.append, f"flood{i}")
+    pool.submit_fair("other", order.append, "other")
+    pool.submit_fair("admin", order.append, "/pause", first=True)
+    release.set()
+    assert pool.wait_idle(10)
+    pool.shutdown()
+    assert order == ["/pause", "flood0", "other", "flood1", "flood2"]
