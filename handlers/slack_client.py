@@ -2,7 +2,8 @@
 
 Cards arrive as `bot.cards.Card` data and are rendered to Block Kit here
 (`handlers/blocks.py`). Web API 429s are retried after `Retry-After`, and 5xx / connection
-errors with backoff, by slack-sdk's own retry handlers.
+errors with backoff, by slack-sdk's own retry handlers — except for posts that must appear
+once (cards, keyed messages), whose next attempt looks for them first.
 """
 
 from __future__ import annotations
@@ -84,9 +85,9 @@ class SlackChat:
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
-        # Posts with a key go through a client that retries only 429s (Slack did nothing):
-        # retrying a 5xx or a dropped connection blindly could post the message twice; the
-        # caller looks for the key (`find_message`) before trying again instead.
+        # Posts with a key, and cards, go through a client that retries only 429s (Slack did
+        # nothing): retrying a 5xx or a dropped connection blindly could post twice; the
+        # caller looks for the key (`find_message`, `find_card`) before trying again instead.
         self._once = WebClient(
             token=client.token,
             base_url=client.base_url,
@@ -123,7 +124,9 @@ class SlackChat:
 
     def post_card(self, channel: str, card: Card, thread_ts: str | None = None) -> str:
         text, blocks = render_card(card)
-        resp = self.client.chat_postMessage(
+        # Not retried on a 5xx or a dropped connection (only 429s): the post may have reached
+        # Slack, and the next attempt looks for the card before posting (`bot/delivery.py`).
+        resp = self._once.chat_postMessage(
             channel=channel,
             text=text,
             blocks=blocks,

@@ -20,7 +20,7 @@ from bot.settings import Settings
 from handlers.runtime import Running, start
 from handlers.slack_client import MESSAGE_EVENT
 from storage.models import Instance, Outbox, utcnow
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, REQUESTER
 from tests.slack_fixtures import CHANNEL, OPS, SECRET, TOKEN, Slack
 
 DELIVER_JOB = "bot.jobs:deliver_outbox"
@@ -155,3 +155,26 @@ def test_a_notice_taken_over_from_a_stale_replica_is_posted_once(
         assert len(ops(slack, RESUMED)) == 1 and len(ops(slack, PAUSED)) == 1
         assert notice_row(slack, RESUMED).delivered_at is not None
         assert len(slack.ws.calls("conversations.history")) == 2
+
+
+def test_a_card_whose_first_post_answer_was_lost_is_found_not_posted_twice(slack: Slack) -> None:
+    """A 5xx after Slack stored the card: the client does not repost on its own; the next
+    attempt finds the card by its action id and keeps it."""
+    slack.bot.warden.jobs.scheduler.remove_job(DELIVER_JOB)
+    slack.ws.fail_next("chat.postMessage", status=500, after=True)
+    delivery = slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend")
+    assert delivery.status == 200
+    slack.idle()
+    posts = [c for c in slack.ws.calls("chat.postMessage") if c.params.get("blocks")]
+    assert len(posts) == 1 and posts[0].response["error"] == "fault 500"
+    (action,) = slack.store.actions_with_status(["awaiting_approval"])
+    assert slack.store.get_action(action.id).card_ts == "unsure"
+
+    with slack.store.db.write() as s:  # time passes
+        s.exec(update(Outbox).values(next_at=utcnow()))
+    assert slack.bot.warden.lifecycle.sweeps.outbox() == 1
+    slack.idle()
+    cards = [m for m in slack.ws.messages(CHANNEL) if m.get("blocks")]
+    assert len({m["ts"] for m in cards}) == 1  # one card in Slack
+    assert len([c for c in slack.ws.calls("chat.postMessage") if c.params.get("blocks")]) == 1
+    assert slack.store.get_action(action.id).card_ts == cards[0]["ts"]
