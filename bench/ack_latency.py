@@ -4,12 +4,14 @@ Run on demand (`make bench`, or `python bench/ack_latency.py [--db sqlite|postgr
 [--quick]`); not part of the test suite. Writes bench/results.json; see bench/README.md.
 
 For each database, two servers are measured with the same request shapes, one after the
-other, in this process, over HTTP on 127.0.0.1, every request signed as Slack signs it:
+other, over HTTP on 127.0.0.1, every request signed as Slack signs it:
 
-* bare Bolt: a sync slack-bolt App (process_before_response=True) served by waitress with
-  Warden's thread count, whose listeners do one INSERT each and ack — the floor;
-* Warden: `handlers.runtime.start` against a devslack Workspace, with a planner that sleeps
-  2 s (a slow LLM) and 100 mentions waiting on it, four runbooks running.
+* bare Bolt, in this process: a sync slack-bolt App (process_before_response=True) served by
+  waitress with Warden's thread count, whose listeners do one INSERT each and ack — the floor;
+* Warden: `warden serve` in its own process, as deployed, against a devslack Workspace (the
+  Slack Web API, in this process) and a stub of Anthropic's API that answers after 2 s (a slow
+  LLM; requests starting "slowly" match no alias), 100 mentions waiting on it, four runbooks
+  running. The bench reads Warden's progress from its database.
 
 Shapes: a burst of 80 requests released at once by a barrier (50 app_mention events and 30
 slash commands: /pause, /resume, /warden status), repeated; a flood of 1,000 mentions from
@@ -48,12 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, text
 from sqlalchemy import insert as sa_insert
 
-from bot.planner import AliasPlanner, Plan, PlanRequest
-from bot.policy import Policy, parse_policy
-from bot.settings import Settings
 from devslack import Delivery, Persona, Workspace
 from handlers.http import make_server
-from handlers.runtime import Running, start
 from storage.db import Database, normalise_url
 from storage.models import utcnow
 
@@ -98,17 +96,6 @@ QUICK = Sizes(
     fairness_cap_s=40.0,
     busy_seconds=15,
 )
-
-
-class SlowPlanner:
-    """The alias planner behind a 2-second wait, standing in for a slow LLM."""
-
-    def __init__(self, inner: AliasPlanner) -> None:
-        self.inner = inner
-
-    def plan(self, request: PlanRequest) -> Plan:
-        time.sleep(PLAN_SECONDS)
-        return self.inner.plan(request)
 
 
 class TimedWorkspace(Workspace):
@@ -227,11 +214,16 @@ def slash_commands(n: int) -> list[tuple[str, str]]:
     return out
 
 
-def burst(ws: TimedWorkspace, sizes: Sizes, tag: str, seed: int) -> dict[str, list[float]]:
+def burst(
+    ws: TimedWorkspace, sizes: Sizes, tag: str, seed: int, word: str = ""
+) -> dict[str, list[float]]:
     """`burst_mentions` mentions and `burst_slash` slash commands fired at the same instant
     by one thread each, released together by a barrier."""
     jobs: list[tuple[str, Fire]] = [
-        ("mention", lambda i=i: ws.mention(TEAM[i % len(TEAM)], CHANNEL, f"touch {tag}m{i}"))
+        (
+            "mention",
+            lambda i=i: ws.mention(TEAM[i % len(TEAM)], CHANNEL, f"{word} touch {tag}m{i}".strip()),
+        )
         for i in range(sizes.burst_mentions)
     ]
     jobs += [
@@ -259,10 +251,10 @@ def answer_ms(ws: TimedWorkspace, req: dict[str, Any], ack_ms: float, sent: floa
     return ack_ms if answered is None else (answered - sent) * 1000
 
 
-def bursts(ws: TimedWorkspace, sizes: Sizes, tag: str) -> dict[str, Any]:
+def bursts(ws: TimedWorkspace, sizes: Sizes, tag: str, word: str = "") -> dict[str, Any]:
     pooled: dict[str, list[float]] = {"mention": [], "slash": [], "errors": [], "answer": []}
     for b in range(sizes.bursts):
-        one = burst(ws, sizes, f"{tag}b{b}", seed=b)
+        one = burst(ws, sizes, f"{tag}b{b}", seed=b, word=word)
         for k, v in one.items():
             pooled[k] += v
         time.sleep(0.5)
@@ -282,11 +274,12 @@ def flood(
     sizes: Sizes,
     tag: str,
     halfway: Callable[[], None] | None = None,
+    word: str = "",
 ) -> dict[str, Any]:
     """`flood` mentions from one user, `flood_concurrency` in flight; `halfway` runs on its
     own thread once half of them have been acknowledged."""
     jobs: list[tuple[str, Fire]] = [
-        ("mention", lambda i=i: ws.mention(FLOODER, CHANNEL, f"touch {tag}f{i}"))
+        ("mention", lambda i=i: ws.mention(FLOODER, CHANNEL, f"{word} touch {tag}f{i}".strip()))
         for i in range(sizes.flood)
     ]
     prepared = prepare(ws, jobs)
@@ -307,8 +300,10 @@ def flood(
 
 
 @contextlib.contextmanager
-def py_spy(out: str | None, name: str, mode: str, rate: int = 100) -> Iterator[None]:
-    """Record this process with py-spy while the block runs (if `out` is set)."""
+def py_spy(
+    out: str | None, name: str, mode: str, rate: int = 100, pid: int | None = None
+) -> Iterator[None]:
+    """Record this process (or `pid`) with py-spy while the block runs (if `out` is set)."""
     if not out:
         yield
         return
@@ -320,7 +315,7 @@ def py_spy(out: str | None, name: str, mode: str, rate: int = 100) -> Iterator[N
         str(exe) if exe.exists() else "py-spy",
         "record",
         "--pid",
-        str(os.getpid()),
+        str(pid or os.getpid()),
         "--rate",
         str(rate),
         "--threads",
@@ -473,42 +468,6 @@ def _serve(server: Any) -> None:
 # -- Warden -------------------------------------------------------------------------------------
 
 
-def bench_policy(stamp: Path) -> Policy:
-    return parse_policy(
-        {
-            "access": {"admins": [ADMIN], "approvers": [APPR], "admin_channel": OPS},
-            "runbooks": {
-                "busy": {
-                    "description": "a long-running runbook",
-                    "risk": "medium",
-                    "command": ["sleep", "{n}"],
-                    "params": {"n": {"pattern": "^[0-9]{1,2}$"}},
-                },
-                "touch": {
-                    "description": "write the start time",
-                    "risk": "medium",
-                    "command": ["sh", "-c", f'date +"$0 %s.%N" >> {stamp}', "{n}"],
-                    "params": {"n": {"pattern": "^[a-z0-9]{1,20}$"}},
-                },
-            },
-            "aliases": {"touch {n}": {"runbook": "touch"}, "busy {n}": {"runbook": "busy"}},
-            "workers": {"planners": 16, "executors": 8},
-        }
-    )
-
-
-def count_planned(running: Running) -> int:
-    from sqlmodel import col, func, select
-
-    from storage.models import Request
-
-    with running.warden.store.db.read() as s:
-        planned = s.exec(
-            select(func.count()).select_from(Request).where(col(Request.status) == "planned")
-        ).one()
-    return int(planned)
-
-
 def card_posted(ws: Workspace, thread_ts: str, cap_s: float) -> float | None:
     """When (time.time()) the first card (a post with blocks) appeared in `thread_ts`."""
     deadline = time.monotonic() + cap_s
@@ -523,97 +482,268 @@ def card_posted(ws: Workspace, thread_ts: str, cap_s: float) -> float | None:
     return None
 
 
+# -- Warden in its own process, as deployed ----------------------------------------------------
+
+SLOW_WORD = "slowly"
+"""Requests starting with it match no alias: the (stub) model plans them, taking 2 s."""
+
+
+def policy_file(path: Path, stamp: Path) -> Path:
+    """`bench_policy` as the `warden.toml` a deployment would have."""
+    path.write_text(
+        f"""[access]
+admins = ["{ADMIN}"]
+approvers = ["{APPR}"]
+admin_channel = "{OPS}"
+
+[workers]
+planners = 16
+executors = 8
+
+[runbooks.busy]
+description = "a long-running runbook"
+risk = "medium"
+command = ["sleep", "{{n}}"]
+[runbooks.busy.params.n]
+pattern = "^[0-9]{{1,2}}$"
+
+[runbooks.touch]
+description = "write the start time"
+risk = "medium"
+command = ["sh", "-c", 'date +"$0 %s.%N" >> {stamp}', "{{n}}"]
+[runbooks.touch.params.n]
+pattern = "^[a-z0-9]{{1,20}}$"
+
+[aliases]
+"touch {{n}}" = {{ runbook = "touch" }}
+"busy {{n}}" = {{ runbook = "busy" }}
+"""
+    )
+    return path
+
+
+def slow_model() -> Any:
+    """A stub of Anthropic's Messages API that answers every request after PLAN_SECONDS by
+    proposing `touch` (a slow LLM, in the bench's process: it only sleeps)."""
+    from tests.anthropic_stub import AnthropicStub, propose, reply, slow
+
+    stub = AnthropicStub()
+    stub.responder = lambda body: slow(
+        PLAN_SECONDS, reply(propose("touch", {"n": "model"}, 0.9, "asked to touch"))
+    )
+    return stub.start()
+
+
+SERVE = "from handlers.cli import main; raise SystemExit(main())"
+
+
+class WardenProcess:
+    """`warden serve` in its own process, as it runs in production (its own GIL)."""
+
+    def __init__(self, url: str, ws: Workspace, config: Path, model_url: str) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
+        env.update(
+            SLACK_BOT_TOKEN=TOKEN,
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=ws.api_url,
+            DATABASE_URL=url,
+            WARDEN_CONFIG=str(config),
+            PORT=str(self.port),
+            ANTHROPIC_API_KEY="sk-ant-bench",
+            ANTHROPIC_BASE_URL=model_url,
+            WARDEN_LOG_LEVEL="WARNING",
+        )
+        root = Path(__file__).resolve().parents[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE, "serve"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        until(lambda: self._healthy(), 60, "warden serve did not answer /healthz")
+
+    def _healthy(self) -> bool:
+        import urllib.request
+
+        assert self.proc.poll() is None, "warden serve exited"
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        self.proc.kill()  # the flood's planning backlog is not waited for
+        self.proc.wait(timeout=30)
+
+
+def until(fn: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll state held in another process (its database rows) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(what)
+
+
+def request_counts(db: Database) -> dict[str, int]:
+    from sqlmodel import col, func, select
+
+    from storage.models import InboxEntry, Request
+
+    with db.read() as s:
+        counts = {
+            str(status): int(n)
+            for status, n in s.exec(
+                select(Request.status, func.count()).group_by(col(Request.status))
+            ).all()
+        }
+        counts["inbox_open"] = int(
+            s.exec(
+                select(func.count())
+                .select_from(InboxEntry)
+                .where(col(InboxEntry.done_at).is_(None))
+            ).one()
+        )
+    return counts
+
+
 def run_warden(
     url: str, sizes: Sizes, tmp: Path, spy: str | None, spy_mode: str, tag: str
 ) -> dict[str, Any]:
-    from bot.app import build_registry
+    from storage.repo import Store
 
     stamp = tmp / f"started-{tag}.log"
-    policy = bench_policy(stamp)
+    config = policy_file(tmp / f"warden-{tag}.toml", stamp)
     ws = make_workspace()
-    settings = Settings(
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=ws.api_url,
-        DATABASE_URL=url,
-    )
-    registry = build_registry(policy)
-    fast = AliasPlanner(policy, registry)
-    slow = SlowPlanner(fast)
-    running = start(settings, host="127.0.0.1", port=0, policy=policy, planner=fast)
-    ws.bot_url = running.url + "/slack/events"
-    warden, store = running.warden, running.warden.store
-    out: dict[str, Any] = {"http_threads": HTTP_THREADS}
+    model = slow_model()
+    db = Database(url)
+    db.upgrade()
+    store = Store(db)
+    warden = WardenProcess(url, ws, config, model.url)
+    ws.bot_url = warden.url + "/slack/events"
+    out: dict[str, Any] = {"http_threads": HTTP_THREADS, "warden_in_own_process": True}
+
+    def counts() -> dict[str, int]:
+        return request_counts(db)
+
+    def settled(total: int) -> bool:
+        c = counts()
+        return c["inbox_open"] == 0 and sum(v for k, v in c.items() if k != "inbox_open") >= total
+
     try:
         # Runbooks running for the whole burst phase.
         for _ in range(4):
             ws.mention(REQ, CHANNEL, f"busy {sizes.busy_seconds}")
-        assert warden.workers.wait_idle(30)
-        for action in store.actions_with_status(["awaiting_approval"], 10):
+        cards = until(
+            lambda: (
+                [a for a in store.actions_with_status(["awaiting_approval"], 10) if a.card_ts][:4]
+                if len(
+                    [a for a in store.actions_with_status(["awaiting_approval"], 10) if a.card_ts]
+                )
+                >= 4
+                else None
+            ),
+            30,
+            "the busy runbooks' cards",
+        )
+        for action in cards:
             ws.click(APPR, CHANNEL, str(action.card_ts), "warden_approve")
-        warden.lifecycle.planning.planner = slow
         with ThreadPoolExecutor(20) as pool:
             list(
                 pool.map(
-                    lambda i: ws.mention(TEAM[i % len(TEAM)], CHANNEL, f"touch slow{i}"),
+                    lambda i: ws.mention(
+                        TEAM[i % len(TEAM)], CHANNEL, f"{SLOW_WORD} touch slow{i}"
+                    ),
                     range(sizes.waiting),
                 )
             )
-        assert warden.workers.inbox.wait_idle(60)  # each handed to the planners
-        out["planner_backlog_when_timing"] = warden.workers.planners.pending
+        until(lambda: settled(4 + sizes.waiting), 60, "the waiting requests were not taken in")
+        c = counts()
+        out["planner_backlog_when_timing"] = c.get("received", 0) + c.get("planning", 0)
         out["runbooks_running_when_timing"] = len(store.actions_with_status(["executing"]))
 
         # 1. Bursts while the planners are busy.
-        with py_spy(spy, f"{tag}-warden-burst", spy_mode):
-            out["burst"] = bursts(ws, sizes, "w")
+        with py_spy(spy, f"{tag}-warden-burst", spy_mode, pid=warden.proc.pid):
+            out["burst"] = bursts(ws, sizes, "w", word=SLOW_WORD)
         ws.slash(ADMIN, CHANNEL, "/resume")
         sent = sizes.waiting + sizes.bursts * sizes.burst_mentions
         t0 = time.monotonic()
-        idle = warden.workers.wait_idle(sent * PLAN_SECONDS / 16 + 90)
-        out["drained_seconds"] = round(time.monotonic() - t0, 1) if idle else None
+        try:
+            until(
+                lambda: counts().get("planned", 0) >= sent + 4,
+                sent * PLAN_SECONDS / 16 + 90,
+                "planning did not finish",
+            )
+            out["drained_seconds"] = round(time.monotonic() - t0, 1)
+        except AssertionError:
+            out["drained_seconds"] = None
         out["requests_sent"] = sent
-        out["requests_planned"] = count_planned(running) - 4  # the busy runbooks' requests
+        out["requests_planned"] = counts().get("planned", 0) - 4  # the busy runbooks' requests
 
         # 2. Approve click → runbook process started, one at a time.
-        warden.lifecycle.planning.planner = fast
         click_ms: list[float] = []
         for i in range(sizes.clicks):
             ws.mention(REQ, CHANNEL, f"touch c{i}")
-            assert warden.workers.wait_idle(30)
-            action = next(
-                a
-                for a in store.actions_with_status(["awaiting_approval"], 500)
-                if f'"c{i}"' in a.args_json
+            action = until(
+                lambda i=i: next(
+                    (
+                        a
+                        for a in store.actions_with_status(["awaiting_approval"], 500)
+                        if f'"c{i}"' in a.args_json and a.card_ts and a.card_ts[0].isdigit()
+                    ),
+                    None,
+                ),
+                30,
+                "the click's card",
             )
-            card_ts = str(store.get_action(action.id).card_ts)  # type: ignore[union-attr]
             t0w = time.time()
-            ws.click(APPR, CHANNEL, card_ts, "warden_approve")
-            assert warden.workers.wait_idle(30)
-            line = next(ln for ln in stamp.read_text().splitlines() if ln.startswith(f"c{i} "))
+            ws.click(APPR, CHANNEL, str(action.card_ts), "warden_approve")
+            line = until(
+                lambda i=i: next(
+                    (
+                        ln
+                        for ln in (stamp.read_text().splitlines() if stamp.exists() else [])
+                        if ln.startswith(f"c{i} ")
+                    ),
+                    None,
+                ),
+                30,
+                "the runbook did not start",
+            )
             click_ms.append((float(line.split()[1]) - t0w) * 1000)
         out["approve_to_process_ms"] = summary(click_ms)
 
         # 3. A flood from one user; halfway through, another user asks for something.
-        warden.lifecycle.planning.planner = slow
         fairness: dict[str, Any] = {}
 
         def other_user() -> None:
-            fairness["planner_backlog_at_ask"] = warden.workers.planners.pending
+            c = counts()
+            fairness["planner_backlog_at_ask"] = c.get("received", 0) + c.get("planning", 0)
             asked = time.time()
-            delivery = ws.mention(OTHER, CHANNEL, "touch other")
+            delivery = ws.mention(OTHER, CHANNEL, f"{SLOW_WORD} touch other")
             fairness["ack_ms"] = round(ws.last_ms(), 2)
             ts = json.loads(delivery.raw)["event"]["ts"]
             at = card_posted(ws, ts, sizes.fairness_cap_s)
             fairness["card_seconds"] = None if at is None else round(at - asked, 2)
             fairness["gave_up_after_s"] = None if at is not None else sizes.fairness_cap_s
 
-        out["flood"] = flood(ws, sizes, "w", halfway=other_user)
+        out["flood"] = flood(ws, sizes, "w", halfway=other_user, word=SLOW_WORD)
         out["fairness"] = fairness
     finally:
-        # Drop the flood's planning backlog instead of sitting through it.
-        warden.workers.shutdown(wait=False)
-        running.stop()
+        warden.kill()
+        model.stop()
         ws.stop()
+        db.dispose()
     return out
 
 
