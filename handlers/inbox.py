@@ -63,16 +63,24 @@ SORRY = "Sorry, I could not act on that command just now; please try again."
 def arrival(data: dict[str, Any], text: str, content_type: str) -> Arrival | None:
     """The inbox entry for a parsed, verified request, or None if Bolt must answer it inline
     (a URL check, a click, a modal submission: their HTTP answer carries content)."""
-    digest = hashlib.sha256(text.encode()).hexdigest()[:40]
+    media = content_type.split(";")[0].strip()[:100]  # all that parsing the body needs
     if data.get("type") == "event_callback":
-        event_id = data.get("event_id")
-        key = f"e:{event_id}" if isinstance(event_id, str) and event_id else f"b:{digest}"
-        return Arrival(key=key[:100], kind="event", content_type=content_type, body=text)
+        key = _key("e", data.get("event_id"), text)
+        return Arrival(key=key, kind="event", content_type=media, body=text)
     if isinstance(data.get("command"), str) and "payload" not in data:
-        trigger = data.get("trigger_id")
-        key = f"t:{trigger}" if isinstance(trigger, str) and trigger else f"b:{digest}"
-        return Arrival(key=key[:100], kind="command", content_type=content_type, body=text)
+        key = _key("t", data.get("trigger_id"), text)
+        return Arrival(key=key, kind="command", content_type=media, body=text)
     return None
+
+
+def _key(prefix: str, value: object, text: str) -> str:
+    """`prefix:value` (Slack's own id), a hash of it when it is long, or of the whole body
+    when there is none: two different requests never share a key."""
+    if isinstance(value, str) and value:
+        if len(value) <= 64:
+            return f"{prefix}:{value}"
+        return f"{prefix}#{hashlib.sha256(value.encode()).hexdigest()}"
+    return f"b#{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def sender(data: dict[str, Any]) -> str:
@@ -158,7 +166,12 @@ class Inbox:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(more)
-            self._write(batch)
+            try:
+                self._write(batch)
+            except Exception:  # the writer must outlive any one batch
+                log.exception("could not store a batch of requests from Slack")
+                for w in batch:
+                    w.done.set()
 
     def _write(self, batch: list[_Waiter]) -> None:
         try:

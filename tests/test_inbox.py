@@ -299,3 +299,31 @@ def test_handing_on_is_round_robin_across_senders_with_commands_first() -> None:
     assert pool.wait_idle(10)
     pool.shutdown()
     assert order == ["/pause", "flood0", "other", "flood1", "flood2"]
+
+
+def test_odd_but_signed_ids_and_headers_neither_collide_nor_break_a_batch(slack: Slack) -> None:
+    """A long event id is hashed, not cut (two ids sharing a long prefix stay two); a long
+    Content-Type is stored as its media type."""
+    long_prefix = "Ev" + "X" * 120
+    for suffix in ("A", "B"):
+        payload = {
+            "type": "event_callback",
+            "team_id": "T0TEST",
+            "event_id": long_prefix + suffix,
+            "event": {
+                "type": "app_mention",
+                "user": REQUESTER,
+                "channel": CHANNEL,
+                "text": f"<@U0WARDEN> restart svc{suffix.lower()}",
+                "ts": f"1700000000.00000{1 if suffix == 'A' else 2}",
+            },
+        }
+        body = json.dumps(payload).encode()
+        ctype = "application/json; charset=utf-8; " + "x" * 300
+        delivery = slack.ws.raw_post(body, {"Content-Type": ctype, **slack.ws.sign(body)})
+        assert delivery.status == 200
+    slack.idle()
+    stored = entries(slack)
+    assert len({e.key for e in stored}) == 2 and all(len(e.key) <= 100 for e in stored)
+    assert all(e.content_type == "application/json" and e.done_at for e in stored)  # both handed on
+    assert requests(slack) == []  # intake ignores an event id longer than Slack's as malformed
