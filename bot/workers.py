@@ -84,10 +84,15 @@ class Pool:
 
 
 class FairPool(Pool):
-    """A pool whose queue is one line per key (the requester), served round-robin."""
+    """A pool whose queue is one line per key (the requester), served round-robin. With
+    `serial`, a line runs one item at a time, in order (a person's thread reply is never
+    handled before the mention that started the thread)."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, *, serial: bool = False) -> None:
         super().__init__(name, size)
+        self.serial = serial
+        self._busy: set[str] = set()
+        self._owed = 0  # slots that found every waiting line busy
         self._lines: OrderedDict[str, deque[tuple[Callable[..., Any], tuple[Any, ...]]]] = (
             OrderedDict()
         )
@@ -118,18 +123,34 @@ class FairPool(Pool):
     def _next(self) -> None:
         # Each submitted slot runs whichever line's turn it is, not necessarily the work
         # submitted with it: that is what makes the order fair.
+        key: str | None = None
         with self._ready:
             if self._first:
                 fn, args = self._first.popleft()
-            elif not self._lines:
-                return
             else:
-                key, line = next(iter(self._lines.items()))
+                key = next((k for k in self._lines if k not in self._busy), None)
+                if key is None:
+                    if self._lines:  # every waiting line is running an item: run later
+                        self._owed += 1
+                    return
+                line = self._lines.pop(key)
                 fn, args = line.popleft()
-                del self._lines[key]
                 if line:
                     self._lines[key] = line  # to the back of the round
-        self._run(fn, *args)
+                if self.serial:
+                    self._busy.add(key)
+        try:
+            self._run(fn, *args)
+        finally:
+            if key is not None and self.serial:
+                with self._ready:
+                    self._busy.discard(key)
+                    owed, self._owed = self._owed, 0
+                for _ in range(owed):
+                    try:
+                        self._executor.submit(self._next)
+                    except RuntimeError:  # shut down
+                        break
 
 
 class Workers:
@@ -141,7 +162,7 @@ class Workers:
         self.planners = FairPool("planner", planners)
         # Requests from Slack stored before their ack, handed on round-robin across senders
         # (one person's flood does not hold up another's request).
-        self.inbox = FairPool("inbox", inbox)
+        self.inbox = FairPool("inbox", inbox, serial=True)
         self.executors = Pool("executor", executors, defer_to_acks=False)
         self.outbox = Pool("outbox", outbox)
         # Answers to the person who clicked or typed (ephemerals, modals, App Home) have their

@@ -16,9 +16,12 @@ the signature and shape, then hands each event callback and slash command here:
 
 If the process dies between 2 and 3, the stored request is not lost: another replica (or
 this one, restarted) takes it over once its owner stops sending heartbeats, and dispatches
-it. Dispatching twice is harmless: intake stores a request once per message, and a command
-once per trigger id. Clicks and modal submissions do not come through here: their answer
-(a modal's validation errors) is the HTTP body itself, so Bolt handles them inline.
+it; an entry this process holds but is no longer handling (its release failed with the
+database) is taken back too. Dispatching an event twice is harmless (intake stores a request
+once per message); a command taken over from a replica that died while acting on it is acted
+on again — better than a `/pause` nobody sees — and a replay of it never gets past the key.
+Clicks and modal submissions do not come through here: their answer (a modal's validation
+errors) is the HTTP body itself, so Bolt handles them inline.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from storage.repo import Store
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
-"""How long a replica holds a stored request before a live one may take it over too."""
+LEASE = timedelta(minutes=30)
+"""How long a live replica holds a stored request before another live one may take it over
+too (a dead one's are taken over once its heartbeat is stale, within a minute)."""
 RETRY_AFTER = timedelta(seconds=10)
 GIVE_UP_AFTER = 5
 """Dispatch attempts of an event before it is dropped (each failure is logged)."""
@@ -58,6 +62,8 @@ MAX_BATCH = 200
 STORE_TIMEOUT = 2.0
 """How long a request thread waits for its request to be stored before answering 503."""
 SORRY = "Sorry, I could not act on that command just now; please try again."
+FROM_INBOX = "warden_from_inbox"
+"""Set in the Bolt context of a request the inbox dispatches (already de-duplicated)."""
 
 
 def arrival(data: dict[str, Any], text: str, content_type: str) -> Arrival | None:
@@ -118,6 +124,10 @@ class Inbox:
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._no_recovery = threading.Event()
+        # Entries this process has queued or is dispatching: the only ones of its own that
+        # recovery must not take back.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
         self._writer = threading.Thread(target=self._write_loop, name="warden-inbox", daemon=True)
         self._recoverer = threading.Thread(
             target=self._recover_loop, name="warden-inbox-recover", daemon=True
@@ -202,29 +212,46 @@ class Inbox:
     def _hand_on(self, entry_id: int, entry: Arrival, data: dict[str, Any]) -> None:
         # Someone is looking at the screen for a command's answer: commands go before events.
         first = entry.kind == "command"
-        self.pool.submit_fair(sender(data), self._dispatch, entry_id, entry, data, first=first)
+        with self._held_lock:
+            self._held.add(entry_id)
+        if not self.pool.submit_fair(
+            sender(data), self._dispatch, entry_id, entry, data, first=first
+        ):
+            self._let_go(entry_id)  # shutting down: a later start takes it over
+
+    def _let_go(self, entry_id: int) -> None:
+        with self._held_lock:
+            self._held.discard(entry_id)
 
     def _dispatch(self, entry_id: int, entry: Arrival, data: dict[str, Any]) -> None:
         """Hand a stored request to Bolt, as it arrived (its signature was checked then)."""
-        body = ""
+        try:
+            self._dispatch_held(entry_id, entry, data)
+        finally:
+            self._let_go(entry_id)
+
+    def _dispatch_held(self, entry_id: int, entry: Arrival, data: dict[str, Any]) -> None:
+        body, status = "", 500
         try:
             # Socket Mode's request shape: a parsed body Bolt does not verify again (it was
             # verified on arrival, and may be older than the signature's 5-minute window).
-            response = self.app.dispatch(BoltRequest(body=data, mode="socket_mode"))
-            failed, body = response.status >= 500, response.body
+            # The inbox's key already made it once per event or trigger id (FROM_INBOX).
+            request = BoltRequest(body=data, mode="socket_mode", context={FROM_INBOX: True})
+            response = self.app.dispatch(request)
+            status, body = response.status, response.body
         except Exception:
             log.exception("could not dispatch a stored request from Slack")
-            failed = True
+        failed = status >= 500
         if entry.kind == "command":
-            self._answer_command(data, "" if failed else body, failed)
-            failed = False  # a command is acted on once (its trigger id is spent)
+            self._answer_command(data, body if status == 200 else "", status != 200)
+            failed = False  # acted on (or answered "sorry") once; not retried
         now = self.clock()
         if not failed:
             self.store.inbox_done(entry_id, now)
-        elif self.store.inbox_release(entry_id, now + RETRY_AFTER, GIVE_UP_AFTER):
+        elif self.store.inbox_release(entry_id, self.owner, now + RETRY_AFTER, GIVE_UP_AFTER):
             log.warning("a stored request from Slack failed; it will be tried again")
         else:
-            log.error("a stored request from Slack failed %d times; dropped", GIVE_UP_AFTER)
+            log.error("a stored request from Slack failed and is not tried again")
 
     def _answer_command(self, data: dict[str, Any], body: str, failed: bool) -> None:
         url = data.get("response_url")
@@ -253,7 +280,9 @@ class Inbox:
         failed and is due again); forget done ones past `KEEP`. Returns how many were taken."""
         taken = 0
         while not self._stop.is_set():
-            entries = self.store.claim_inbox(self.owner, self.clock(), LEASE)
+            with self._held_lock:
+                held = set(self._held)
+            entries = self.store.claim_inbox(self.owner, self.clock(), LEASE, held=held)
             if not entries:
                 break
             for e in entries:

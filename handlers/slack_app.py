@@ -54,6 +54,7 @@ from handlers.blocks import (
     parse_reason,
     reject_modal,
 )
+from handlers.inbox import FROM_INBOX
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,13 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         replies.submit(lambda: client.views_publish(user_id=user, view=home_view(home(lc, user))))
 
     @app.middleware
-    def once_per_trigger(body: dict[str, Any], next: Any) -> BoltResponse | None:
+    def once_per_trigger(body: dict[str, Any], context: BoltContext, next: Any) -> Any:
         """A click, modal or command is acted on once: Slack's signature lets a request be
-        replayed for 5 minutes, so each trigger id is remembered (shared by replicas)."""
+        replayed for 5 minutes, so each trigger id is remembered (shared by replicas). A
+        command from the inbox was de-duplicated there, by the same trigger id."""
         trigger = body.get("trigger_id") if isinstance(body, dict) else None
+        if context.get(FROM_INBOX):
+            return next()
         if (
             isinstance(trigger, str)
             and trigger
@@ -119,7 +123,7 @@ def create_app(lifecycle: Lifecycle, *, signing_secret: str, client: WebClient) 
         ):
             log.info("ignoring a replayed request (trigger seen before)")
             return BoltResponse(status=200, body="")
-        return next()  # type: ignore[no-any-return]
+        return next()
 
     # -- requests ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ so that Slack's retries of the same event find their key taken (`forget_inbox_be
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +43,9 @@ class InboxQueries:
         """Store `arrivals` in one transaction, owned by `owner`; return {key: id} for the
         ones that are new (a key seen before, or twice in the batch, is stored once)."""
         rows: dict[str, dict[str, Any]] = {}
-        for a in arrivals:
+        # In key order: two replicas storing overlapping batches take row locks in the same
+        # order (PostgreSQL), so neither waits for the other in a cycle.
+        for a in sorted(arrivals, key=lambda a: a.key):
             rows.setdefault(
                 a.key,
                 {
@@ -70,11 +72,20 @@ class InboxQueries:
             return {str(k): int(i) for k, i in s.connection().execute(stmt).all()}
 
     def claim_inbox(
-        self, owner: str, now: datetime, lease: timedelta, limit: int = 50
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int = 50,
+        held: Collection[int] = (),
     ) -> list[InboxEntry]:
         """Take up to `limit` entries nobody is handling (oldest first): released after a
-        failed dispatch and due again, or owned by a replica with no recent heartbeat. An
-        entry this replica stored and still holds is never taken back from itself."""
+        failed dispatch and due again; owned by a replica with no recent heartbeat or whose
+        lease ran out; or this replica's own ones except those it `held` (is still
+        handling)."""
+        mine = col(InboxEntry.owner) == owner
+        if held:
+            mine = and_(mine, col(InboxEntry.id).not_in(list(held)))
         live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
         with self.db.write() as s:
             ids = list(
@@ -97,6 +108,7 @@ class InboxQueries:
                                     col(InboxEntry.lease_until) < now,
                                 ),
                             ),
+                            mine,
                         ),
                     )
                     .order_by(col(InboxEntry.id))
@@ -128,12 +140,15 @@ class InboxQueries:
                 .values(done_at=now, body="")
             )
 
-    def inbox_release(self, entry_id: int, retry_at: datetime, give_up_after: int) -> bool:
-        """After a failed dispatch: due again at `retry_at` for any replica, or done (given
-        up) once it has been tried `give_up_after` times. True if it will be tried again."""
+    def inbox_release(
+        self, entry_id: int, owner: str, retry_at: datetime, give_up_after: int
+    ) -> bool:
+        """After `owner`'s dispatch failed: due again at `retry_at` for any replica, or done
+        (given up) once it has been tried `give_up_after` times. True if it will be tried
+        again. An entry another replica has taken over meanwhile is left to it."""
         with self.db.write() as s:
-            entry = s.get(InboxEntry, entry_id)
-            if entry is None or entry.done_at is not None:
+            entry = s.get(InboxEntry, entry_id, with_for_update=True)
+            if entry is None or entry.done_at is not None or entry.owner != owner:
                 return False
             if entry.attempts >= give_up_after:
                 entry.done_at, entry.body = retry_at, ""

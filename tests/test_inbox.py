@@ -227,13 +227,27 @@ def test_a_live_replica_keeps_what_it_is_handling(slack: Slack) -> None:
         timedelta(minutes=5),
     )
     assert list(new) == ["e:1"]
+    held = set(new.values())
     assert store.claim_inbox("replica-b", now, timedelta(minutes=5)) == []
-    assert store.claim_inbox("replica-a", now, timedelta(minutes=5)) == []  # never from itself
+    # a itself never takes back what it is still handling...
+    assert store.claim_inbox("replica-a", now, timedelta(minutes=5), held=held) == []
     later = now + timedelta(minutes=6)  # the lease ran out although a is alive
     store.heartbeat("replica-a", later)
     store.heartbeat("replica-b", later)
     (taken,) = store.claim_inbox("replica-b", later, timedelta(minutes=5))
     assert taken.owner == "replica-b" and taken.attempts == 2
+    # ...and a release from a, which lost it meanwhile, leaves it with b.
+    assert not store.inbox_release(taken.id, "replica-a", later, 5)
+    assert store.claim_inbox("replica-b", later, timedelta(minutes=5), held={taken.id}) == []
+    # An entry a holds but no longer handles (its release failed) is a's to take back.
+    store.store_arrivals(
+        [Arrival(key="e:2", kind="event", content_type="application/json", body="y")],
+        "replica-a",
+        later,
+        timedelta(minutes=5),
+    )
+    (mine,) = store.claim_inbox("replica-a", later, timedelta(minutes=5), held=held)
+    assert mine.key == "e:2"
 
 
 def test_a_failing_event_is_retried_then_dropped(slack: Slack) -> None:
