@@ -443,6 +443,7 @@ def test_another_requester_is_planned_before_a_flood_drains(
         for i in range(30):
             assert slack.ws.mention(REQUESTER, CHANNEL, f"restart svc{i}").status == 200
         assert slack.ws.mention(APPROVER, CHANNEL, "flush pages").status == 200
+        assert slack.bot.warden.workers.inbox.wait_idle(10)  # all taken in, none planned
         for _ in range(2):  # both planner threads are busy with the flood
             assert planner.entered.acquire(timeout=10)
     finally:
@@ -465,6 +466,9 @@ def test_a_requester_with_too_many_requests_in_flight_is_told_so(
             assert planner.entered.acquire(timeout=10)
         for i in range(13):  # 15 in all, none planned yet
             assert slack.ws.mention(REQUESTER, CHANNEL, f"restart svc{i}").status == 200
+        # Acknowledged means stored in the inbox; each is then taken in (or refused) while
+        # all 15 are still in flight.
+        assert slack.bot.warden.workers.inbox.wait_idle(10)
     finally:
         planner.gate.set()
     slack.idle()
