@@ -18,12 +18,13 @@ from bot.endpoints import endpoint_tool
 from bot.errors import ConfigError
 from bot.jobs import Jobs
 from bot.lifecycle import Lifecycle
-from bot.pii import Detector, Sealer
+from bot.pii import Detector
 from bot.planner import AliasPlanner, ChainPlanner, Planner, close_planner
 from bot.plugins import PluginContext, load_tools
 from bot.policy import Policy, Risk, ToolShape, load_policy
 from bot.privacy import Privacy
 from bot.runbooks import runbook_tool
+from bot.sealing import Sealer
 from bot.settings import Settings, insecure_dev_data_key
 from bot.tools import ToolRegistry
 from bot.workers import Workers

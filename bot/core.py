@@ -20,10 +20,11 @@ from typing import Any
 from bot.chat import Chat
 from bot.directory import Directory
 from bot.gate import Gate, Now, Pause
-from bot.pii import Detector, Sealer
+from bot.pii import Detector
 from bot.policy import Policy
 from bot.privacy import Privacy
 from bot.sanitize import neutralise
+from bot.sealing import Sealer
 from bot.settings import insecure_dev_data_key
 from bot.tools import ToolRegistry
 from bot.workers import Workers

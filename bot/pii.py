@@ -20,28 +20,22 @@ Numbers that are only digits and carry no checksum strong enough to stand alone 
 are taken only next to a word that says what they are ("BSN", "call me", "card"): an order
 number looks exactly like them.
 
-`Sealer` keeps the real values of a request's placeholders encrypted (Fernet) while an action
-may still need them, and gives keyed hashes (`digest`) for equality checks without the value.
+`bot/sealing.py`'s `Sealer` keeps the real values of a request's placeholders encrypted while
+an action may still need them, and gives keyed hashes for equality checks without the value.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote
 
 import phonenumbers
-from cryptography.fernet import Fernet, InvalidToken
 from phonenumbers import Leniency, PhoneNumberFormat, PhoneNumberMatcher
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
@@ -52,7 +46,6 @@ from stdnum.it import codicefiscale
 from stdnum.nl import bsn
 from stdnum.us import ssn
 
-from bot.errors import WardenError
 from bot.policy import RedactionPolicy
 
 
@@ -69,11 +62,6 @@ class Kind(StrEnum):
 
 
 PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|IP|NATIONAL_ID|ADDRESS)_([1-9][0-9]{0,5})>")
-
-
-class SealError(WardenError):
-    """A sealed token cannot be opened: it was altered, or sealed under another data key
-    (WARDEN_DATA_KEY or SLACK_SIGNING_SECRET changed since)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -869,58 +857,3 @@ class Masker:
         if isinstance(value, tuple):
             return tuple(self.reveal_value(item) for item in value)
         return value
-
-
-class Sealer:
-    """Seals a request's placeholder mapping while an action may still need the values, and
-    hashes values for equality checks, under the data key (`Settings.data_key()`)."""
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
-            raise ValueError("a data key needs at least 16 bytes")
-        seal_key = hmac.new(key, b"warden pii seal", hashlib.sha256).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(seal_key))
-        self._digest_key = hmac.new(key, b"warden pii digest", hashlib.sha256).digest()
-
-    def seal(self, mapping: Mapping[str, str]) -> str:
-        """An opaque token (Fernet: AES-128-CBC + HMAC-SHA256, timestamped) holding `mapping`."""
-        blob = json.dumps(dict(mapping), sort_keys=True, separators=(",", ":"))
-        return self._fernet.encrypt(blob.encode()).decode("ascii")
-
-    def open(self, token: str, ttl: timedelta | None = None) -> dict[str, str]:
-        """The mapping sealed in `token`; `SealError` if it was altered, sealed under another
-        key, or (given `ttl`) sealed longer ago than that."""
-        try:
-            blob = self._fernet.decrypt(
-                token.encode("ascii"), ttl=None if ttl is None else int(ttl.total_seconds())
-            )
-        except (InvalidToken, UnicodeEncodeError):
-            raise SealError(
-                "cannot open sealed personal data: it was altered, has expired, or was sealed "
-                "under another data key (was WARDEN_DATA_KEY or SLACK_SIGNING_SECRET changed?)"
-            ) from None
-        data = json.loads(blob)
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            raise SealError("sealed personal data is not a mapping of strings")
-        return data
-
-    def seal_text(self, text: str) -> str:
-        """`text` sealed as `seal` seals a mapping (for a request from Slack, kept until it
-        is handled: `storage/inbox.py`)."""
-        return self._fernet.encrypt(text.encode()).decode("ascii")
-
-    def open_text(self, token: str) -> str:
-        """The text sealed in `token` by `seal_text`; `SealError` as for `open`."""
-        try:
-            return self._fernet.decrypt(token.encode("ascii")).decode()
-        except (InvalidToken, UnicodeError):
-            raise SealError("cannot open a sealed request: altered, or another data key") from None
-
-    def digest(self, kind: Kind, normal: str) -> str:
-        """A keyed hash (HMAC-SHA256, 32 hex digits) of a normalised value (`Found.normal`,
-        `Detector.normalise`): equal values hash equal, and nobody without the key can
-        test a guess."""
-        mac = hmac.new(self._digest_key, f"{kind.value}\x00{normal}".encode(), hashlib.sha256)
-        return mac.hexdigest()[:32]

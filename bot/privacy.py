@@ -25,7 +25,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bot.pii import PLACEHOLDER, Detector, Kind, Masker, Sealer, SealError
+from bot.pii import PLACEHOLDER, Detector, Kind, Masker
+from bot.sealing import Sealer, SealError
 from storage.models import Action
 from storage.repo import Store
 

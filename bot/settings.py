@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         return value
 
     def data_key(self) -> bytes:
-        """The key for sealing personal values and hashing them (`bot.pii.Sealer`).
+        """The key for sealing personal values and hashing them (`bot.sealing.Sealer`).
 
         WARDEN_DATA_KEY when set; otherwise derived with HKDF from SLACK_SIGNING_SECRET (so
         every replica derives the same key); with neither, `insecure_dev_data_key()`, which

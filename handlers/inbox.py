@@ -40,7 +40,7 @@ from slack_bolt import App, BoltRequest
 from slack_bolt.request.internals import parse_body
 from slack_sdk.webhook import WebhookClient
 
-from bot.pii import Sealer, SealError
+from bot.sealing import Sealer, SealError
 from bot.workers import FairPool
 from storage.db import Database
 from storage.inbox import Arrival

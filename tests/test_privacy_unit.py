@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from bot.memory import grounded, subjects_of
-from bot.pii import Detector, Masker, Sealer
+from bot.pii import Detector, Masker
 from bot.privacy import LASTING, Privacy
+from bot.sealing import Sealer
 
 KEY = b"k" * 32
 
