@@ -19,8 +19,8 @@ from sqlalchemy import and_, delete, func, or_, update
 from sqlmodel import col, select
 
 from storage.db import Database
-from storage.models import InboxEntry, Instance
-from storage.outbox import OWNER_DEAD_AFTER, insert_for
+from storage.models import InboxEntry
+from storage.outbox import claim_rows, insert_for, live_owners
 
 
 @dataclass(frozen=True)
@@ -86,50 +86,25 @@ class InboxQueries:
         mine = col(InboxEntry.owner) == owner
         if held:
             mine = and_(mine, col(InboxEntry.id).not_in(list(held)))
-        live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
+        due = (
+            col(InboxEntry.done_at).is_(None),
+            or_(
+                and_(
+                    col(InboxEntry.owner).is_(None),
+                    or_(col(InboxEntry.lease_until).is_(None), col(InboxEntry.lease_until) <= now),
+                ),
+                and_(
+                    col(InboxEntry.owner) != owner,
+                    or_(
+                        col(InboxEntry.owner).not_in(live_owners(now)),
+                        col(InboxEntry.lease_until) < now,
+                    ),
+                ),
+                mine,
+            ),
+        )
         with self.db.write() as s:
-            ids = list(
-                s.exec(
-                    select(InboxEntry.id)
-                    .where(
-                        col(InboxEntry.done_at).is_(None),
-                        or_(
-                            and_(
-                                col(InboxEntry.owner).is_(None),
-                                or_(
-                                    col(InboxEntry.lease_until).is_(None),
-                                    col(InboxEntry.lease_until) <= now,
-                                ),
-                            ),
-                            and_(
-                                col(InboxEntry.owner) != owner,
-                                or_(
-                                    col(InboxEntry.owner).not_in(live),
-                                    col(InboxEntry.lease_until) < now,
-                                ),
-                            ),
-                            mine,
-                        ),
-                    )
-                    .order_by(col(InboxEntry.id))
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).all()
-            )
-            if not ids:
-                return []
-            s.exec(
-                update(InboxEntry)
-                .where(col(InboxEntry.id).in_(ids))
-                .values(owner=owner, lease_until=now + lease, attempts=InboxEntry.attempts + 1)
-            )
-            return list(
-                s.exec(
-                    select(InboxEntry)
-                    .where(col(InboxEntry.id).in_(ids))
-                    .order_by(col(InboxEntry.id))
-                )
-            )
+            return claim_rows(s, InboxEntry, due, owner, now + lease, limit)
 
     def inbox_done(self, entry_id: int, now: datetime) -> None:
         """Handled: the body goes (only the key stays, for de-duplication)."""

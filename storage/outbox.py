@@ -31,6 +31,35 @@ def insert_for(db: Database, table: Any) -> Any:
     return (sqlite_insert if db.is_sqlite else pg_insert)(table)
 
 
+def live_owners(now: datetime) -> Any:
+    """The replicas with a recent heartbeat (a subquery)."""
+    return select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
+
+
+def claim_rows(
+    s: Session, model: Any, due: Sequence[Any], owner: str, lease_until: datetime, limit: int
+) -> list[Any]:
+    """Lease up to `limit` rows of `model` matching `due` (oldest first; rows another
+    transaction is claiming are skipped) to `owner`, counting the attempt; return them."""
+    ids = list(
+        s.exec(
+            select(model.id)
+            .where(*due)
+            .order_by(col(model.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+    if not ids:
+        return []
+    s.exec(
+        update(model)
+        .where(col(model.id).in_(ids))
+        .values(owner=owner, lease_until=lease_until, attempts=model.attempts + 1)
+    )
+    return list(s.exec(select(model).where(col(model.id).in_(ids)).order_by(col(model.id))))
+
+
 @dataclass(kw_only=True, frozen=True)
 class Notice:
     """A Slack message owed because of a change, stored in the change's transaction.
@@ -94,35 +123,17 @@ class OutboxQueries:
     ) -> list[Outbox]:
         """Take up to `limit` due, undelivered rows (oldest first) for delivery. A row whose
         deliverer died (its lease ran out, or its owner has no recent heartbeat) is due again."""
-        live = select(Instance.owner).where(col(Instance.heartbeat_at) >= now - OWNER_DEAD_AFTER)
+        due = (
+            col(Outbox.delivered_at).is_(None),
+            col(Outbox.next_at) <= now,
+            or_(
+                col(Outbox.lease_until).is_(None),
+                col(Outbox.lease_until) < now,
+                and_(col(Outbox.owner) != owner, col(Outbox.owner).not_in(live_owners(now))),
+            ),
+        )
         with self.db.write() as s:
-            ids = list(
-                s.exec(
-                    select(Outbox.id)
-                    .where(
-                        col(Outbox.delivered_at).is_(None),
-                        col(Outbox.next_at) <= now,
-                        or_(
-                            col(Outbox.lease_until).is_(None),
-                            col(Outbox.lease_until) < now,
-                            and_(col(Outbox.owner) != owner, col(Outbox.owner).not_in(live)),
-                        ),
-                    )
-                    .order_by(col(Outbox.id))
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).all()
-            )
-            if not ids:
-                return []
-            s.exec(
-                update(Outbox)
-                .where(col(Outbox.id).in_(ids))
-                .values(owner=owner, lease_until=now + lease, attempts=Outbox.attempts + 1)
-            )
-            return list(
-                s.exec(select(Outbox).where(col(Outbox.id).in_(ids)).order_by(col(Outbox.id)))
-            )
+            return claim_rows(s, Outbox, due, owner, now + lease, limit)
 
     def outbox_delivered(self, rows: Sequence[Outbox], now: datetime) -> None:
         """Mark rows delivered (one transaction for a batch); a card row also settles every
