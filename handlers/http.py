@@ -125,8 +125,8 @@ class WardenWSGI:
         if data is None or text is None:
             log.warning("refusing a malformed request on /slack/events: %s", problem)
             return _respond(start, "400 Bad Request", {"error": problem})
-        entry = arrival(data, text, content_type) if self.inbox is not None else None
-        if entry is not None and self.inbox is not None:
+        entry = arrival(data, text, content_type) if self.inbox else None
+        if self.inbox and entry:
             # Answered once stored; Bolt sees it right after (handlers/inbox.py).
             with Database.urgent():
                 stored = self.inbox.accept(entry, data)
@@ -216,11 +216,6 @@ _STRING = (
 )
 # Interactivity payloads carry these as objects, never as bare ids.
 _PAYLOAD_OBJECT = ("user", "view", "team", "channel", "container", "message")
-
-
-def shape_problem(text: str, content_type: str) -> str | None:
-    """Why a body cannot be a Slack request at all (checked before Bolt sees it), or None."""
-    return parsed(text, content_type)[1]
 
 
 def parsed(text: str, content_type: str) -> tuple[dict[str, Any] | None, str | None]:
