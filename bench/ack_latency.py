@@ -6,8 +6,9 @@ Run on demand (`make bench`, or `python bench/ack_latency.py [--db sqlite|postgr
 For each database, two servers are measured with the same request shapes, one after the
 other, over HTTP on 127.0.0.1, every request signed as Slack signs it:
 
-* bare Bolt, in this process: a sync slack-bolt App (process_before_response=True) served by
-  waitress with Warden's thread count, whose listeners do one INSERT each and ack — the floor;
+* bare Bolt (bench/bare_bolt.py), in its own process: a sync slack-bolt App
+  (process_before_response=True) served by waitress with Warden's thread count, whose
+  listeners do one INSERT each and ack — the floor;
 * Warden: `warden serve` in its own process, as deployed, against a devslack Workspace (the
   Slack Web API, in this process) and a stub of Anthropic's API that answers after 2 s (a slow
   LLM; requests starting "slowly" match no alias), 100 mentions waiting on it, four runbooks
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -47,13 +47,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, text
-from sqlalchemy import insert as sa_insert
+from sqlalchemy import create_engine, text
 
+from bench.bare_bolt import HTTP_THREADS
 from devslack import Delivery, Persona, Workspace
-from handlers.http import make_server
 from storage.db import Database, normalise_url
-from storage.models import utcnow
 
 PLAN_SECONDS = 2.0
 SECRET, TOKEN = "bench-secret", "xoxb-bench"
@@ -63,7 +61,6 @@ REQ, APPR, ADMIN, FLOODER, OTHER = "U0REQ", "U0APPR", "U0ADMIN", "U0FLOOD", "U0O
 # person may have `workers.per_requester` requests in flight); the flood is one person.
 TEAM = tuple(f"U0T{i:03d}" for i in range(100))
 SLOW_ACK_MS = 3000.0  # Slack gives up on an ack after 3 s (and retries the event)
-HTTP_THREADS = int(inspect.signature(make_server).parameters["threads"].default)
 DEFAULT_PG = os.environ.get(
     "WARDEN_BENCH_PG_URL",
     os.environ.get("WARDEN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -283,9 +280,9 @@ def flood(
         for i in range(sizes.flood)
     ]
     prepared = prepare(ws, jobs)
-    t0 = time.perf_counter()
     fired = fire_elsewhere(ws, prepared, concurrency=sizes.flood_concurrency, halfway=halfway)
-    wall = time.perf_counter() - t0
+    # From the first request sent to the last ack (not counting the halfway probe's wait).
+    wall = max(sent + ms / 1000 for _k, ms, _s, sent, _z in fired) - min(f[3] for f in fired)
     done = [(ms, status) for _kind, ms, status, _sent, _size in fired]
     ms = [d[0] for d in done]
     return {
@@ -382,87 +379,29 @@ def make_workspace() -> TimedWorkspace:
 
 
 def run_bare(url: str, sizes: Sizes, spy: str | None, spy_mode: str, tag: str) -> dict[str, Any]:
-    """A sync Bolt app whose listeners do one INSERT and ack, served like Warden is served."""
-    from slack_bolt import Ack, App
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
-    from waitress.server import create_server
-
-    from handlers.slack_client import make_web_client
-
-    # Warden's engine settings (WAL, busy timeout, BEGIN IMMEDIATE, pool sizes) for one INSERT.
-    db = Database(url)
-    meta = MetaData()
-    table = Table(
-        "bare_ack",
-        meta,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("kind", String(32)),
-        Column("user_id", String(32)),
-        Column("body", String(8000)),
-        Column("at", DateTime(timezone=True)),
-    )
-    meta.create_all(db.engine)
-
-    def insert(kind: str, user: Any, body: Any) -> None:
-        with db.engine.begin() as conn:
-            conn.execute(
-                sa_insert(table).values(
-                    kind=kind, user_id=str(user)[:32], body=str(body)[:8000], at=utcnow()
-                )
-            )
-
+    """bench/bare_bolt.py in its own process: a sync Bolt app whose listeners do one INSERT
+    and ack, served like Warden is served."""
     ws = make_workspace()
-    app = App(
-        client=make_web_client(TOKEN, ws.api_url),
-        signing_secret=SECRET,
-        process_before_response=True,
-        token_verification_enabled=False,
-        raise_error_for_unhandled_request=False,
+    bare = ServerProcess(
+        [str(Path(__file__).with_name("bare_bolt.py")), url, "{port}"],
+        {"DATABASE_URL": url, "SLACK_API_URL": ws.api_url},
+        health_path=None,
     )
-
-    @app.event("app_mention")
-    def on_mention(ack: Ack, event: dict[str, Any]) -> None:
-        insert("mention", event.get("user"), event.get("text"))
-        ack()
-
-    def on_command(ack: Ack, command: dict[str, Any]) -> None:
-        insert(str(command.get("command")), command.get("user_id"), command.get("text"))
-        ack(text="ok")
-
-    for name in ("/pause", "/resume", "/warden"):
-        app.command(name)(on_command)
-
-    server = create_server(
-        SlackRequestHandler(app, path="/slack/events"),
-        host="127.0.0.1",
-        port=0,
-        threads=HTTP_THREADS,
-        ident="bare",
-        channel_timeout=30,
-    )
-    thread = threading.Thread(target=_serve, args=(server,), name="bare-http", daemon=True)
-    thread.start()
-    ws.bot_url = f"http://127.0.0.1:{server.effective_port}/slack/events"
-    out: dict[str, Any] = {}
+    ws.bot_url = bare.url + "/slack/events"
+    out: dict[str, Any] = {"in_own_process": True}
+    db = Database(url)
     try:
-        ws.mention(REQ, CHANNEL, "warm up")  # the first request makes Bolt's one auth.test
-        with py_spy(spy, f"{tag}-bare-burst", spy_mode):
+        until(lambda: ws.mention(REQ, CHANNEL, "warm up").status == 200, 30, "bare Bolt warm-up")
+        with py_spy(spy, f"{tag}-bare-burst", spy_mode, pid=bare.proc.pid):
             out["burst"] = bursts(ws, sizes, "bare")
         out["flood"] = flood(ws, sizes, "bare")
         with db.engine.connect() as conn:
             out["rows_inserted"] = int(conn.execute(text("SELECT count(*) FROM bare_ack")).one()[0])
     finally:
-        server.close()
-        thread.join(timeout=10)
+        bare.kill()
         ws.stop()
         db.dispose()
     return out
-
-
-def _serve(server: Any) -> None:
-    # Closed from another thread: the shutdown we asked for.
-    with contextlib.suppress(OSError, ValueError):
-        server.run()
 
 
 # -- Warden -------------------------------------------------------------------------------------
@@ -534,54 +473,66 @@ def slow_model() -> Any:
     return stub.start()
 
 
-SERVE = "from handlers.cli import main; raise SystemExit(main())"
+SERVE = ["-c", "from handlers.cli import main; raise SystemExit(main())", "serve"]
 
 
-class WardenProcess:
-    """`warden serve` in its own process, as it runs in production (its own GIL)."""
+class ServerProcess:
+    """A server under test in its own process (its own GIL), on a free port; "{port}" in
+    `args` is replaced by it. Waits until `health_path` answers (or, without one, until the
+    port accepts connections)."""
 
-    def __init__(self, url: str, ws: Workspace, config: Path, model_url: str) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], health_path: str | None) -> None:
         import socket
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
-        env.update(
-            SLACK_BOT_TOKEN=TOKEN,
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=ws.api_url,
-            DATABASE_URL=url,
-            WARDEN_CONFIG=str(config),
-            PORT=str(self.port),
-            ANTHROPIC_API_KEY="sk-ant-bench",
-            ANTHROPIC_BASE_URL=model_url,
-            WARDEN_LOG_LEVEL="WARNING",
-        )
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
+        full.update(SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, PORT=str(self.port))
+        full.update(env)
         root = Path(__file__).resolve().parents[1]
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, "serve"],
+            [sys.executable, *(a.replace("{port}", str(self.port)) for a in args)],
             cwd=root,
-            env=env,
+            env=full,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        until(lambda: self._healthy(), 60, "warden serve did not answer /healthz")
+        self.health_path = health_path
+        until(lambda: self._healthy(), 60, f"{args[-1]} did not come up")
 
     def _healthy(self) -> bool:
+        import socket
         import urllib.request
 
-        assert self.proc.poll() is None, "warden serve exited"
+        assert self.proc.poll() is None, "the server under test exited"
         try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2):
-                return True
+            if self.health_path is None:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+            else:
+                with urllib.request.urlopen(self.url + self.health_path, timeout=2):
+                    pass
+            return True
         except OSError:
             return False
 
     def kill(self) -> None:
         self.proc.kill()  # the flood's planning backlog is not waited for
         self.proc.wait(timeout=30)
+
+
+def warden_process(url: str, ws: Workspace, config: Path, model_url: str) -> ServerProcess:
+    """`warden serve`, as it runs in production."""
+    env = {
+        "SLACK_API_URL": ws.api_url,
+        "DATABASE_URL": url,
+        "WARDEN_CONFIG": str(config),
+        "ANTHROPIC_API_KEY": "sk-ant-bench",
+        "ANTHROPIC_BASE_URL": model_url,
+        "WARDEN_LOG_LEVEL": "WARNING",
+    }
+    return ServerProcess(SERVE, env, health_path="/healthz")
 
 
 def until(fn: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -629,7 +580,7 @@ def run_warden(
     db = Database(url)
     db.upgrade()
     store = Store(db)
-    warden = WardenProcess(url, ws, config, model.url)
+    warden = warden_process(url, ws, config, model.url)
     ws.bot_url = warden.url + "/slack/events"
     out: dict[str, Any] = {"http_threads": HTTP_THREADS, "warden_in_own_process": True}
 

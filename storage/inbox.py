@@ -34,6 +34,21 @@ class Arrival:
     body: str
 
 
+_STORE: dict[bool, Any] = {}
+
+
+def _store_statement(db: Database) -> Any:
+    stmt = _STORE.get(db.is_sqlite)
+    if stmt is None:
+        table = InboxEntry.__table__  # type: ignore[attr-defined]
+        stmt = _STORE[db.is_sqlite] = (
+            insert_for(db, table)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.key, table.c.id)
+        )
+    return stmt
+
+
 class InboxQueries:
     db: Database
 
@@ -61,15 +76,12 @@ class InboxQueries:
             )
         if not rows:
             return {}
-        table = InboxEntry.__table__  # type: ignore[attr-defined]
-        stmt = (
-            insert_for(self.db, table)
-            .values(list(rows.values()))
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(table.c.key, table.c.id)
-        )
         with self.db.write() as s:
-            return {str(k): int(i) for k, i in s.connection().execute(stmt).all()}
+            # One statement, compiled once per dialect and run with many parameter sets
+            # (SQLAlchemy sends them as multi-row INSERTs): compiling a fresh multi-row
+            # INSERT per batch cost more than the write itself.
+            result = s.connection().execute(_store_statement(self.db), list(rows.values()))
+            return {str(k): int(i) for k, i in result.all()}
 
     def claim_inbox(
         self,
