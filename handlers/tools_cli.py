@@ -6,9 +6,12 @@
     warden tools show --says "TEXT" …
 
 The list names each tool's source (built-in, runbook, endpoint, `plugin <package>`), its tier
-and whether its arguments can raise it, its autonomy stage as the gate reports it for
-`/warden autonomy` (from the policy: run-time changes live in the database), whether it has
-an undo and a dry run, and its description.
+and whether its arguments can raise it, its autonomy stage as the gate would apply it now
+(`Gate.autonomy_label`, the one `/warden autonomy` shows, given the run-time changes stored in
+the configured database), whether it has an undo and a dry run, and its description. A tool
+whose stage was set at run time is marked, with who set it and when. The database is only
+read: when it cannot be reached or has no schema yet, the list shows the policy's stages and
+says so in one line.
 
 `show` validates the arguments, gives the tier for them, asks the gate what it would decide
 for a requester in a channel, and renders the card Slack would get — the same `Card`
@@ -18,7 +21,11 @@ bot/delivery.py builds, as text, or as Block Kit JSON (handlers/blocks.py) with 
 dry run has it run through the executor's dry-run path (`Executor.dry_run`), the one that
 fills a card's preview; the tool itself never runs, nor does a read-only lookup. All of it
 happens offline: a scratch SQLite database that is thrown away, no Slack (a dry run that
-needs Slack fails and says so), no Claude.
+needs Slack fails and says so), no Claude. The run-time control state — autonomy changes, the
+global pause and the scoped pauses in force — is read from the configured database and copied
+into the scratch one through the Store's own writes, so the gate decides and the card shows
+what the running Warden would; `show` names the run-time change behind the stage, if any,
+and every pause that holds the call (the gate's `Pause.holds`).
 
 Exit status: 0 for a card the gate lets through (to wait for approval, as a suggestion, or
 to run at once); 1 when the gate would refuse the call or ask a question instead; 2 for bad
@@ -35,23 +42,31 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import Warden, build, check
 from bot.cards import Card
 from bot.chat import Chat
-from bot.core import new_id, new_trace
+from bot.control import scope_label
+from bot.core import Core, new_id, new_trace
 from bot.errors import ToolArgumentsError, UnknownTool
 from bot.execution import Preview
-from bot.gate import GATE, Decision, Gate, Origin, Verdict, span_text
+from bot.gate import GATE, Decision, Gate, Now, Origin, Verdict, span_text, until_text
+from bot.governor import GOVERNOR
 from bot.planner import AliasPlanner, PlanRequest, Proposals
 from bot.policy import Policy, Risk
 from bot.settings import Settings
 from bot.tools import Tool, ToolRegistry, canonical_json
 from handlers.blocks import render_card
-from storage.models import Action, ActionStatus
+from storage.db import Database, normalise_url
+from storage.models import Action, ActionStatus, AutonomySetting, PauseScope
+from storage.repo import PauseState, Store
 
 REQUESTER = "U0REQUESTER"
 CHANNEL = "C0REQUEST"
@@ -67,6 +82,133 @@ class BadInput(Exception):
     """What the person typed cannot be shown: exit 2 with this message."""
 
 
+# -- the run-time state ----------------------------------------------------------------------
+
+# What of the schema the run-time state is read from (`warden db upgrade` creates it).
+RUN_TIME_TABLES = frozenset({"autonomy_setting", "control", "pause_scope"})
+CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(kw_only=True, frozen=True)
+class RunTime:
+    """The run-time control state read from the configured database: autonomy changes made
+    with `/warden autonomy` (or by the governor), the global pause and the scoped pauses in
+    force. `problem` says why none of it could be read ("" when it was)."""
+
+    autonomy: dict[str, AutonomySetting]
+    pause: PauseState | None = None
+    scopes: tuple[PauseScope, ...] = ()
+    problem: str = ""
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The stored stages, as the gate takes them (`Gate.autonomy`)."""
+        return {tool: s.autonomy for tool, s in self.autonomy.items()}
+
+
+def read_run_time(settings: Settings) -> RunTime:
+    """Read the run-time control state from `settings.database_url`, changing nothing: a
+    SQLite file that does not exist is not created, a schema that is missing is not made, and
+    a database that cannot be reached or read gives a `RunTime` with only its `problem`."""
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    url = normalise_url(settings.database_url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or not Path(parsed.database).is_file():
+            return RunTime(autonomy={}, problem=f"there is no database at {shown} yet")
+    elif "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
+        url = parsed.render_as_string(hide_password=False)
+    try:
+        db = Database(url)
+    except (ValueError, SQLAlchemyError) as exc:
+        return RunTime(autonomy={}, problem=f"cannot open {shown}: {_first_line(exc)}")
+    try:
+        try:
+            tables = set(inspect(db.read_engine).get_table_names())
+        except (SQLAlchemyError, OSError) as exc:
+            return RunTime(autonomy={}, problem=f"cannot reach {shown}: {_first_line(exc)}")
+        missing = RUN_TIME_TABLES - tables
+        if missing == RUN_TIME_TABLES:
+            return RunTime(
+                autonomy={},
+                problem=f"{shown} has no Warden schema yet; `warden db upgrade` creates it",
+            )
+        if missing:
+            return RunTime(
+                autonomy={},
+                problem=f"{shown} has an older schema, without {', '.join(sorted(missing))}; "
+                "`warden db upgrade` brings it up to date",
+            )
+        store = Store(db)
+        try:
+            autonomy = store.autonomy_settings()
+            pause, scopes = store.pauses()
+        except (SQLAlchemyError, OSError) as exc:
+            return RunTime(autonomy={}, problem=f"cannot read {shown}: {_first_line(exc)}")
+        return RunTime(autonomy=autonomy, pause=pause, scopes=tuple(scopes))
+    finally:
+        db.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip() or type(exc).__name__
+    return terminal(text.splitlines()[0])[:200]
+
+
+def fallback_line(problem: str) -> str:
+    """The one line that says run-time changes are not shown, and why."""
+    return f"autonomy as the policy sets it — run-time changes and pauses not shown: {problem}"
+
+
+@dataclass(kw_only=True, frozen=True)
+class RunTimeAutonomy:
+    """A tool's stage set at run time that the gate applies in place of the policy's."""
+
+    autonomy: str
+    policy: str  # the stage the policy alone would give
+    changed_by: str
+    changed_at: str  # ISO 8601, UTC
+
+    @property
+    def overrides_policy(self) -> bool:
+        return self.autonomy != self.policy
+
+    def text(self) -> str:
+        """Where the stage comes from, in words: e.g. "set at run time by U0ADMIN at
+        2026-11-25 09:14 UTC, over the policy's approve"."""
+        who = "the autonomy governor" if self.changed_by == GOVERNOR else self.changed_by
+        when = datetime.fromisoformat(self.changed_at)
+        said = f"set at run time by {terminal(who)} at {when:%Y-%m-%d %H:%M} UTC"
+        if self.overrides_policy:
+            return f"{said}, over the policy's {self.policy}"
+        return f"{said} (the same as the policy's; it holds even if the policy changes)"
+
+
+def run_time_autonomy(gate: Gate, tool: str, run_time: RunTime) -> RunTimeAutonomy | None:
+    """The run-time change behind `tool`'s stage now, if the gate applies one: its stage with
+    the stored overrides is the stored one (the gate ignores a stage it does not know, and a
+    read-only lookup has none)."""
+    setting = run_time.autonomy.get(tool)
+    if setting is None:
+        return None
+    applied = gate.autonomy_label(tool, run_time.overrides)
+    if applied != setting.autonomy:
+        return None
+    at = setting.changed_at
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return RunTimeAutonomy(
+        autonomy=applied,
+        policy=gate.autonomy_label(tool, {}),
+        changed_by=setting.changed_by,
+        changed_at=at.isoformat(),
+    )
+
+
+# -- the list --------------------------------------------------------------------------------
+
+
 @dataclass(kw_only=True, frozen=True)
 class ToolLine:
     """One tool as `warden tools` lists it."""
@@ -76,11 +218,12 @@ class ToolLine:
     risk: str
     raised_by_arguments: bool
     max_risk: str | None  # the highest tier its arguments reach, when the policy says (runbooks)
-    autonomy: str
+    autonomy: str  # as the gate applies it now (the policy's, with any run-time change)
     read_only: bool
     undo: bool
     dry_run: bool
     description: str
+    run_time: RunTimeAutonomy | None = None  # the run-time change behind `autonomy`, if any
 
     @property
     def tier(self) -> str:
@@ -90,14 +233,25 @@ class ToolLine:
             return f"{self.risk} (args: up to {self.max_risk})"
         return f"{self.risk} (args may raise)"
 
+    def as_json(self) -> dict[str, Any]:
+        """The line as JSON: `run_time` only for a tool whose stage was set at run time."""
+        data = asdict(self)
+        if self.run_time is None:
+            del data["run_time"]
+        return data
 
-def tool_lines(policy: Policy, registry: ToolRegistry) -> list[ToolLine]:
-    """Every tool, described from its contract, with its stage as the gate reports it."""
+
+def tool_lines(
+    policy: Policy, registry: ToolRegistry, run_time: RunTime | None = None
+) -> list[ToolLine]:
+    """Every tool, described from its contract, with its stage as the gate would apply it now
+    (with the run-time changes in `run_time`; without it, the policy's)."""
     gate = Gate(policy, registry)
+    overrides = run_time.overrides if run_time is not None else {}
     lines = []
     for tool in registry:
         raised = tool.risk_from_args is not None
-        label = gate.autonomy_label(tool.name, {})
+        label = gate.autonomy_label(tool.name, overrides)
         lines.append(
             ToolLine(
                 name=tool.name,
@@ -113,33 +267,66 @@ def tool_lines(policy: Policy, registry: ToolRegistry) -> list[ToolLine]:
                 undo=tool.reversible,
                 dry_run=tool.dry_run is not None,
                 description=tool.description,
+                run_time=run_time_autonomy(gate, tool.name, run_time)
+                if run_time is not None
+                else None,
             )
         )
     return lines
 
 
-def list_tools(settings: Settings, *, as_json: bool = False, out: IO[str] | None = None) -> int:
-    """`warden tools`: the table (or JSON) of every tool. Raises ConfigError on bad config."""
-    out = out or sys.stdout
+def list_tools(
+    settings: Settings,
+    *,
+    as_json: bool = False,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    """`warden tools`: the table (or JSON) of every tool, each with the stage the gate would
+    apply now. Raises ConfigError on bad config."""
+    out, err = out or sys.stdout, err or sys.stderr
     policy, registry = check(settings)
-    lines = tool_lines(policy, registry)
+    run_time = read_run_time(settings)
+    lines = tool_lines(policy, registry, run_time)
     if as_json:
-        out.write(json.dumps([asdict(line) for line in lines], indent=2) + "\n")
+        out.write(json.dumps([line.as_json() for line in lines], indent=2) + "\n")
+        if run_time.problem:  # stdout stays JSON; the note goes beside it
+            err.write(f"warden: {fallback_line(run_time.problem)}\n")
         return 0
     yes = {True: "yes", False: "—"}
     rows = [("TOOL", "SOURCE", "TIER", "AUTONOMY", "UNDO", "DRY RUN", "DESCRIPTION")]
     rows += [
-        (t.name, t.source, t.tier, t.autonomy, yes[t.undo], yes[t.dry_run], t.description)
+        (
+            t.name,
+            t.source,
+            t.tier,
+            f"{t.autonomy}*" if t.run_time is not None else t.autonomy,
+            yes[t.undo],
+            yes[t.dry_run],
+            t.description,
+        )
         for t in lines
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
-    out.write(
-        f"\n{len(lines)} tools · policy {policy.version} · autonomy as the policy sets it "
-        "(`/warden autonomy` shows changes made at run time)\n"
-    )
+    changed = [t for t in lines if t.run_time is not None]
+    if changed:
+        out.write(
+            "\n* set at run time (`/warden autonomy`); the gate applies it, not the policy:\n"
+        )
+        for t in changed:
+            assert t.run_time is not None
+            out.write(f"  {t.name}: {t.autonomy} — {t.run_time.text()}\n")
+    out.write(f"\n{len(lines)} tools · policy {policy.version} · ")
+    if run_time.problem:
+        out.write(f"{fallback_line(run_time.problem)}\n")
+    else:
+        out.write(
+            "autonomy as the gate applies it now: the policy and the run-time changes in the "
+            f"database ({len(changed)} tool{'' if len(changed) == 1 else 's'} changed)\n"
+        )
     return 0
 
 
@@ -205,12 +392,19 @@ def show_tool(
         )
         return 0
     where = channel or _default_channel(tool, parsed)
+    run_time = read_run_time(settings)
     with _scratch_warden(settings, policy) as w:
         core = w.lifecycle.core
+        _copy_run_time(core, run_time)
+        now = core.now()
         origin = Origin(requester=requester, channel=where, said=call.said)
         decision = core.gate.decide(
-            tool=call.tool, args=call.args, confidence=confidence, origin=origin, now=core.now()
+            tool=call.tool, args=call.args, confidence=confidence, origin=origin, now=now
         )
+        if not as_json:
+            _run_time_lines(out, core.gate, decision, run_time, now, where)
+        elif run_time.problem:  # stdout stays JSON; the note goes beside it
+            err.write(f"warden: {fallback_line(run_time.problem)}\n")
         if decision.verdict is Verdict.CLARIFY:
             _no_card(
                 out,
@@ -292,6 +486,80 @@ def _default_channel(tool: Tool[Any], parsed: Any) -> str:
     if tool.target_channel is not None:
         return tool.target_channel(parsed)
     return CHANNEL
+
+
+def _copy_run_time(core: Core, run_time: RunTime) -> None:
+    """Put the run-time control state read from the configured database into the scratch
+    one, through the same Store writes `/warden autonomy` and `/pause` use, so the scratch
+    Warden's gate (`Core.now`) and cards see it as the running Warden does."""
+    store = core.store
+    for s in run_time.autonomy.values():
+        store.set_autonomy(
+            s.tool,
+            s.autonomy,
+            s.changed_by,
+            core.audit(s.changed_by, "tool.autonomy", tool=s.tool, autonomy=s.autonomy),
+        )
+    pause = run_time.pause
+    if pause is not None and pause.paused:
+        store.set_paused(
+            True,
+            pause.reason,
+            pause.changed_by,
+            core.audit(pause.changed_by, "control.paused", reason=pause.reason),
+            until=pause.until,
+        )
+    for scope in run_time.scopes:
+        store.start_pause_scope(
+            kind=scope.kind,
+            value=scope.value,
+            tiers=scope.tiers,
+            reason=scope.reason,
+            by=scope.paused_by,
+            now=scope.started_at,
+            until=scope.until,
+            audit_=core.audit(
+                scope.paused_by, "control.scope_paused", scope=scope.kind, value=scope.value
+            ),
+        )
+
+
+def _run_time_lines(
+    out: IO[str], gate: Gate, decision: Decision, run_time: RunTime, now: Now, channel: str
+) -> None:
+    """The stage the gate gave this call and where it comes from (the policy, or a run-time
+    change), and every pause that holds the call: the global one, and each scope whose
+    `Pause.holds` says so."""
+    stage = decision.autonomy.value
+    if run_time.problem:
+        out.write(f"{fallback_line(run_time.problem)}\nautonomy: {stage}\n")
+        return
+    changed = run_time_autonomy(gate, decision.tool, run_time)
+    out.write(
+        f"autonomy: {stage} — {changed.text()}\n"
+        if changed is not None
+        else f"autonomy: {stage} (the policy's; no run-time change)\n"
+    )
+    held = []
+    if now.paused:
+        pause = run_time.pause
+        by = f" by {terminal(pause.changed_by)}" if pause is not None and pause.changed_by else ""
+        reason = f": {terminal(pause.reason)}" if pause is not None and pause.reason else ""
+        held.append(f"everything (Warden is paused){by}{_until(now.paused_until, now)}{reason}")
+    for p in now.pauses:
+        if p.holds(decision.tool, channel, decision.risk):
+            reason = f": {terminal(p.reason)}" if p.reason else ""
+            held.append(
+                f"{scope_label(p.kind, p.value)} by {terminal(p.by)}{_until(p.until, now)}{reason}"
+            )
+    if not held:
+        out.write("paused: no pause holds this call\n")
+    for line in held:
+        out.write(f"paused: {line}\n")
+
+
+def _until(until: datetime | None, now: Now) -> str:
+    return f" until {until_text(until, now.at)}" if until is not None else ""
 
 
 @contextmanager
@@ -378,7 +646,6 @@ def _header(out: IO[str], tool: Tool[Any], policy: Policy, args: str, risk: Risk
 
 
 def _verdict(out: IO[str], decision: Decision, shown: Preview | None, has_dry_run: bool) -> None:
-    out.write(f"autonomy: {decision.autonomy.value}\n")
     what = {
         Verdict.REFUSE: "would refuse it",
         Verdict.RUN_NOW: "would let it run at once (no click)",
@@ -425,7 +692,8 @@ def card_text(card: Card) -> str:
     if card.note:
         add("Note", terminal(card.note))
     if card.paused:
-        add("", "Warden is paused: nothing runs until /resume.")
+        note = card.pause_note or "Warden is paused: nothing runs until /resume"
+        add("", f"{terminal(note).rstrip('.')}.")
     if card.waiting_for_preview:
         add("", "Dry run in progress; Approve appears with it.")
     if card.buttons:
