@@ -118,13 +118,15 @@ class Approvals:
                 user,
                 core.audit(user, "approval.given", action.trace_id, revision=action.revision),
             )
-            core.kick()
             if count is None:
+                core.kick()
                 return Reply(ok=False, text="You already approved this.")
             log.info("approval recorded (%d of %d)", count, action.required_approvals)
         approvals = core.store.approvals(action.id, action.revision)
         lacking = core.gate.missing(action, approvals, now.at)
         held = core.gate.paused_for(action.tool, action.channel, action.risk, now)
+        if lacking or held:
+            core.kick()  # the card shows the approval (a run's start updates it otherwise)
         if lacking:
             paused = f" {held}." if held else ""
             return Reply(ok=True, text=f"Approval recorded; it needs {lacking}.{paused}")

@@ -362,8 +362,12 @@ class Execution:
         self.core = core
         self.executor = executor
 
-    def submit(self, action_id: str) -> None:
-        self.core.workers.executors.submit(self.execute, action_id)
+    def submit(self, action_id: str) -> bool:
+        """Hand a run to an executor; True if one takes it at once (it then brings the card
+        up to date after its claim), False if it must wait for a free one (or is refused)."""
+        pool = self.core.workers.executors
+        at_once = not pool.saturated
+        return pool.submit(self.execute, action_id) is not None and at_once
 
     def start_approved(self, action: Action, user: str) -> bool:
         """An action's approval rule is met (by clicks or grants): approve it — unless a pause
@@ -379,10 +383,14 @@ class Execution:
             values={"decided_by": user},
             unless_paused=True,
         )
-        core.kick()
         if won is None:
+            core.kick()
             return False
-        self.submit(action.id)
+        # The executor's claim, a moment later, brings the card up to date: one update
+        # instead of two, none of them competing with the run's start. If the run must wait
+        # for a free executor, the card says "approved" now.
+        if not self.submit(action.id):
+            core.kick()
         return True
 
     def _lease(self, action: Action) -> Any:
@@ -400,6 +408,7 @@ class Execution:
         bind(action_id=action_id, owner=core.owner)
         action = core.store.get_action(action_id)
         if action is None or action.status != ActionStatus.APPROVED:
+            core.kick()  # whatever moved it owes the card its update
             return
         _bind_action(action, core.owner)
         now = core.now()
@@ -409,6 +418,7 @@ class Execution:
             self._not_runnable(action, why_not)
             return
         if why_not:
+            core.kick()  # the card shows the approval and the pause that holds it
             return  # held by a pause: `Sweeps.after_resume` starts it again
         claimed = core.store.transition(
             action_id,

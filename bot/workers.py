@@ -30,6 +30,7 @@ class Pool:
 
     def __init__(self, name: str, size: int, *, defer_to_acks: bool = True) -> None:
         self.name = name
+        self.size = size
         # Deferrable work waits while Slack waits for acks (storage/db.py `AckGate`); work a
         # person is waiting for (a runbook just approved, the answer to a click) does not.
         self.defer_to_acks = defer_to_acks
@@ -72,6 +73,11 @@ class Pool:
     @property
     def pending(self) -> int:
         return self._pending
+
+    @property
+    def saturated(self) -> bool:
+        """Every thread is taken: new work waits for one to be free."""
+        return self._pending >= self.size
 
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
