@@ -497,6 +497,7 @@ class ServerProcess:
             env=full,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: `warden serve` has a worker child
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.health_path = health_path
@@ -518,7 +519,8 @@ class ServerProcess:
             return False
 
     def kill(self) -> None:
-        self.proc.kill()  # the flood's planning backlog is not waited for
+        # The whole group (front and worker): the flood's planning backlog is not waited for.
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
 

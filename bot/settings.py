@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     warden_metrics_port: int | None = Field(
         default=None, alias="WARDEN_METRICS_PORT", ge=1, le=65535
     )
+    # `warden serve`'s worker process runs at this niceness (0–19) above the front's, so
+    # that Slack's acks win the CPU when both want it (handlers/front.py).
+    warden_worker_nice: int = Field(default=10, alias="WARDEN_WORKER_NICE", ge=0, le=19)
     # Seals personal values an action still needs and keys their equality hashes
     # (bot/pii.py). Unset: derived from SLACK_SIGNING_SECRET, so every replica agrees.
     warden_data_key: SecretStr | None = Field(default=None, alias="WARDEN_DATA_KEY")

@@ -93,9 +93,14 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from handlers.runtime import serve
+    settings = _settings(args.config)
+    if args.socket_mode or args.single_process or args.worker:
+        from handlers.runtime import serve
 
-    return serve(_settings(args.config), socket_mode=args.socket_mode)
+        return serve(settings, socket_mode=args.socket_mode, worker=args.worker)
+    from handlers import front
+
+    return front.serve(settings, config=args.config, verbose=args.verbose)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -152,6 +157,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run in production (HTTP mode, or --socket-mode)")
     s.add_argument("--socket-mode", action="store_true", help="connect with SLACK_APP_TOKEN")
     s.add_argument("--config", help="policy file (default: WARDEN_CONFIG or warden.toml)")
+    s.add_argument(
+        "--single-process",
+        action="store_true",
+        help="acks and Warden's work in one process (default: a front process for acks)",
+    )
+    s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the front's child
     s.set_defaults(func=cmd_serve)
     d = sub.add_parser("dev", help="the whole bot locally, with a Slack-like page")
     d.add_argument("--port", type=int, help="the workspace page's port (default: PORT or 3000)")

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 MAX_BODY = 1_000_000
+WAKE_PATH = "/internal/inbox"  # the front process's "requests stored" (loopback only)
 MAX_DEPTH = 64  # Slack's deepest payloads (rich text in a message) nest far less
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
@@ -90,6 +91,13 @@ class WardenWSGI:
             )
         if path in Probes.PATHS:
             return self.probes(environ, start)
+        if path == WAKE_PATH and method == "POST" and self.inbox is not None:
+            # The front process stored requests (handlers/front.py): take them now. Only
+            # from this machine; it makes the inbox look for due entries, nothing more.
+            if _address(environ) not in ("127.0.0.1", "::1"):
+                return _respond(start, "404 Not Found", {"error": "not found"})
+            self.inbox.wake()
+            return _respond(start, "200 OK", {"ok": True})
         if path == "/slack/events":
             if method != "POST":
                 return _respond(start, "405 Method Not Allowed", {"error": "use POST"})
@@ -110,7 +118,12 @@ class WardenWSGI:
         except UnicodeDecodeError:
             text = None
         if self.verifier is not None:
-            refusal = _unverified(self.verifier, environ, text)
+            refusal = unverified(
+                self.verifier,
+                str(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or ""),
+                str(environ.get("HTTP_X_SLACK_SIGNATURE") or ""),
+                text,
+            )
             if refusal:
                 log.warning(
                     "refused an unverified request on /slack/events from %s: %s",
@@ -143,13 +156,12 @@ class WardenWSGI:
             return _respond(start, "400 Bad Request", {"error": "malformed request"})
 
 
-def _unverified(
-    verifier: SignatureVerifier, environ: dict[str, Any], text: str | None
+def unverified(
+    verifier: SignatureVerifier, timestamp: str, signature: str, text: str | None
 ) -> str | None:
-    """Why a request is not verifiably from Slack, or None. The reasons are fixed phrases:
-    they go to the log, which must never hold what a sender chose."""
-    timestamp = str(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or "")
-    signature = str(environ.get("HTTP_X_SLACK_SIGNATURE") or "")
+    """Why a request (its X-Slack-Request-Timestamp and X-Slack-Signature headers, its body
+    as text or None if not UTF-8) is not verifiably from Slack, or None. The reasons are fixed
+    phrases: they go to the log, which must never hold what a sender chose."""
     # `int()` also takes " 1", "1_0" and non-ASCII digits, and is_valid() would raise on
     # anything else: only plain ASCII digits get that far.
     if not _TIMESTAMP.fullmatch(timestamp):
@@ -167,8 +179,12 @@ def _unverified(
 
 
 def _address(environ: dict[str, Any]) -> str:
+    return peer_address(str(environ.get("REMOTE_ADDR") or ""))
+
+
+def peer_address(raw: str) -> str:
     """The peer's address, for a log line (only the characters an IP address has)."""
-    return _ADDRESS.sub("", str(environ.get("REMOTE_ADDR") or ""))[:45] or "?"
+    return _ADDRESS.sub("", raw)[:45] or "?"
 
 
 # The envelope fields Bolt (and Warden's listeners) read, by the shape they must have.

@@ -31,6 +31,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -79,6 +80,15 @@ def arrival(data: dict[str, Any], text: str, content_type: str) -> Arrival | Non
     return None
 
 
+def store_sealed(
+    store: Store, sealer: Sealer, arrivals: list[Arrival], owner: str | None, now: datetime
+) -> dict[str, int]:
+    """Store a batch of requests in one transaction, bodies sealed under the data key (they
+    hold what people wrote); {key: id} of the new ones. `owner` None: due for any replica."""
+    sealed = [replace(a, body=sealer.seal_text(a.body)) for a in arrivals]
+    return store.store_arrivals(sealed, owner, now, LEASE)
+
+
 def _key(prefix: str, value: object, text: str) -> str:
     """`prefix:value` (Slack's own id), a hash of it when it is long, or of the whole body
     when there is none: two different requests never share a key."""
@@ -124,6 +134,7 @@ class Inbox:
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._no_recovery = threading.Event()
+        self._wake = threading.Event()
         # Entries this process has queued or is dispatching: the only ones of its own that
         # recovery must not take back.
         self._held: set[int] = set()
@@ -147,6 +158,7 @@ class Inbox:
     def stop_recovering(self) -> None:
         """Stop looking for requests to take over in the background (`recover` still works)."""
         self._no_recovery.set()
+        self._wake.set()
         if self._recoverer.is_alive():
             self._recoverer.join(timeout=10)
 
@@ -187,11 +199,8 @@ class Inbox:
         try:
             # Slack is waiting on every request in the batch: this write goes first.
             with Database.urgent():
-                new = self.store.store_arrivals(
-                    [replace(w.arrival, body=self.sealer.seal_text(w.arrival.body)) for w in batch],
-                    self.owner,
-                    self.clock(),
-                    LEASE,
+                new = store_sealed(
+                    self.store, self.sealer, [w.arrival for w in batch], self.owner, self.clock()
                 )
         except Exception:
             log.exception("could not store %d request(s) from Slack; answering 503", len(batch))
@@ -275,9 +284,21 @@ class Inbox:
 
     # -- taking over -------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Requests were stored for this replica to take (by the front process,
+        `handlers/front.py`): look for them now rather than at the next round."""
+        self._wake.set()
+
     def recover(self) -> int:
-        """Dispatch stored requests nobody is handling (their replica died, or a dispatch
-        failed and is due again); forget done ones past `KEEP`. Returns how many were taken."""
+        """Take and dispatch due entries, then forget done ones past `KEEP`."""
+        taken = self.take_due()
+        self.store.forget_inbox_before(self.clock() - KEEP)
+        return taken
+
+    def take_due(self) -> int:
+        """Dispatch stored requests nobody is handling (stored by the front process, their
+        replica died, or a dispatch failed and is due again), oldest first. Returns how many
+        were taken."""
         taken = 0
         while not self._stop.is_set():
             with self._held_lock:
@@ -299,17 +320,23 @@ class Inbox:
                     continue
                 self._hand_on(e.id, item, data)
                 taken += 1
-        self.store.forget_inbox_before(self.clock() - KEEP)
         return taken
 
     def _recover_loop(self) -> None:
+        next_round = 0.0
         while not self._no_recovery.is_set():
+            woken = self._wake.is_set()
+            self._wake.clear()
             try:
-                if n := self.recover():
-                    log.info("took over %d stored request(s) from Slack", n)
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + RECOVER_EVERY
+                    if n := self.recover():
+                        log.info("took %d stored request(s) from Slack", n)
+                elif woken:
+                    self.take_due()
             except Exception:
-                log.exception("could not look for stored requests to take over")
-            self._no_recovery.wait(RECOVER_EVERY)
+                log.exception("could not look for stored requests to take")
+            self._wake.wait(max(0.0, next_round - time.monotonic()))
 
 
 def _post_to_response_url(url: str, message: dict[str, Any]) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -115,21 +117,36 @@ def metrics_server(warden: Warden, settings: Settings, host: str) -> MetricsServ
     return server
 
 
-def serve(settings: Settings, socket_mode: bool = False) -> int:
-    """`warden serve`: block until SIGINT/SIGTERM."""
+def serve(settings: Settings, socket_mode: bool = False, worker: bool = False) -> int:
+    """`warden serve --single-process` (or `--worker`, the front process's child: on
+    127.0.0.1, stopping when its stdin closes): block until SIGINT/SIGTERM."""
     if socket_mode:
         return _socket_mode(settings)
-    running = start(settings)
+    if worker and settings.warden_worker_nice:
+        os.nice(settings.warden_worker_nice)  # acks, in the front process, go first
+    running = start(settings, host="127.0.0.1" if worker else "0.0.0.0")
     log.info(
-        "Warden listening on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
+        "Warden %s on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
+        "worker listening" if worker else "listening",
         running.server.effective_port,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if worker:
+        threading.Thread(
+            target=_until_eof, args=(stop,), name="warden-front-watch", daemon=True
+        ).start()
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     running.stop()
     return 0
+
+
+def _until_eof(stop: threading.Event) -> None:
+    """The front process holds this process's stdin open: EOF means it is gone."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdin.buffer.read()
+    stop.set()
 
 
 def _socket_mode(settings: Settings) -> int:

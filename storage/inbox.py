@@ -53,10 +53,11 @@ class InboxQueries:
     db: Database
 
     def store_arrivals(
-        self, arrivals: Sequence[Arrival], owner: str, now: datetime, lease: timedelta
+        self, arrivals: Sequence[Arrival], owner: str | None, now: datetime, lease: timedelta
     ) -> dict[str, int]:
-        """Store `arrivals` in one transaction, owned by `owner`; return {key: id} for the
-        ones that are new (a key seen before, or twice in the batch, is stored once)."""
+        """Store `arrivals` in one transaction, owned by `owner` (None: due at once for any
+        replica, as the front process stores them); return {key: id} for the ones that are
+        new (a key seen before, or twice in the batch, is stored once)."""
         rows: dict[str, dict[str, Any]] = {}
         # In key order: two replicas storing overlapping batches take row locks in the same
         # order (PostgreSQL), so neither waits for the other in a cycle.
@@ -70,8 +71,8 @@ class InboxQueries:
                     "body": a.body,
                     "received_at": now,
                     "owner": owner,
-                    "lease_until": now + lease,
-                    "attempts": 1,
+                    "lease_until": None if owner is None else now + lease,
+                    "attempts": 0 if owner is None else 1,
                 },
             )
         if not rows:

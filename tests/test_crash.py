@@ -4,14 +4,7 @@ the card to the truth from the outbox — the action ran once and the card says 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,15 +18,8 @@ from storage.db import Database
 from storage.models import Instance, utcnow
 from storage.repo import Store
 from tests.conftest import ADMIN, APPROVER, REQUESTER
+from tests.served import Served, free_port, serve_env, until
 from tests.slack_fixtures import CHANNEL, OPS, SECRET, TOKEN, card_text
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _policy(tmp: Path) -> Path:
@@ -56,61 +42,6 @@ risk = "medium"
 """
     )
     return path
-
-
-def until(fn: Any, timeout: float = 30.0) -> Any:
-    """Poll a condition held in another process (its database rows) until it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-class Bot:
-    """`warden serve` in its own process."""
-
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env, self.port = env, port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from handlers.cli import main; raise SystemExit(main())",
-                "serve",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
-                    return
-            except OSError:
-                assert self.proc.poll() is None, "warden serve exited"
-                time.sleep(0.05)  # polling a process coming up, not synchronising work
-        raise AssertionError("warden serve did not answer /healthz")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -137,18 +68,10 @@ def test_a_card_update_lost_in_a_crash_is_made_after_restart(
     workspace: Workspace, database_url: str, tmp_path: Path
 ) -> None:
     ws = workspace
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))},
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": ws.api_url,
-        "DATABASE_URL": database_url,
-        "WARDEN_CONFIG": str(_policy(tmp_path)),
-        "PORT": str(port),
-    }
+    port = free_port()
+    env = serve_env(ws.api_url, database_url, _policy(tmp_path), port)
     ws.bot_url = f"http://127.0.0.1:{port}/slack/events"
-    bot = Bot(env, port)
+    bot = Served(env, port)
     bot.start()
     try:
         assert ws.mention(REQUESTER, CHANNEL, "touch it").status == 200
@@ -177,7 +100,7 @@ def test_a_card_update_lost_in_a_crash_is_made_after_restart(
             assert held.wait(timeout=30)
             (action,) = store.actions_with_status(["succeeded"])
             assert "Succeeded" not in card_text(ws.message(CHANNEL, card_ts) or {})
-            bot.kill()  # between the commit and the post
+            bot.kill()  # front and worker, between the commit and the post
             release.set()
             ws.api = real_api  # type: ignore[method-assign]
             owed = [r for r in store.outbox_rows() if r.delivered_at is None]
