@@ -599,9 +599,13 @@ def run_warden(
             ws.mention(REQ, CHANNEL, f"busy {sizes.busy_seconds}")
         cards = until(
             lambda: (
-                [a for a in store.actions_with_status(["awaiting_approval"], 10) if a.card_ts][:4]
+                posted[:4]
                 if len(
-                    [a for a in store.actions_with_status(["awaiting_approval"], 10) if a.card_ts]
+                    posted := [
+                        a
+                        for a in store.actions_with_status(["awaiting_approval"], 10)
+                        if a.card_ts and a.card_ts[0].isdigit()  # posted, not just reserved
+                    ]
                 )
                 >= 4
                 else None

@@ -62,9 +62,15 @@ def _serve(server: Any, closing: threading.Event) -> None:
 
 
 def start(
-    settings: Settings, *, host: str = "0.0.0.0", port: int | None = None, **build_kwargs: Any
+    settings: Settings,
+    *,
+    host: str = "0.0.0.0",
+    port: int | None = None,
+    metrics_host: str | None = None,
+    **build_kwargs: Any,
 ) -> Running:
-    """Build Warden, start its jobs and serve HTTP on a background thread."""
+    """Build Warden, start its jobs and serve HTTP on a background thread (`host`; the
+    metrics port, if any, on `metrics_host`, by default the same)."""
     if settings.slack_bot_token is None or settings.slack_signing_secret is None:
         raise ConfigError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must be set")
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
@@ -103,7 +109,7 @@ def start(
         thread=thread,
         closing=closing,
         inbox=inbox,
-        metrics=metrics_server(warden, settings, host),
+        metrics=metrics_server(warden, settings, metrics_host or host),
     )
 
 
@@ -124,7 +130,8 @@ def serve(settings: Settings, socket_mode: bool = False, worker: bool = False) -
         return _socket_mode(settings)
     if worker and settings.warden_worker_nice:
         os.nice(settings.warden_worker_nice)  # acks, in the front process, go first
-    running = start(settings, host="127.0.0.1" if worker else "0.0.0.0")
+    # The worker is reached through the front only; WARDEN_METRICS_PORT is for Prometheus.
+    running = start(settings, host="127.0.0.1" if worker else "0.0.0.0", metrics_host="0.0.0.0")
     log.info(
         "Warden %s on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
         "worker listening" if worker else "listening",
