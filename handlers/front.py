@@ -222,6 +222,8 @@ class Front:
     # -- everything else ----------------------------------------------------------------------
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
+        if request.path == WAKE_PATH:  # between the front and its worker only
+            return _json(404, {"error": "not found"})
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:

@@ -17,7 +17,6 @@ The schema is managed by Alembic (`storage/migrations`); `Database.upgrade()` ru
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -52,36 +50,9 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if immediate:
-            _begin_immediate(conn)
-        else:
-            conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
-
-
-BUSY_POLL_S = 0.0005
-BUSY_GIVE_UP_S = 30.0
-
-
-def _begin_immediate(conn: Any) -> None:
-    """Take SQLite's write lock, asking again every `BUSY_POLL_S` while another process holds
-    it. SQLite's own busy handler sleeps 1, 2, 5, 10 … then 50 and 100 ms between tries, so a
-    writer in another process that writes often (the worker, to the front's acks) wins the
-    lock again and again while the waiting one sleeps: 200 ms acks."""
-    deadline = time.monotonic() + BUSY_GIVE_UP_S
-    conn.exec_driver_sql("PRAGMA busy_timeout=0")
-    try:
-        while True:
-            try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                return
-            except OperationalError as exc:
-                if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(BUSY_POLL_S)
-    finally:
-        conn.exec_driver_sql("PRAGMA busy_timeout=30000")
 
 
 def normalise_url(url: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +125,6 @@ def test_a_request_goes_through_the_front_to_a_run_and_a_command_is_answered(
 
 
 def _get(url: str) -> str | None:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(resp.read().decode())
@@ -161,6 +161,10 @@ def test_the_front_refuses_what_slack_did_not_send_and_stores_nothing(
         assert answer.status == 400, (body[:20], answer.status)
         assert "Traceback" not in answer.body
     assert d.stored() == 0
+    wake = urllib.request.Request(d.warden.url + "/internal/inbox", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wake, timeout=5)
+    assert refused.value.code == 404  # the worker's wake-up is not reachable from outside
     # And it still works.
     assert ws.mention(REQUESTER, CHANNEL, "touch two").status == 200
     until(d.cards)
