@@ -3,6 +3,7 @@ real processes: crashes, restarts, the front's own behaviour."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -103,8 +104,10 @@ class Served:
         while time.monotonic() < deadline:
             if self.healthy():
                 return
-            assert self.proc.poll() is None, "warden serve exited"
+            if self.proc.poll() is not None:
+                raise AssertionError("warden serve exited")
             time.sleep(0.05)  # polling a process coming up, not synchronising work
+        self.kill()  # never leave a front (and its worker) behind
         raise AssertionError("warden serve did not answer /healthz")
 
     def healthy(self) -> bool:
@@ -134,3 +137,6 @@ class Served:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # a worker left behind, if any

@@ -96,9 +96,9 @@ def deployed(database_url: str, tmp_path: Path) -> Iterator[Deployed]:
     port = free_port()
     warden = Served(serve_env(ws.api_url, database_url, _policy(tmp_path), port), port)
     ws.bot_url = warden.url + "/slack/events"
-    warden.start()
     db = Database(database_url)
     try:
+        warden.start()
         yield Deployed(ws, warden, Store(db), tmp_path)
     finally:
         warden.stop()
