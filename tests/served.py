@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,9 @@ class Served:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as resp:
                 return bool(resp.status == 200)
+        except urllib.error.HTTPError as exc:  # 503 while the worker starts
+            exc.close()
+            return False
         except OSError:
             return False
 

@@ -128,6 +128,9 @@ def _get(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(resp.read().decode())
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return None
     except OSError:
         return None
 
@@ -165,6 +168,7 @@ def test_the_front_refuses_what_slack_did_not_send_and_stores_nothing(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(wake, timeout=5)
     assert refused.value.code == 404  # the worker's wake-up is not reachable from outside
+    refused.value.close()
     # And it still works.
     assert ws.mention(REQUESTER, CHANNEL, "touch two").status == 200
     until(d.cards)

@@ -83,11 +83,13 @@ def test_run_of_a_dead_owner_is_flagged_at_start_up_and_a_live_one_is_left_alone
 def test_periodic_sweep_flags_an_owner_whose_heartbeat_stopped(
     database_url: str, policy: Policy, chat: RecordingChat
 ) -> None:
-    offset = [timedelta(0)]
-    with warden(database_url, policy, chat, clock=lambda: utcnow() + offset[0]) as w:
+    # Warden's clock stands still but for `offset`, so a slow machine cannot age the other
+    # replica's heartbeat past the margin this test sets.
+    offset, base = [timedelta(0)], utcnow()
+    with warden(database_url, policy, chat, clock=lambda: base + offset[0]) as w:
         w.lifecycle.sweeps.recover()
-        lease = utcnow() + timedelta(hours=1)
-        w.store.heartbeat("other-replica", utcnow())
+        lease = base + timedelta(hours=1)
+        w.store.heartbeat("other-replica", base)
         other = _executing(w, "other-replica", lease)
         mine = _executing(w, w.lifecycle.owner, lease)
         assert w.lifecycle.sweeps.interrupted() == 0
