@@ -15,7 +15,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.slack_fixtures import SECRET, TOKEN
+from devslack import Persona, Workspace
+from tests.conftest import ADMIN, APPROVER, REQUESTER
+from tests.slack_fixtures import CHANNEL, OPS, SECRET, TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +38,25 @@ def until(fn: Any, timeout: float = 30.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def workspace() -> Workspace:
+    """A started local Slack workspace with a requester, an approver and an admin."""
+    ws = Workspace(
+        signing_secret=SECRET,
+        bot_url="",
+        bot_token=TOKEN,
+        team_id="T0TEST",
+        bot_user_id="U0WARDEN",
+        personas=[
+            Persona(id=REQUESTER, name="riley", label="Riley"),
+            Persona(id=APPROVER, name="avery", label="Avery"),
+            Persona(id=ADMIN, name="sam", label="Sam"),
+        ],
+        channels={CHANNEL: "general", OPS: "ops"},
+    )
+    ws.start()
+    return ws
 
 
 def serve_env(api_url: str, database_url: str, config: Path, port: int) -> dict[str, str]:

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from devslack import Persona, Workspace
+from devslack import Workspace
 from storage.db import Database
 from storage.models import Instance, utcnow
 from storage.repo import Store
 from tests.conftest import ADMIN, APPROVER, REQUESTER
 from tests.served import Served, free_port, serve_env, until
-from tests.slack_fixtures import CHANNEL, OPS, SECRET, TOKEN, card_text
+from tests.served import workspace as new_workspace
+from tests.slack_fixtures import CHANNEL, OPS, card_text
 
 
 def _policy(tmp: Path) -> Path:
@@ -46,20 +47,7 @@ risk = "medium"
 
 @pytest.fixture
 def workspace() -> Iterator[Workspace]:
-    ws = Workspace(
-        signing_secret=SECRET,
-        bot_url="",
-        bot_token=TOKEN,
-        team_id="T0TEST",
-        bot_user_id="U0WARDEN",
-        personas=[
-            Persona(id=REQUESTER, name="riley", label="Riley"),
-            Persona(id=APPROVER, name="avery", label="Avery"),
-            Persona(id=ADMIN, name="sam", label="Sam"),
-        ],
-        channels={CHANNEL: "general", OPS: "ops"},
-    )
-    ws.start()
+    ws = new_workspace()
     yield ws
     ws.stop()
 

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from devslack import Persona, Workspace
+from devslack import Workspace
 from handlers.http import MAX_BODY
 from storage.db import Database
 from storage.models import InboxEntry
 from storage.repo import Store
 from tests.conftest import ADMIN, APPROVER, REQUESTER
 from tests.served import Served, alive, free_port, serve_env, until
-from tests.slack_fixtures import CHANNEL, OPS, SECRET, TOKEN
+from tests.served import workspace as new_workspace
+from tests.slack_fixtures import CHANNEL, OPS
 
 pytestmark = pytest.mark.xdist_group("served")  # real processes: not two suites at once
 
@@ -79,20 +80,7 @@ class Deployed:
 
 @pytest.fixture
 def deployed(database_url: str, tmp_path: Path) -> Iterator[Deployed]:
-    ws = Workspace(
-        signing_secret=SECRET,
-        bot_url="",
-        bot_token=TOKEN,
-        team_id="T0TEST",
-        bot_user_id="U0WARDEN",
-        personas=[
-            Persona(id=REQUESTER, name="riley", label="Riley"),
-            Persona(id=APPROVER, name="avery", label="Avery"),
-            Persona(id=ADMIN, name="sam", label="Sam"),
-        ],
-        channels={CHANNEL: "general", OPS: "ops"},
-    )
-    ws.start()
+    ws = new_workspace()
     port = free_port()
     warden = Served(serve_env(ws.api_url, database_url, _policy(tmp_path), port), port)
     ws.bot_url = warden.url + "/slack/events"
