@@ -4,15 +4,8 @@
 a runbook's outcome check (`verify`) and the agent loop's read-only lookups are five faces of
 it — so timeouts, redaction, truncation and auditing happen once, here. `Execution` claims an
 approved action (asking the gate again first), runs it through the executor and records how
-it ended, exactly once; it claims and records due outcome checks the same way.
-
-Live runs: while an action runs, the executor's thread that waits for it calls a `LiveCard`
-every `WATCH_EVERY` seconds. It reads the action's Cancel request (set in the database by
-whichever replica took the click, so a click anywhere reaches the replica running it) and
-pulls the run's stop switch (`bot.runbooks.LiveRun`); every `PROGRESS_EVERY` seconds it
-stores the command's last lines (redacted and masked like any output) and owes the card a
-refresh — one in flight at most — so the card shows the time it has been running and its
-output. A stopped run ends `cancelled`, audited under the name of whoever clicked Cancel.
+it ended (`bot.outcomes`), exactly once; it claims and records due outcome checks the same
+way. While a run lasts, its card is kept live and its Cancel heard (`bot.live_card`).
 """
 
 from __future__ import annotations
@@ -31,15 +24,15 @@ from sqlmodel import col
 
 from bot.core import Core, new_id
 from bot.errors import WardenError
-from bot.gate import EXPIRED, Verdict
+from bot.live_card import LiveCard
 from bot.logcontext import bind, scoped
+from bot.outcomes import Outcomes
 from bot.pii import PLACEHOLDER
 from bot.redact import redact
 from bot.runbooks import LIVE_RUN, LiveRun, truncate_middle, verify_runner
 from bot.tools import Tool, ToolContext, ToolResult, canonical_json
 from storage.checks import cancel_open_check
-from storage.models import UNDOABLE, Action, ActionStatus, VerifyStatus
-from storage.outbox import Notice
+from storage.models import UNDOABLE, Action, ActionStatus
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +41,9 @@ RESULT_KEEP = 4000  # characters kept from each end of a stored result
 PREVIEW_KEEP = 1500
 LOOKUP_KEEP = 2000
 CALL_GRACE_S = 5.0  # beyond a tool's timeout: time for a runbook to kill its process group
-CHECK_ATTEMPTS = 3  # interrupted outcome-check attempts before it is given up as "error"
-CHECK_NOTE_KEEP = 150  # characters kept from each end of a check's output on the card
 NOT_RUN = "not run in evaluation"
 NO_DATA = "(no data)"
 WATCH_EVERY = 1.0  # seconds between looks at a running action's Cancel request
-PROGRESS_EVERY = 5.0  # seconds between refreshes of a running action's card
 
 
 START_WAIT_S = 10.0  # a tool call's thread must start within this, or it was not run
@@ -361,6 +351,15 @@ class Execution:
     def __init__(self, core: Core, executor: Executor) -> None:
         self.core = core
         self.executor = executor
+        self.outcomes = Outcomes(core, executor.verify, self._lease)
+
+    def check(self, action_id: str) -> None:
+        """Run a due outcome check once (a background worker): `Outcomes.check`."""
+        self.outcomes.check(action_id)
+
+    def requeue_stale_checks(self) -> int:
+        """Interrupted outcome checks go back to pending: `Outcomes.requeue_stale_checks`."""
+        return self.outcomes.requeue_stale_checks()
 
     def submit(self, action_id: str) -> bool:
         """Hand a run to an executor; True if one takes it at once (it then brings the card
@@ -445,14 +444,14 @@ class Execution:
         if (result.ok or stopped_by) and tool is not None and tool.reversible:
             # A stopped command may have done part of its work: its undo is the way back.
             undo_until = core.clock() + core.policy.gate.undo_window
-        self._outcome(
+        self.outcomes.record(
             claimed,
             ActionStatus.EXECUTING,
             result,
             undo_until=undo_until,
             undo_data=json.dumps(result.undo_data) if result.undo_data else None,
             stopped_by=stopped_by,
-            **self._check_due(claimed, result),
+            **self.outcomes.due(claimed, result),
         )
 
     def request_cancel(self, action: Action, user: str) -> bool:
@@ -469,150 +468,9 @@ class Execution:
         core.kick()
         return asked
 
-    def _check_due(self, action: Action, result: ToolResult) -> dict[str, Any]:
-        """A succeeded runbook call with a `verify` owes an outcome check `verify_after` from
-        now: stored with the success, in the same transition."""
-        runbook = self.core.policy.runbooks.get(action.tool)
-        if not result.ok or runbook is None or runbook.verify is None:
-            return {}
-        return {
-            "verify_status": VerifyStatus.PENDING.value,
-            "verify_at": self.core.clock() + runbook.verify_after,
-            "verify_note": None,
-        }
-
     def _not_runnable(self, action: Action, why_not: str) -> None:
-        """The rules changed between approval and start: the action goes back to people."""
-        core = self.core
-        if why_not == EXPIRED:
-            core.store.transition(
-                action.id,
-                [ActionStatus.APPROVED],
-                ActionStatus.EXPIRED,
-                core.audit("warden", "action.expired", action.trace_id),
-                revision=action.revision,
-            )
-            core.kick()
-            return
-        decision = core.gate.recheck(action, core.now())
-        if decision is not None and decision.verdict in (Verdict.REFUSE, Verdict.SUGGEST):
-            core.store.transition(
-                action.id,
-                [ActionStatus.APPROVED],
-                decision.status,
-                core.audit(
-                    "warden", f"action.{decision.status.value}", action.trace_id, reason=why_not
-                ),
-                revision=action.revision,
-                values={
-                    "status_note": f"Not run: {why_not}.",
-                    "policy_version": decision.policy_version,
-                },
-            )
-        else:
-            values: dict[str, Any] = {
-                "revision": action.revision + 1,
-                "decided_by": None,
-                "expires_at": core.clock() + core.policy.gate.approval_ttl,
-                "status_note": f"Not run: {why_not}. It needs an approval again.",
-            }
-            if action.break_glass_by and action.decided_by == action.break_glass_by:
-                # The review list keeps the flag; the card must not read as if it ran.
-                values["status_note"] = (
-                    f"The break glass did not run: {why_not}. It needs an approval again."
-                )
-            if decision is not None:
-                values.update(
-                    policy_version=decision.policy_version,
-                    risk=decision.risk.value,
-                    required_approvals=decision.required_approvals,
-                )
-            core.store.transition(
-                action.id,
-                [ActionStatus.APPROVED],
-                ActionStatus.AWAITING_APPROVAL,
-                core.audit("warden", "action.held", action.trace_id, reason=why_not),
-                revision=action.revision,
-                values=values,
-            )
-        core.kick()
-
-    def _outcome(
-        self,
-        action: Action,
-        before: ActionStatus,
-        result: ToolResult,
-        stopped_by: str | None = None,
-        **values: Any,
-    ) -> ActionStatus:
-        """Record how a run (`executing`) or an undo (`undoing`) ended, and say so.
-        `stopped_by`: the run was stopped because this person clicked Cancel."""
-        core = self.core
-        ok_state, bad_state = (
-            (ActionStatus.SUCCEEDED, ActionStatus.FAILED)
-            if before == ActionStatus.EXECUTING
-            else (ActionStatus.UNDONE, ActionStatus.UNDO_FAILED)
-        )
-        final = ok_state if result.ok else bad_state
-        actor = "warden"
-        if stopped_by is not None and before == ActionStatus.EXECUTING:
-            final, actor = ActionStatus.CANCELLED, stopped_by
-        elif result.unknown and not result.ok:
-            final = ActionStatus.NEEDS_REVIEW
-            values.setdefault(
-                "status_note", "Cut off by its timeout: it may have done part of its work."
-            )
-            values["undo_until"] = None
-        # Output is stored and audited with the request's placeholders (the card shows it).
-        output = core.privacy.masking(
-            action.request_id, lambda m: core.privacy.mask_output(m, result.output)
-        )
-        notices = []
-        if final == ActionStatus.CANCELLED:
-            notices.append(
-                Notice(
-                    channel=action.channel,
-                    thread_ts=action.thread_ts,
-                    text=f":octagonal_sign: *{action.tool}* cancelled by <@{actor}> (action "
-                    f"`{action.id[:8]}`); it may have done part of its work.",
-                )
-            )
-        elif before == ActionStatus.EXECUTING:
-            icon = (
-                ":white_check_mark:"
-                if result.ok
-                else (":warning:" if final == ActionStatus.NEEDS_REVIEW else ":x:")
-            )
-            notices.append(
-                Notice(
-                    channel=action.channel,
-                    thread_ts=action.thread_ts,
-                    text=f"{icon} *{action.tool}* {final.value} (action `{action.id[:8]}`).",
-                )
-            )
-        row = core.store.transition(
-            action.id,
-            [before],
-            final,
-            core.audit(actor, f"action.{final.value}", action.trace_id, output=output[:500]),
-            values={
-                "result": output,
-                "result_note": result.note or None,
-                "lease_until": None,
-                "progress": None,
-                **values,
-            },
-            where=[col(Action.owner) == core.owner],
-            notices=notices,
-        )
-        if row is None:
-            log.error("action %s finished but its row was no longer ours", action.id)
-        else:
-            log.info("action %s: %s", final.value, action.tool)
-            by = row.decided_by if before == ActionStatus.UNDOING else stopped_by
-            core.record_outcome(row, final.value, by, None)
-        core.kick()
-        return final
+        """The rules changed between approval and start: `Outcomes.not_runnable`."""
+        self.outcomes.not_runnable(action, why_not)
 
     def start_undo(self, action: Action, user: str) -> bool:
         """Move a succeeded action to `undoing` (the gate has allowed it) and run the undo."""
@@ -649,157 +507,7 @@ class Execution:
         _bind_action(action, self.core.owner)
         log.info("undoing %s", action.tool)
         result = self.executor.undo(action)
-        self._outcome(action, ActionStatus.UNDOING, result, undo_until=None)
-
-    # -- outcome checks (a runbook's `verify`) -----------------------------------------------
-
-    @scoped
-    def check(self, action_id: str) -> None:
-        """Claim a due outcome check and run it once (a background worker). The claim fails
-        while Warden is paused (a check is tool code), once the action was undone, or when
-        another replica took it. The result is recorded with its audit row and the card's
-        refresh; a failed check also alerts the admin channel in the same transaction and
-        is told to the outcome listeners (the governor, memory) as "verify_failed"."""
-        core = self.core
-        bind(action_id=action_id, owner=core.owner)
-        action = core.store.get_action(action_id)
-        if action is None or action.verify_status != VerifyStatus.PENDING:
-            return
-        _bind_action(action, core.owner)
-        claimed = core.store.claim_check(
-            action_id,
-            core.owner,
-            core.clock(),
-            self._lease(action),
-            core.audit("warden", "action.verify_started", action.trace_id),
-        )
-        if claimed is None:
-            return
-        try:
-            result = self.executor.verify(claimed)
-        except WardenError as exc:
-            self._checked(claimed, VerifyStatus.ERROR, str(exc))
-            return
-        output = core.privacy.masking(
-            claimed.request_id, lambda m: core.privacy.mask_output(m, result.output)
-        )
-        self._checked(claimed, VerifyStatus.PASSED if result.ok else VerifyStatus.FAILED, output)
-
-    def requeue_stale_checks(self) -> int:
-        """Checks whose process died while running them (the lease ran out) go back to
-        pending; after `CHECK_ATTEMPTS` interrupted attempts one is given up as "error"."""
-        core = self.core
-        now = core.clock()
-        requeued = 0
-        for action in core.store.stale_checks(now):
-            if core.store.check_attempts(action.id) >= CHECK_ATTEMPTS:
-                self._checked(
-                    action,
-                    VerifyStatus.ERROR,
-                    f"interrupted {CHECK_ATTEMPTS} times",
-                    expired=True,
-                )
-            elif core.store.requeue_check(
-                action.id, now, core.audit("warden", "action.verify_interrupted", action.trace_id)
-            ):
-                requeued += 1
-        core.kick()
-        return requeued
-
-    def _checked(
-        self, action: Action, status: VerifyStatus, output: str, *, expired: bool = False
-    ) -> None:
-        """Record a check's result (`output` already redacted and masked) and say so."""
-        core = self.core
-        note = truncate_middle(output.strip(), CHECK_NOTE_KEEP) or "(no output)"
-        where = f"*{action.tool}* (action `{action.id}`, trace `{action.trace_id}`)"
-        notices: list[Notice] = []
-        if status is VerifyStatus.FAILED:
-            shown = core.safe(note, 600)
-            notices += [
-                core.to_admins(
-                    f":x: Outcome check failed: {where} succeeded, but its check says the "
-                    f"outcome is not right:\n{shown}"
-                ),
-                Notice(
-                    channel=action.channel,
-                    thread_ts=action.thread_ts,
-                    text=f":x: *{action.tool}* succeeded, but its outcome check failed "
-                    f"(action `{action.id[:8]}`); the card has the details.",
-                ),
-            ]
-        elif status is VerifyStatus.ERROR:
-            notices.append(
-                core.to_admins(
-                    f":warning: {where}: its outcome could not be checked "
-                    f"({core.safe(note, 300)}). Check it by hand."
-                )
-            )
-        kind = {
-            VerifyStatus.PASSED: "action.verified",
-            VerifyStatus.FAILED: "action.verify_failed",
-        }.get(status, "action.verify_error")
-        row = core.store.finish_check(
-            action.id,
-            core.owner,
-            status,
-            note,
-            core.audit("warden", kind, action.trace_id, note=note[:500]),
-            now=core.clock(),
-            expired=expired,
-            notices=notices,
-        )
-        core.kick()
-        if row is None:
-            log.info("the outcome check of %s was canceled or taken over meanwhile", action.id)
-        elif status is VerifyStatus.FAILED:
-            core.record_outcome(row, "verify_failed", None, None)
-
-
-class LiveCard:
-    """Keeps one running action's card live and hears its Cancel (the `watch` of its run,
-    called on the executor's thread every `WATCH_EVERY` seconds while the run lasts; stops
-    with it). Each call reads whether someone asked to cancel — the request may have been
-    written by another replica — and pulls the run's stop switch; every `PROGRESS_EVERY`
-    seconds it stores the output's last lines and owes the card a refresh. Never raises: a
-    database hiccup costs one refresh, never the run."""
-
-    def __init__(self, core: Core, action: Action, live: LiveRun | None) -> None:
-        self.core = core
-        self.action = action
-        self.live = live
-        self._next_refresh = time.monotonic() + PROGRESS_EVERY
-
-    def __call__(self) -> None:
-        try:
-            self._look()
-        except Exception:
-            log.exception("could not refresh the live card of %s", self.action.id)
-
-    def _look(self) -> None:
-        core, action, live = self.core, self.action, self.live
-        if live is not None and not live.stop_requested:
-            by = core.store.cancel_requested(action.id)
-            if by is not None:
-                log.info("stopping %s: cancel requested by %s", action.tool, by)
-                live.stop()
-        now = time.monotonic()
-        if now < self._next_refresh:
-            return
-        self._next_refresh = now + PROGRESS_EVERY
-        progress = None
-        if live is not None:
-            # Like any output: secrets redacted, personal data as the request's placeholders.
-            shown = redact(live.last_lines())
-            progress = (
-                core.privacy.masking(
-                    action.request_id, lambda m: core.privacy.mask_output(m, shown)
-                )
-                if shown
-                else None
-            )
-        if core.store.live_progress(action.id, core.owner, progress):
-            core.kick()
+        self.outcomes.record(action, ActionStatus.UNDOING, result, undo_until=None)
 
 
 def _bind_action(action: Action, owner: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import bot.execution
+import bot.live_card
 from bot.app import build_registry
 from bot.cards import CardFacts, build_card, duration_text
 from bot.gate import Gate, Now
@@ -43,7 +44,7 @@ def quick_watch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Look for a Cancel every 0.1 s and refresh a running card every 0.4 s (5 s in
     production), so the tests see several refreshes in well under a second."""
     monkeypatch.setattr(bot.execution, "WATCH_EVERY", 0.1)
-    monkeypatch.setattr(bot.execution, "PROGRESS_EVERY", 0.4)
+    monkeypatch.setattr(bot.live_card, "PROGRESS_EVERY", 0.4)
 
 
 @pytest.fixture
