@@ -47,15 +47,17 @@ from bot.errors import ConfigError
 from bot.sealing import Sealer
 from bot.settings import Settings
 from handlers.http import MAX_BODY, WAKE_PATH, parsed, peer_address, unverified
-from handlers.inbox import MAX_BATCH, STORE_TIMEOUT, arrival, store_sealed
+from handlers.inbox import MAX_BATCH, STORE_TIMEOUT, arrival, sealed, store_sealed
 from storage.db import Database
 from storage.inbox import Arrival
 from storage.models import utcnow
 from storage.repo import Store
+from storage.spool import Spool, SpoolError, spool_path
 
 log = logging.getLogger(__name__)
 
 FORWARD_TIMEOUT_S = 10.0
+TIDY_EVERY_S = 1.0
 RESTART_FIRST_S, RESTART_MAX_S = 1.0, 30.0
 HEALTHY_AFTER_S = 60.0  # a worker that ran this long restarts after RESTART_FIRST_S again
 _HOP_BY_HOP = frozenset(
@@ -85,10 +87,17 @@ def _end_to_end(headers: Any) -> list[tuple[str, str]]:
 class Front:
     """The front's request handling: store-and-ack, or forward to the worker."""
 
-    def __init__(self, store: Store, sealer: Sealer, signing_secret: str, worker_url: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sealer: Sealer,
+        signing_secret: str,
+        worker_url: str,
+        spool: Spool | None = None,
+    ) -> None:
         if not signing_secret.strip():
             raise ConfigError("SLACK_SIGNING_SECRET is empty")
-        self.store, self.sealer = store, sealer
+        self.store, self.sealer, self.spool = store, sealer, spool
         self.verifier = SignatureVerifier(signing_secret)
         self.worker_url = worker_url
         self._waiting: list[tuple[Arrival, asyncio.Future[bool]]] = []
@@ -115,6 +124,8 @@ class Front:
             asyncio.create_task(self._write_loop()),
             asyncio.create_task(self._wake_loop()),
         ]
+        if self.spool is not None:
+            self._tasks.append(asyncio.create_task(self._tidy_loop()))
 
     async def _stop(self, _app: web.Application) -> None:
         for task in self._tasks:
@@ -125,6 +136,8 @@ class Front:
         if self._session is not None:
             await self._session.close()
         self._writer.shutdown(wait=True)
+        if self.spool is not None:
+            self.spool.dispose()
 
     # -- /slack/events ------------------------------------------------------------------------
 
@@ -184,16 +197,7 @@ class Front:
                 del self._waiting[:MAX_BATCH]
                 arrivals = [a for a, _ in batch]
                 try:
-                    # Unowned (None): due at once for any replica's worker.
-                    await loop.run_in_executor(
-                        self._writer,
-                        store_sealed,
-                        self.store,
-                        self.sealer,
-                        arrivals,
-                        None,
-                        utcnow(),
-                    )
+                    await loop.run_in_executor(self._writer, self._store_batch, arrivals)
                     stored = True
                 except Exception:
                     log.exception(
@@ -205,6 +209,24 @@ class Front:
                         done.set_result(stored)
                 if stored:
                     self._wake_owed.set()
+
+    def _store_batch(self, arrivals: list[Arrival]) -> None:
+        if self.spool is not None:  # SQLite: a file only this process writes
+            self.spool.append(sealed(self.sealer, arrivals), utcnow())
+        else:  # unowned (None): due at once for any replica's worker
+            store_sealed(self.store, self.sealer, arrivals, None, utcnow())
+
+    async def _tidy_loop(self) -> None:
+        """Every `TIDY_EVERY_S`, drop what the worker has imported from the spool (on the
+        writer thread: the spool's only writer)."""
+        assert self.spool is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TIDY_EVERY_S)
+            try:
+                await loop.run_in_executor(self._writer, self.spool.tidy, self.store)
+            except Exception:
+                log.exception("could not tidy the spool; trying again")
 
     async def _wake_loop(self) -> None:
         """Tell the worker requests are waiting (one call at a time; calls owed meanwhile
@@ -311,11 +333,17 @@ def serve(settings: Settings, *, config: str | None = None, verbose: bool = Fals
     db.upgrade()  # before the worker starts, so the two never migrate at once
     worker_port = _free_port()
     worker = WorkerProcess(worker_argv(config, verbose), dict(os.environ, PORT=str(worker_port)))
+    path = spool_path(db)
+    try:
+        spool = None if path is None else Spool.create(path)
+    except SpoolError as e:
+        raise ConfigError(str(e)) from e
     front = Front(
         Store(db),
         Sealer(settings.data_key()),
         settings.slack_signing_secret.get_secret_value(),
         f"http://127.0.0.1:{worker_port}",
+        spool=spool,
     )
     app = front.app()
 

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from slack_bolt import App, BoltRequest
@@ -46,6 +47,7 @@ from bot.workers import FairPool
 from storage.db import Database
 from storage.inbox import Arrival
 from storage.repo import Store
+from storage.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,17 @@ def arrival(data: dict[str, Any], text: str, content_type: str) -> Arrival | Non
     return None
 
 
+def sealed(sealer: Sealer, arrivals: list[Arrival]) -> list[Arrival]:
+    """`arrivals` with their bodies sealed under the data key (they hold what people wrote)."""
+    return [replace(a, body=sealer.seal_text(a.body)) for a in arrivals]
+
+
 def store_sealed(
     store: Store, sealer: Sealer, arrivals: list[Arrival], owner: str | None, now: datetime
 ) -> dict[str, int]:
-    """Store a batch of requests in one transaction, bodies sealed under the data key (they
-    hold what people wrote); {key: id} of the new ones. `owner` None: due for any replica."""
-    sealed = [replace(a, body=sealer.seal_text(a.body)) for a in arrivals]
-    return store.store_arrivals(sealed, owner, now, LEASE)
+    """Store a batch of requests in one transaction, bodies sealed; {key: id} of the new
+    ones. `owner` None: due for any replica."""
+    return store.store_arrivals(sealed(sealer, arrivals), owner, now, LEASE)
 
 
 def _key(prefix: str, value: object, text: str) -> str:
@@ -127,9 +133,13 @@ class Inbox:
         sealer: Sealer,
         *,
         answer: Callable[[str, dict[str, Any]], None] | None = None,
+        spool_path: Path | None = None,
     ) -> None:
         self.app, self.store, self.pool, self.owner, self.clock = app, store, pool, owner, clock
         self.sealer = sealer
+        # The front process's spool (SQLite, `storage/spool.py`), opened once a front made it.
+        self._spool_path, self._spooled_up_to = spool_path, 0
+        self._spool: Spool | None = None
         self.answer = answer or _post_to_response_url
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -154,6 +164,8 @@ class Inbox:
         self._queue.put(None)
         self._writer.join(timeout=10)
         self.stop_recovering()
+        if self._spool is not None:
+            self._spool.dispose()
 
     def stop_recovering(self) -> None:
         """Stop looking for requests to take over in the background (`recover` still works)."""
@@ -299,6 +311,7 @@ class Inbox:
         """Dispatch stored requests nobody is handling (stored by the front process, their
         replica died, or a dispatch failed and is due again), oldest first. Returns how many
         were taken."""
+        self._import_spool()
         taken = 0
         while not self._stop.is_set():
             with self._held_lock:
@@ -321,6 +334,19 @@ class Inbox:
                 self._hand_on(e.id, item, data)
                 taken += 1
         return taken
+
+    def _import_spool(self) -> None:
+        """Copy what the front spooled into the inbox, where it is claimed like the rest."""
+        if self._spool is None and self._spool_path is not None:
+            try:
+                self._spool = Spool.existing(self._spool_path)
+            except SpoolError as e:
+                log.error("%s", e)  # the main inbox still works
+                self._spool_path = None
+        if self._spool is not None:
+            self._spooled_up_to = self._spool.import_into(
+                self.store, self._spooled_up_to, self.clock(), LEASE
+            )
 
     def _recover_loop(self) -> None:
         next_round = 0.0

@@ -21,6 +21,7 @@ from handlers.inbox import Inbox
 from handlers.prometheus import MetricsServer, Probes
 from handlers.slack_app import create_app
 from handlers.slack_client import SlackChat, make_web_client
+from storage.spool import spool_path
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,13 @@ def start(
     warden.start()
     lc = warden.lifecycle
     inbox = Inbox(
-        app, warden.store, warden.workers.inbox, lc.owner, lc.core.clock, lc.core.privacy.sealer
+        app,
+        warden.store,
+        warden.workers.inbox,
+        lc.owner,
+        lc.core.clock,
+        lc.core.privacy.sealer,
+        spool_path=spool_path(warden.store.db),
     ).start()
     server = make_server(
         WardenWSGI(

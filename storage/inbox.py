@@ -144,6 +144,15 @@ class InboxQueries:
             entry.owner, entry.lease_until = None, retry_at
             return True
 
+    def inbox_has(self, keys: Collection[str]) -> set[str]:
+        """Which of `keys` the inbox holds (done or not)."""
+        if not keys:
+            return set()
+        with self.db.read() as s:
+            return set(
+                s.exec(select(InboxEntry.key).where(col(InboxEntry.key).in_(list(keys)))).all()
+            )
+
     def inbox_open(self) -> int:
         """How many entries are not done yet."""
         with self.db.read() as s:

@@ -1,0 +1,218 @@
+"""The front's spool: where `warden serve`'s front process stores Slack's requests when the
+database is SQLite.
+
+SQLite has one writer per file. If the front stored requests in the main database, every ack
+would wait whenever the worker held the write lock (a planner's, executor's or outbox's
+transaction), and SQLite's busy handler sleeps in steps of up to 100 ms. So on SQLite the
+front appends to a file of its own beside the database (`warden.db` → `warden.db.spool`):
+
+* the front is the only writer of the spool, so an append never waits for a lock held by
+  Warden's work (one writer thread, group commit, as for the main inbox);
+* the worker only reads it (WAL: a reader never blocks the writer) and imports what it has
+  not imported yet into the main inbox (`Store.store_arrivals`, unowned), where the key makes
+  an import that happens twice (two replicas, a crash before the front tidied) a no-op;
+* the front deletes the rows whose key the main inbox holds (`tidy`): imported, so safe.
+
+An acknowledged request is therefore always in the spool or the main inbox (or both), and is
+handed to Bolt once. PostgreSQL has no single writer lock, so there the front stores into the
+main inbox directly and no spool exists. The spool's one table is created on first use; its
+`user_version` guards against a file written by a different layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import make_url
+
+from storage.db import Database
+from storage.inbox import Arrival, InboxQueries
+
+LAYOUT = 1
+"""The spool's `PRAGMA user_version`: bumped whenever its table changes."""
+
+_meta = MetaData()
+_spool = Table(
+    "spool",
+    _meta,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(100), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    # AUTOINCREMENT: ids never go back, even once every row was deleted (the worker imports
+    # what is above the last id it imported).
+    sqlite_autoincrement=True,
+)
+_BATCH = 200
+_APPEND = insert(_spool).prefix_with("OR IGNORE")  # a key spooled twice is spooled once
+
+
+class SpoolError(RuntimeError):
+    """The spool file cannot be used (written by a different layout)."""
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A request in the spool, as the front stored it (body sealed)."""
+
+    id: int
+    arrival: Arrival
+    received_at: datetime
+
+
+def spool_path(db: Database) -> Path | None:
+    """Where the spool of `db` lives: beside a SQLite file; None for other databases."""
+    if not db.is_sqlite:
+        return None
+    name = make_url(db.url).database
+    return Path(f"{name}.spool") if name else None
+
+
+def _engine(path: Path) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=4,
+        max_overflow=4,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Spool:
+    """One spool file. The front creates it (`Spool.create`); the worker opens it only if it
+    exists (`Spool.existing`)."""
+
+    def __init__(self, path: Path, engine: Engine) -> None:
+        self.path, self.engine = path, engine
+
+    @classmethod
+    def create(cls, path: Path) -> Spool:
+        spool = cls(path, _engine(path))
+        with spool.engine.begin() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar()
+            if version not in (0, LAYOUT):
+                raise SpoolError(
+                    f"{path} was written by another version of Warden (layout {version}); "
+                    "import it with that version or move it away"
+                )
+            _meta.create_all(conn)
+            conn.exec_driver_sql(f"PRAGMA user_version={LAYOUT}")
+        return spool
+
+    @classmethod
+    def existing(cls, path: Path) -> Spool | None:
+        """The spool at `path` if a front created it, else None."""
+        return cls.create(path) if path.exists() else None
+
+    def append(self, arrivals: Sequence[Arrival], now: datetime) -> None:
+        """Store `arrivals` in one transaction (bodies as given: the caller seals them)."""
+        rows = [
+            {
+                "key": a.key,
+                "kind": a.kind,
+                "content_type": a.content_type,
+                "body": a.body,
+                "received_at": now,
+            }
+            for a in arrivals
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(_APPEND, rows)
+
+    def pending(self, after: int, limit: int) -> list[Spooled]:
+        """Up to `limit` spooled requests with an id above `after`, oldest first."""
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                select(_spool).where(_spool.c.id > after).order_by(_spool.c.id).limit(limit)
+            )
+            return [
+                Spooled(
+                    id=r.id,
+                    arrival=Arrival(
+                        key=r.key, kind=r.kind, content_type=r.content_type, body=r.body
+                    ),
+                    received_at=r.received_at,
+                )
+                for r in result
+            ]
+
+    def keys(self, after: int, limit: int) -> dict[str, int]:
+        """{key: id} of up to `limit` spooled requests with an id above `after`, oldest
+        first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_spool.c.key, _spool.c.id)
+                .where(_spool.c.id > after)
+                .order_by(_spool.c.id)
+                .limit(limit)
+            )
+            return {str(k): int(i) for k, i in rows}
+
+    def drop(self, ids: Sequence[int]) -> int:
+        """Delete the rows `ids` (imported into the main inbox)."""
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(_spool).where(_spool.c.id.in_(list(ids)))).rowcount)
+
+    def import_into(self, store: InboxQueries, after: int, now: datetime, lease: Any) -> int:
+        """Copy the spooled requests with an id above `after` into the main inbox, unowned
+        (due for any worker); return the highest id copied (`after` if none). Copying one
+        twice is a no-op: the main inbox keeps one entry per key."""
+        while rows := self.pending(after, _BATCH):
+            store.store_arrivals([r.arrival for r in rows], None, now, lease)
+            after = rows[-1].id
+        return after
+
+    def tidy(self, store: InboxQueries) -> int:
+        """Delete the spooled requests the main inbox holds (imported); how many went."""
+        dropped, after = 0, 0
+        while spooled := self.keys(after, _BATCH):
+            held = store.inbox_has(list(spooled))
+            dropped += self.drop([spooled[k] for k in held])
+            after = max(spooled.values())
+        return dropped
+
+    def size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(_spool)).scalar_one())
+
+    def dispose(self) -> None:
+        self.engine.dispose()

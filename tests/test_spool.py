@@ -1,0 +1,163 @@
+"""The front process in front of a running Warden: events are stored before the ack (in the
+spool beside a SQLite database, in the main inbox on PostgreSQL), then imported, handled once
+and tidied away — through signed requests over HTTP, with the front's own code in this
+process so a test can stop the worker's side at any step."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlmodel import select
+
+from handlers.front import Front
+from handlers.inbox import LEASE, sealed
+from handlers.runtime import Running
+from storage.inbox import Arrival
+from storage.models import InboxEntry, Request, utcnow
+from storage.spool import Spool, SpoolError, spool_path
+from tests.conftest import REQUESTER
+from tests.served import free_port
+from tests.slack_fixtures import CHANNEL, SECRET, Slack
+
+
+@contextmanager
+def front_of(slack: Slack, worker_url: str | None = None) -> Iterator[Front]:
+    """A front process's request handling, on its own event loop, in front of `slack`'s
+    Warden (or of `worker_url`): the workspace sends to the front from then on."""
+    bot: Running = slack.bot
+    path = spool_path(slack.store.db)
+    front = Front(
+        slack.store,
+        bot.warden.lifecycle.core.privacy.sealer,
+        SECRET,
+        worker_url or bot.url,
+        spool=None if path is None else Spool.create(path),
+    )
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(front.app())
+    port = free_port()
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    before, slack.ws.bot_url = slack.ws.bot_url, f"http://127.0.0.1:{port}/slack/events"
+    try:
+        yield front
+    finally:
+        slack.ws.bot_url = before
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def entries(slack: Slack) -> list[InboxEntry]:
+    with slack.store.db.read() as s:
+        return list(s.exec(select(InboxEntry)))
+
+
+def requests(slack: Slack) -> list[Request]:
+    with slack.store.db.read() as s:
+        return list(s.exec(select(Request)))
+
+
+def cards(slack: Slack) -> list[Any]:
+    return [a for a in slack.store.actions_with_status(["awaiting_approval"]) if a.card_ts]
+
+
+def spooled(slack: Slack) -> int:
+    path = spool_path(slack.store.db)
+    spool = None if path is None else Spool.existing(path)
+    return 0 if spool is None else spool.size()
+
+
+def test_a_mention_through_the_front_is_stored_handled_once_and_tidied(slack: Slack) -> None:
+    with front_of(slack) as front:
+        first = slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend")
+        assert first.status == 200
+        (card,) = slack.ws.wait_until(lambda: cards(slack), 30)
+        # Slack's retry of the same event, after it was handled, and again after tidying.
+        assert slack.ws.redeliver(first).status == 200
+        if front.spool is not None:
+            assert front.spool.tidy(slack.store) == 1
+            assert spooled(slack) == 0
+        assert slack.ws.redeliver(first, retry_num=2).status == 200
+        slack.bot.inbox.take_due()
+        slack.idle()
+    (entry,) = entries(slack)
+    assert entry.key == f"e:{first.event_id}" and entry.done_at is not None
+    assert len(requests(slack)) == 1 and [c.id for c in cards(slack)] == [card.id]
+
+
+def test_a_request_acked_while_no_worker_answers_is_handled_once_one_does(slack: Slack) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with front_of(slack, worker_url=nobody):
+        assert slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend").status == 200
+        if spool_path(slack.store.db) is not None:
+            # Stored before the ack, sealed, in the front's own file: the main database
+            # does not hold it until a worker imports it.
+            assert spooled(slack) == 1 and not entries(slack)
+            with sqlite3.connect(f"{spool_path(slack.store.db)}") as conn:
+                (body,) = conn.execute("SELECT body FROM spool").fetchone()
+            assert body and "web-frontend" not in body
+        assert not requests(slack)
+    # A worker comes (woken, or on its own round): the request is handled, once.
+    slack.bot.inbox.take_due()
+    slack.ws.wait_until(lambda: cards(slack), 30)
+    slack.bot.inbox.take_due()
+    slack.idle()
+    assert len(requests(slack)) == 1 and len(cards(slack)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_import_repeated_after_a_crash_before_tidying_is_a_no_op(slack: Slack) -> None:
+    path = spool_path(slack.store.db)
+    assert path is not None
+    spool = Spool.create(path)
+    sealer = slack.bot.warden.lifecycle.core.privacy.sealer
+    one = Arrival(key="e:Ev1", kind="event", content_type="application/json", body="{}")
+    two = Arrival(key="e:Ev2", kind="event", content_type="application/json", body="{}")
+    spool.append(sealed(sealer, [one, one]), utcnow())  # a key spooled twice is kept once
+    assert spool.size() == 1
+    up_to = spool.import_into(slack.store, 0, utcnow(), LEASE)
+    spool.append(sealed(sealer, [two]), utcnow())
+    # A restarted worker starts from nothing: everything spooled is imported again.
+    assert spool.import_into(slack.store, 0, utcnow(), LEASE) > up_to
+    assert sorted(e.key for e in entries(slack)) == ["e:Ev1", "e:Ev2"]
+    # Tidying drops only what the main inbox holds; a row appended since stays.
+    three = Arrival(key="e:Ev3", kind="event", content_type="application/json", body="{}")
+    spool.append(sealed(sealer, [three]), utcnow())
+    assert spool.tidy(slack.store) == 2 and spool.keys(0, 10).keys() == {"e:Ev3"}
+    # Ids never go back once the spool was emptied: a worker's "imported up to" stays true.
+    spool.import_into(slack.store, 0, utcnow(), LEASE)
+    assert spool.tidy(slack.store) == 1 and spool.size() == 0
+    four = Arrival(key="e:Ev4", kind="event", content_type="application/json", body="{}")
+    spool.append(sealed(sealer, [four]), utcnow())
+    assert spool.pending(up_to, 10)[0].id > up_to + 2
+    spool.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_spool_of_another_layout_is_refused_and_kept(slack: Slack) -> None:
+    path = spool_path(slack.store.db)
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE spool (id INTEGER PRIMARY KEY, what TEXT)")
+        conn.execute("INSERT INTO spool (what) VALUES ('a request')")
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(SpoolError, match="another version of Warden"):
+        Spool.create(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT what FROM spool").fetchall() == [("a request",)]
+    # The worker logs it and goes on with the main inbox.
+    assert slack.bot.inbox.recover() == 0
+    assert slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend").status == 200
+    slack.idle()
+    assert len(cards(slack)) == 1
