@@ -10,14 +10,16 @@ own work (planning, Block Kit, posting cards) and behind the other request threa
   `handlers/http.py` uses, then
   - stores an event callback or a slash command in the inbox and answers 200 once it is
     stored (one thread stores every request waiting at that moment in one transaction,
-    bodies sealed), or 503 if it cannot be stored, so that Slack sends it again;
+    bodies sealed), or 503 if it cannot be stored, so that Slack sends it again. On SQLite
+    it stores into its spool (`storage/spool.py`), a file no other process writes, so the
+    ack never waits for the write lock of the database Warden's work is using;
   - forwards anything else (clicks, modal submissions, URL checks) to the worker and relays
     its answer, since that answer is content only Warden's logic can give.
   Every other path (`/healthz`, `/readyz`, `/metrics`) is forwarded as it is.
 * **the worker**: `warden serve --worker`, the whole of Warden (Bolt, the gate, the pools,
   the scheduler, the outbox) on 127.0.0.1. After each stored batch the front tells it
-  (`POST /internal/inbox`) and it takes the stored requests (`Inbox.take_due`) and hands
-  them to Bolt. Unowned entries are due for any replica's worker, and a worker also looks
+  (`POST /internal/inbox`) and it takes the stored requests (`Inbox.take_due`, which first
+  imports the spool) and hands them to Bolt. Unowned entries are due for any replica's worker, and a worker also looks
   for them every `RECOVER_EVERY` seconds on its own.
 
 If the worker exits, the front starts it again (after 1 s, doubling up to 30 s while it
