@@ -90,7 +90,7 @@ def spool_path(db: Database) -> Path | None:
     return Path(f"{name}.spool") if name else None
 
 
-def _engine(path: Path) -> Engine:
+def _engine(path: Path, immediate: bool) -> Engine:
     engine = create_engine(
         f"sqlite:///{path}",
         connect_args={"check_same_thread": False, "timeout": 30},
@@ -109,7 +109,8 @@ def _engine(path: Path) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writes take the lock up front; reads (the worker's) never take it at all.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -118,12 +119,13 @@ class Spool:
     """One spool file. The front creates it (`Spool.create`); the worker opens it only if it
     exists (`Spool.existing`)."""
 
-    def __init__(self, path: Path, engine: Engine) -> None:
-        self.path, self.engine = path, engine
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine, self.read_engine = _engine(path, True), _engine(path, False)
 
     @classmethod
     def create(cls, path: Path) -> Spool:
-        spool = cls(path, _engine(path))
+        spool = cls(path)
         with spool.engine.begin() as conn:
             version = conn.exec_driver_sql("PRAGMA user_version").scalar()
             if version not in (0, LAYOUT):
@@ -137,8 +139,17 @@ class Spool:
 
     @classmethod
     def existing(cls, path: Path) -> Spool | None:
-        """The spool at `path` if a front created it, else None."""
-        return cls.create(path) if path.exists() else None
+        """The spool at `path` if a front created it, else None (opened for reading: the
+        reader takes no lock the front could wait for)."""
+        if not path.exists():
+            return None
+        spool = cls(path)
+        with spool.read_engine.connect() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar()
+        if version == LAYOUT:
+            return spool
+        spool.dispose()
+        return cls.create(path)  # half made (layout 0), or refused with SpoolError
 
     def append(self, arrivals: Sequence[Arrival], now: datetime) -> None:
         """Store `arrivals` in one transaction (bodies as given: the caller seals them)."""
@@ -158,7 +169,7 @@ class Spool:
 
     def pending(self, after: int, limit: int) -> list[Spooled]:
         """Up to `limit` spooled requests with an id above `after`, oldest first."""
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             result = conn.execute(
                 select(_spool).where(_spool.c.id > after).order_by(_spool.c.id).limit(limit)
             )
@@ -176,7 +187,7 @@ class Spool:
     def keys(self, after: int, limit: int) -> dict[str, int]:
         """{key: id} of up to `limit` spooled requests with an id above `after`, oldest
         first."""
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             rows = conn.execute(
                 select(_spool.c.key, _spool.c.id)
                 .where(_spool.c.id > after)
@@ -211,8 +222,9 @@ class Spool:
         return dropped
 
     def size(self) -> int:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(_spool)).scalar_one())
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()

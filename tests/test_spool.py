@@ -145,6 +145,27 @@ def test_an_import_repeated_after_a_crash_before_tidying_is_a_no_op(slack: Slack
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_worker_reads_the_spool_without_waiting_for_its_writer(slack: Slack) -> None:
+    path = spool_path(slack.store.db)
+    assert path is not None
+    front = Spool.create(path)
+    one = Arrival(key="e:Ev1", kind="event", content_type="application/json", body="{}")
+    front.append([one], utcnow())
+    with sqlite3.connect(path, isolation_level=None) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # the front, in the middle of a write
+        worker = Spool.existing(path)
+        assert worker is not None
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: seen.append(len(worker.pending(0, 10))))
+        reader.start()
+        reader.join(10)  # a reader taking the write lock would wait for the busy timeout
+        assert seen == [1]
+        writer.execute("ROLLBACK")
+    worker.dispose()
+    front.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_spool_of_another_layout_is_refused_and_kept(slack: Slack) -> None:
     path = spool_path(slack.store.db)
     assert path is not None
