@@ -46,6 +46,8 @@ class Running:
         self.closing.set()
         self.server.close()
         self.thread.join(timeout=10)
+        # Closing waitress's sockets leaves its request threads waiting for work: end them.
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         self.inbox.stop()
         if self.metrics is not None:
             self.metrics.stop()

@@ -105,6 +105,9 @@ def _engine(path: Path, immediate: bool) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if immediate:
+            # The writer checkpoints when it tidies (`tidy`), not in the middle of an ack.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -219,7 +222,17 @@ class Spool:
             held = store.inbox_has(list(spooled))
             dropped += self.drop([spooled[k] for k in held])
             after = max(spooled.values())
+        self.checkpoint()
         return dropped
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log back into the file (as far as readers allow), so it does
+        not grow: the front's writer does it here, between batches."""
+        raw = self.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+        finally:
+            raw.close()
 
     def size(self) -> int:
         with self.read_engine.connect() as conn:

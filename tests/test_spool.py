@@ -182,3 +182,30 @@ def test_a_spool_of_another_layout_is_refused_and_kept(slack: Slack) -> None:
     assert slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend").status == 200
     slack.idle()
     assert len(cards(slack)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_tidying_checkpoints_so_the_spools_log_does_not_grow(slack: Slack) -> None:
+    path = spool_path(slack.store.db)
+    assert path is not None
+    spool = Spool.create(path)
+    wal = path.with_name(path.name + "-wal")
+    body = "x" * 2000
+
+    def burst(tag: str) -> None:
+        for i in range(40):
+            batch = [
+                Arrival(key=f"e:{tag}{i}-{j}", kind="event", content_type="", body=body)
+                for j in range(25)
+            ]
+            spool.append(batch, utcnow())
+
+    sizes = []
+    for tag in "abc":
+        burst(tag)
+        spool.import_into(slack.store, 0, utcnow(), LEASE)
+        assert spool.tidy(slack.store) == 1000
+        sizes.append(wal.stat().st_size)
+    # Each round is written over the checkpointed log, not after it.
+    assert sizes[-1] < sizes[0] * 1.2
+    spool.dispose()
