@@ -23,11 +23,12 @@ from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
 from bot.execution import Execution
 from bot.gate import GRANT_SPAN, Decision, Origin, Ruling, Step, Verdict
+from bot.handoffs import Judged
 from bot.logcontext import bind, scoped
 from bot.planning import critical_notice, mask_json
 from bot.policy import Risk
 from bot.redact import redact
-from storage.models import Action, ActionStatus, ApprovalGrant
+from storage.models import Action, ActionStatus, Approval, ApprovalGrant
 from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,16 @@ class Approvals:
         revision: int,
         rule: Callable[[Action], str | None] | None = None,
         verb: str = "",
+        approvals: list[Approval] | None = None,
     ) -> Action | Reply:
         """The clicked action as it is now, if the click saw its current revision and the
-        gate's `rule` for this click allows it; otherwise the reply saying why not."""
+        gate's `rule` for this click allows it; otherwise the reply saying why not.
+        `approvals`, if given, receives its current revision's approvals (read with it)."""
         bind(action_id=action_id, owner=self.core.owner)  # the click handler's log lines
-        action = self.core.store.get_action(action_id)
+        if approvals is None:
+            action = self.core.store.get_action(action_id)
+        else:
+            action, approvals[:] = self.core.store.action_and_approvals(action_id)
         if action is None:
             return Reply(ok=False, text="I can't find that action any more.")
         bind(trace_id=action.trace_id, request_id=action.request_id)
@@ -85,14 +91,13 @@ class Approvals:
     def approve(self, action_id: str, revision: int, user: str) -> Reply:
         """An Approve click: the gate rules; record the approval; start if the rule is met."""
         core = self.core
-        found = self._clicked(action_id, revision)
+        approvals: list[Approval] = []
+        found = self._clicked(action_id, revision, approvals=approvals)
         if isinstance(found, Reply):
             return found
         action = found
         now = core.now()
-        ruling: Ruling = core.gate.approve(
-            action, core.store.approvals(action.id, action.revision), user, now
-        )
+        ruling: Ruling = core.gate.approve(action, approvals, user, now)
         if ruling.step is Step.DENY:
             core.store.audit(
                 core.audit(user, "approval.denied", action.trace_id, reason=ruling.reason),
@@ -117,12 +122,12 @@ class Approvals:
                 action,
                 user,
                 core.audit(user, "approval.given", action.trace_id, revision=action.revision),
+                approvals=approvals,  # now as the recording transaction read them
             )
             if count is None:
                 core.kick()
                 return Reply(ok=False, text="You already approved this.")
             log.info("approval recorded (%d of %d)", count, action.required_approvals)
-        approvals = core.store.approvals(action.id, action.revision)
         lacking = core.gate.missing(action, approvals, now.at)
         held = core.gate.paused_for(action.tool, action.channel, action.risk, now)
         if lacking or held:
@@ -138,12 +143,13 @@ class Approvals:
                     "the pause is lifted, if it is still valid then."
                 ),
             )
-        return self.start(action, user)
+        return self.start(action, user, Judged(approvals=approvals, now=now))
 
-    def start(self, action: Action, user: str) -> Reply:
-        """The approval rule is met: approve (unless paused) and hand the run to an executor."""
+    def start(self, action: Action, user: str, judged: Judged | None = None) -> Reply:
+        """The approval rule is met: approve (unless paused) and hand the run to an executor.
+        `judged`: what the gate judged this click against (`Execution.start_approved`)."""
         core = self.core
-        if self.execution.start_approved(action, user):
+        if self.execution.start_approved(action, user, judged):
             return Reply(ok=True)
         held = core.gate.paused_for(action.tool, action.channel, action.risk, core.now())
         if held:

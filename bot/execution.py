@@ -24,6 +24,7 @@ from sqlmodel import col
 
 from bot.core import Core, new_id
 from bot.errors import WardenError
+from bot.handoffs import Handoffs, Judged, may_claim
 from bot.live_card import LiveCard
 from bot.logcontext import bind, scoped
 from bot.outcomes import Outcomes
@@ -33,6 +34,7 @@ from bot.runbooks import LIVE_RUN, LiveRun, truncate_middle, verify_runner
 from bot.tools import Tool, ToolContext, ToolResult, canonical_json
 from storage.checks import cancel_open_check
 from storage.models import UNDOABLE, Action, ActionStatus
+from storage.repo import Move
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +354,7 @@ class Execution:
         self.core = core
         self.executor = executor
         self.outcomes = Outcomes(core, executor.verify, self._lease)
+        self.handoffs = Handoffs()  # runs that clicks are handing to an executor thread
 
     def check(self, action_id: str) -> None:
         """Run a due outcome check once (a background worker): `Outcomes.check`."""
@@ -368,23 +371,56 @@ class Execution:
         at_once = not pool.saturated
         return pool.submit(self.execute, action_id) is not None and at_once
 
-    def start_approved(self, action: Action, user: str) -> bool:
+    def start_approved(self, action: Action, user: str, judged: Judged | None = None) -> bool:
         """An action's approval rule is met (by clicks or grants): approve it — unless a pause
         came first, checked in the same statement — and hand the run to an executor. False if
-        the action moved first or a pause won."""
+        the action moved first or a pause won.
+
+        `judged`: what the gate just judged a click against. With it, and an executor thread
+        free, the thread is reserved first (`bot.handoffs`) and the statement that approves
+        the action also claims its run (`approved → executing`) if the gate says it may run
+        on that same state (`Gate.runnable`, as the executor would ask): one transaction, and
+        the run starts without reading it all again. A run that must wait for a thread is
+        only approved; its executor asks the gate again when it claims."""
         core = self.core
-        won = core.store.transition(
-            action.id,
-            [ActionStatus.AWAITING_APPROVAL],
-            ActionStatus.APPROVED,
-            core.audit(user, "action.approved", action.trace_id),
-            revision=action.revision,
-            values={"decided_by": user},
-            unless_paused=True,
-        )
+        pool = core.workers.executors
+        handoff = None
+        if judged is not None and not pool.saturated:
+            handoff = self.handoffs.offer(action.id)
+            self.submit(action.id)  # `execute` takes the hand-off
+        then: Move | None = None
+        won: Action | None = None
+        try:
+            if (
+                handoff is not None
+                and judged is not None
+                and may_claim(core.gate, action, user, judged)
+                and handoff.reserve()
+            ):
+                then = Move(
+                    status=ActionStatus.EXECUTING,
+                    audit=core.audit("warden", "action.executing", action.trace_id),
+                    values={"owner": core.owner, "lease_until": self._lease(action)},
+                )
+            won = core.store.transition(
+                action.id,
+                [ActionStatus.AWAITING_APPROVAL],
+                ActionStatus.APPROVED,
+                core.audit(user, "action.approved", action.trace_id),
+                revision=action.revision,
+                values={"decided_by": user},
+                unless_paused=True,
+                then=then,
+            )
+        finally:
+            if handoff is not None:
+                handoff.resolve(approved=won is not None, claimed=won if then else None)
+                self.handoffs.withdraw(action.id, handoff)
         if won is None:
             core.kick()
             return False
+        if handoff is not None:
+            return True  # its executor brings the card up to date when it claims or runs
         # The executor's claim, a moment later, brings the card up to date: one update
         # instead of two, none of them competing with the run's start. If the run must wait
         # for a free executor, the card says "approved" now.
@@ -402,9 +438,21 @@ class Execution:
     @scoped
     def execute(self, action_id: str) -> None:
         """Claim an approved action and run it once (executor worker). The gate is asked
-        again first; while paused the action stays approved and runs after /resume."""
+        again first; while paused the action stays approved and runs after /resume. A run a
+        click is handing over (`start_approved`) is taken first: claimed by the click, it
+        runs at once; only approved, it is claimed here as any other."""
         core = self.core
         bind(action_id=action_id, owner=core.owner)
+        handoff = self.handoffs.take(action_id)
+        if handoff is not None:
+            approved, claimed = handoff.take()  # a click's: it may claim the run for us
+            if claimed is not None:
+                core.kick()  # the card: approved and running, in one update
+                _bind_action(claimed, core.owner)
+                self._run(claimed)
+                return
+            if not approved:
+                return  # the click lost to a pause or a move, and owed the card its update
         action = core.store.get_action(action_id)
         if action is None or action.status != ActionStatus.APPROVED:
             core.kick()  # whatever moved it owes the card its update
@@ -429,8 +477,12 @@ class Execution:
             values={"owner": core.owner, "lease_until": self._lease(action)},
         )
         core.kick()
-        if claimed is None:
-            return
+        if claimed is not None:
+            self._run(claimed)
+
+    def _run(self, claimed: Action) -> None:
+        """Run a claimed action through the executor and record how it ended."""
+        core = self.core
         log.info("running %s", claimed.tool)
         tool = core.registry.get(claimed.tool) if claimed.tool in core.registry else None
         # Commands (runbooks) show their output live and can be stopped; other tools' cards

@@ -20,7 +20,8 @@ from bot.redact import redact
 from bot.runbooks import LiveRun
 from storage.models import Action
 
-log = logging.getLogger(__name__)
+# Lines about runs keep the logger they always had (log filters and tests name it).
+log = logging.getLogger("bot.execution")
 
 PROGRESS_EVERY = 5.0  # seconds between refreshes of a running action's card
 

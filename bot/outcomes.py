@@ -27,7 +27,8 @@ from bot.tools import ToolResult
 from storage.models import Action, ActionStatus, VerifyStatus
 from storage.outbox import Notice
 
-log = logging.getLogger(__name__)
+# Lines about runs keep the logger they always had (log filters and tests name it).
+log = logging.getLogger("bot.execution")
 
 CHECK_ATTEMPTS = 3  # interrupted outcome-check attempts before it is given up as "error"
 CHECK_NOTE_KEEP = 150  # characters kept from each end of a check's output on the card

@@ -48,6 +48,30 @@ def row_hash(row: AuditEvent) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+_HEAD = "warden_audit_head"  # the tip locked by this session's transaction, in session.info
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain's tip, locked for the rest of the session's transaction (`FOR UPDATE`). A
+    second row appended in the same transaction reuses the tip it already holds (nobody else
+    can have moved it) instead of reading it again; never inside a savepoint."""
+    transaction = session.get_transaction()
+    held = session.info.get(_HEAD)
+    if held is not None and held[0] is transaction and not session.in_nested_transaction():
+        head: AuditHead = held[1]
+        return head
+    found = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    if found is None:
+        # Migration 0002 seeds the tip; recreating it here would restart the chain at row 1.
+        raise RuntimeError(
+            "the audit chain tip (audit_head) is missing: run `warden db upgrade`, "
+            "then `warden audit verify`"
+        )
+    if not session.in_nested_transaction():
+        session.info[_HEAD] = (transaction, found)
+    return found
+
+
 def append(
     session: Session,
     *,
@@ -61,13 +85,7 @@ def append(
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one row inside the caller's transaction (so it commits with the change)."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
-    if head is None:
-        # Migration 0002 seeds the tip; recreating it here would restart the chain at row 1.
-        raise RuntimeError(
-            "the audit chain tip (audit_head) is missing: run `warden db upgrade`, "
-            "then `warden audit verify`"
-        )
+    head = _locked_head(session)
     at = utcnow()
     row = AuditEvent(
         seq=head.seq + 1,

@@ -74,6 +74,15 @@ class Audit:
     data: dict[str, Any] | None = None
 
 
+@dataclass(kw_only=True, frozen=True)
+class Move:
+    """A further move `Store.transition` makes in the same statement (see `then`)."""
+
+    status: ActionStatus
+    audit: Audit
+    values: dict[str, Any]
+
+
 UNSURE = "unsure"
 """`action.card_ts` when a first card post was attempted and given up: it may be in Slack."""
 
@@ -485,6 +494,7 @@ class Store(
         unless_paused: bool = False,
         where: Sequence[Any] = (),
         notices: Sequence[Notice] = (),
+        then: Move | None = None,
     ) -> Action | None:
         """Move an action between states atomically; return it if this caller won, else None.
 
@@ -493,43 +503,67 @@ class Store(
         tool, channel or tier: `storage.pauses.held_by_a_pause`) to the same statement, so a
         pause that committed first always wins over a claim. `notices` are the Slack messages the
         change owes, stored in the same transaction (the action's own card is always one).
+        `then`: a second move made by the same statement (`to_state → then.status`, e.g. an
+        approval and the executor's claim of the run), audited as a move of its own.
         """
         froms = list(from_states)
         with self.db.write() as s:
-            # Lock the row and learn its real status, so the audit row records it; the update
-            # below is still conditioned on that status and its row count decides the race.
-            current = s.exec(
-                select(Action.status).where(col(Action.id) == action_id).with_for_update()
-            ).first()
-            if current is None or current not in froms:
-                return None
-            if ActionStatus(to_state) not in ACTION_GRAPH[ActionStatus(current)]:
-                raise IllegalTransition(f"{current} → {to_state} is not a lifecycle transition")
+            if len(froms) == 1 and self._legal(froms[0], to_state, then):
+                # One state it may move from, by a legal move: the conditional update alone
+                # decides the race (it locks the row), and returns the row as it left it.
+                current = froms[0]
+            else:
+                # Lock the row and learn its real status, so the audit row records it; the
+                # update below is still conditioned on that status; its row count decides.
+                locked = s.exec(
+                    select(Action.status).where(col(Action.id) == action_id).with_for_update()
+                ).first()
+                if locked is None or locked not in froms:
+                    return None
+                current = locked
+                if not self._legal(current, to_state, then):
+                    last = then.status if then is not None else to_state
+                    raise IllegalTransition(f"{current} → {last} is not a lifecycle transition")
             now = utcnow()
-            stamps = _stamps(ActionStatus(current), ActionStatus(to_state), now)
+            moves = [(ActionStatus(current), ActionStatus(to_state), audit_, values or {})]
+            if then is not None:
+                moves.append((ActionStatus(to_state), then.status, then.audit, then.values))
+            changes: dict[str, Any] = {}
+            for before, after, _audit, more in moves:
+                changes.update(_stamps(before, after, now), **more)
             stmt = (
                 update(Action)
                 .where(col(Action.id) == action_id, col(Action.status) == current, *where)
-                .values(status=to_state, updated_at=now, **{**stamps, **(values or {})})
+                .values(status=moves[-1][1], updated_at=now, **changes)
             )
             if revision is not None:
                 stmt = stmt.where(col(Action.revision) == revision)
             if unless_paused:
                 stmt = stmt.where(~held_by_a_pause())
-            if s.exec(stmt).rowcount != 1:
-                return None
-            action = s.get(Action, action_id, populate_existing=True)
-            assert action is not None
-            self._audit(
-                s,
-                audit_,
-                subject=action_id,
-                before=current,
-                after=to_state,
-                extra={"revision": action.revision},
+            action: Action | None = (
+                s.exec(stmt.returning(Action).execution_options(synchronize_session=False))
+                .scalars()
+                .first()
             )
+            if action is None:
+                return None
+            for before, after, audit_of_move, _more in moves:
+                self._audit(
+                    s,
+                    audit_of_move,
+                    subject=action_id,
+                    before=before,
+                    after=after,
+                    extra={"revision": action.revision},
+                )
             self._enqueue(s, [Notice(action_id=action_id), *notices])
             return action
+
+    @staticmethod
+    def _legal(current: str, to_state: str, then: Move | None) -> bool:
+        if ActionStatus(to_state) not in ACTION_GRAPH[ActionStatus(current)]:
+            return False
+        return then is None or then.status in ACTION_GRAPH[ActionStatus(to_state)]
 
     # -- live runs and Cancel ----------------------------------------------------------------
 
@@ -603,12 +637,15 @@ class Store(
         audit_: Audit,
         notices: Sequence[Notice] = (),
         via_grant: int | None = None,
+        approvals: list[Approval] | None = None,
     ) -> int | None:
         """Add one approval of the action's current revision; None if already given.
 
         Returns the number of distinct approvals of that revision, counted in the same
         transaction, so the caller can decide whether the requirement is met. `via_grant`:
-        the approver's 30-minute grant gave it (they did not click).
+        the approver's 30-minute grant gave it (they did not click). `approvals`, if given,
+        receives that revision's approvals as read in the same transaction (what
+        `approvals()` would answer right after it), so the caller need not read them again.
         """
         try:
             with self.db.write() as s:
@@ -638,30 +675,40 @@ class Store(
                     after=status,
                     extra={"revision": action.revision},
                 )
-                count = s.exec(
-                    select(func.count())
-                    .select_from(Approval)
-                    .where(
-                        Approval.action_id == action.id,
-                        Approval.revision == action.revision,
-                        Approval.policy_version == action.policy_version,
-                        Approval.args_json == action.args_json,
-                    )
-                ).one()
+                rows = s.exec(self._approvals_of(action.id, action.revision)).all()
                 self._enqueue(s, [Notice(action_id=action.id), *notices])
-                return int(count)
+                if approvals is not None:
+                    approvals[:] = rows
+                return len(
+                    [
+                        a
+                        for a in rows
+                        if a.policy_version == action.policy_version
+                        and a.args_json == action.args_json
+                    ]
+                )
         except IntegrityError:
             return None
 
     def approvals(self, action_id: str, revision: int) -> list[Approval]:
         with self.db.read() as s:
-            return list(
-                s.exec(
-                    select(Approval)
-                    .where(Approval.action_id == action_id, Approval.revision == revision)
-                    .order_by(col(Approval.created_at))
-                ).all()
-            )
+            return list(s.exec(self._approvals_of(action_id, revision)).all())
+
+    @staticmethod
+    def _approvals_of(action_id: str, revision: int) -> Any:
+        return (
+            select(Approval)
+            .where(Approval.action_id == action_id, Approval.revision == revision)
+            .order_by(col(Approval.created_at), col(Approval.id))
+        )
+
+    def action_and_approvals(self, action_id: str) -> tuple[Action | None, list[Approval]]:
+        """An action and the approvals of its current revision, read together (one read)."""
+        with self.db.read() as s:
+            action = s.get(Action, action_id)
+            if action is None:
+                return None, []
+            return action, list(s.exec(self._approvals_of(action_id, action.revision)).all())
 
     def expired_awaiting(self, now: datetime, limit: int = 200) -> list[str]:
         with self.db.read() as s:
