@@ -49,18 +49,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from bot.channel_tools import (
-    NAME_RULE,
-    People,
-    UserId,
-    _failed,
-    _invite_what_we_can,
-    _own_channel,
-    _refusal,
-    _unknown,
-    _where,
-    no_controls,
-)
+from bot.channel_args import NAME_RULE, People, UserId, no_controls
+from bot.channel_create import own_channel as _own_channel
+from bot.channel_edits import invite_what_we_can as _invite_what_we_can
+from bot.channel_words import failed as _failed
+from bot.channel_words import mention as _where
+from bot.channel_words import refusal as _refusal
+from bot.channel_words import unknown as _unknown
 from bot.chat import Chat
 from bot.errors import ChatRefused, ToolFailed
 from bot.gate import span_text

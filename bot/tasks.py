@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.channel_tools import no_controls
+from bot.channel_args import no_controls
 from bot.lookup_tools import visible
 from bot.plugins import PluginContext
 from bot.policy import SLACK_CHANNEL_ID, SLACK_USER_ID, Risk
