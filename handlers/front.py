@@ -19,8 +19,8 @@ own work (planning, Block Kit, posting cards) and behind the other request threa
 * **the worker**: `warden serve --worker`, the whole of Warden (Bolt, the gate, the pools,
   the scheduler, the outbox) on 127.0.0.1. After each stored batch the front tells it
   (`POST /internal/inbox`) and it takes the stored requests (`Inbox.take_due`, which first
-  imports the spool) and hands them to Bolt. Unowned entries are due for any replica's worker, and a worker also looks
-  for them every `RECOVER_EVERY` seconds on its own.
+  imports the spool) and hands them to Bolt. Unowned entries are due for any replica's
+  worker, and a worker also looks for them every `RECOVER_EVERY` seconds on its own.
 
 If the worker exits, the front starts it again (after 1 s, doubling up to 30 s while it
 keeps failing). Requests are still stored meanwhile and are handled once it is back; clicks
