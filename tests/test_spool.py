@@ -98,6 +98,7 @@ def test_a_mention_through_the_front_is_stored_handled_once_and_tidied(slack: Sl
 
 def test_a_request_acked_while_no_worker_answers_is_handled_once_one_does(slack: Slack) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
+    slack.bot.inbox.stop_recovering()  # no worker looks on its own either, until told below
     with front_of(slack, worker_url=nobody):
         assert slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend").status == 200
         if spool_path(slack.store.db) is not None:
