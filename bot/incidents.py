@@ -15,7 +15,7 @@ Tools (the `warden.tools` entry point `incidents`, so they come through the plug
 Declaring stores the incident row first, unique on the action id and with the channel name it
 will ask for (`inc-YYYYMMDD-slug`, the date of Warden's clock, at most Slack's 80 characters),
 then creates the channel. A retried declaration finds the row, and the channel by the note
-Warden leaves in it (`bot/channel_tools.py`), so a crash between the two never makes two. The
+Warden leaves in it (`bot/channel_create.py`), so a crash between the two never makes two. The
 summary is posted in the channel, the requester, the lead, comms and the responders are
 invited, the purpose is the title and the topic says severity, status, lead and comms.
 
