@@ -391,6 +391,16 @@ class Execution:
         then: Move | None = None
         won: Action | None = None
         try:
+            if handoff is not None and judged is not None:
+                # The click's state was read before its approval was recorded (on SQLite,
+                # maybe after a wait for the write lock): what the claim's statement does not
+                # check itself (a pause it does) is read again, as the executor would.
+                judged = Judged(
+                    approvals=judged.approvals,
+                    now=replace(
+                        judged.now, autonomy=core.store.autonomy_overrides(), at=core.clock()
+                    ),
+                )
             if (
                 handoff is not None
                 and judged is not None

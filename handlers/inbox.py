@@ -304,7 +304,11 @@ class Inbox:
     def recover(self) -> int:
         """Take and dispatch due entries, then forget done ones past `KEEP`."""
         taken = self.take_due()
-        self.store.forget_inbox_before(self.clock() - KEEP)
+        # A key whose row is still in the front's spool (not tidied yet: the front died first,
+        # or this is `--single-process`, where no front tidies) stays: forgotten, the row would
+        # be imported again by the next worker and acted on twice.
+        spooled = self._spool.all_keys() if self._spool is not None else set()
+        self.store.forget_inbox_before(self.clock() - KEEP, keep=spooled)
         return taken
 
     def take_due(self) -> int:

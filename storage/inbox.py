@@ -164,12 +164,16 @@ class InboxQueries:
                 ).one()
             )
 
-    def forget_inbox_before(self, cutoff: datetime) -> int:
-        """Delete done entries received before `cutoff` (their bodies hold what people wrote)."""
+    def forget_inbox_before(self, cutoff: datetime, keep: Collection[str] = ()) -> int:
+        """Delete done entries received before `cutoff` (their bodies hold what people wrote),
+        except those whose key is in `keep` (still in the front's spool: forgotten, its key
+        would let that spooled row be imported and acted on again)."""
+        old = (col(InboxEntry.done_at).is_not(None), col(InboxEntry.received_at) < cutoff)
         with self.db.write() as s:
-            result = s.exec(
-                delete(InboxEntry).where(
-                    col(InboxEntry.done_at).is_not(None), col(InboxEntry.received_at) < cutoff
-                )
-            )
-            return int(result.rowcount or 0)
+            if not keep:
+                return int(s.exec(delete(InboxEntry).where(*old)).rowcount or 0)
+            rows = s.exec(select(InboxEntry.id, InboxEntry.key).where(*old)).all()
+            ids = [i for i, k in rows if k not in keep]
+            for at in range(0, len(ids), 500):  # a bounded number of parameters a statement
+                s.exec(delete(InboxEntry).where(col(InboxEntry.id).in_(ids[at : at + 500])))
+            return len(ids)

@@ -199,6 +199,15 @@ class Spool:
             )
             return {str(k): int(i) for k, i in rows}
 
+    def all_keys(self) -> set[str]:
+        """Every key the spool holds (imported or not)."""
+        held: set[str] = set()
+        after = 0
+        while spooled := self.keys(after, _BATCH * 10):
+            held.update(spooled)
+            after = max(spooled.values())
+        return held
+
     def drop(self, ids: Sequence[int]) -> int:
         """Delete the rows `ids` (imported into the main inbox)."""
         if not ids:
