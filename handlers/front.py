@@ -43,6 +43,7 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.exc import DBAPIError
 
 from bot.app import check
 from bot.errors import ConfigError
@@ -325,6 +326,20 @@ def worker_argv(config: str | None, verbose: bool) -> list[str]:
     return argv + (["--config", config] if config else [])
 
 
+def open_spool(db: Database) -> Spool | None:
+    """The front's spool beside a SQLite database (made if missing); None on PostgreSQL. A
+    file it cannot use stops `warden serve` with a one-line error."""
+    path = spool_path(db)
+    if path is None:
+        return None
+    try:
+        return Spool.create(path)
+    except SpoolError as e:
+        raise ConfigError(str(e)) from e
+    except DBAPIError as e:
+        raise ConfigError(f"{path} cannot be used as the spool ({e.orig}); move it away") from e
+
+
 def serve(settings: Settings, *, config: str | None = None, verbose: bool = False) -> int:
     """`warden serve` in HTTP mode: the front here, the worker as a child. Blocks until
     SIGINT/SIGTERM."""
@@ -335,11 +350,7 @@ def serve(settings: Settings, *, config: str | None = None, verbose: bool = Fals
     db.upgrade()  # before the worker starts, so the two never migrate at once
     worker_port = _free_port()
     worker = WorkerProcess(worker_argv(config, verbose), dict(os.environ, PORT=str(worker_port)))
-    path = spool_path(db)
-    try:
-        spool = None if path is None else Spool.create(path)
-    except SpoolError as e:
-        raise ConfigError(str(e)) from e
+    spool = open_spool(db)
     front = Front(
         Store(db),
         Sealer(settings.data_key()),

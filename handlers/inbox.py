@@ -41,6 +41,7 @@ from typing import Any
 from slack_bolt import App, BoltRequest
 from slack_bolt.request.internals import parse_body
 from slack_sdk.webhook import WebhookClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.sealing import Sealer, SealError
 from bot.workers import FairPool
@@ -134,11 +135,12 @@ class Inbox:
         *,
         answer: Callable[[str, dict[str, Any]], None] | None = None,
         spool_path: Path | None = None,
+        tidy_spool: bool = True,
     ) -> None:
         self.app, self.store, self.pool, self.owner, self.clock = app, store, pool, owner, clock
         self.sealer = sealer
         # The front process's spool (SQLite, `storage/spool.py`), opened once a front made it.
-        self._spool_path, self._spooled_up_to = spool_path, 0
+        self._spool_path, self._spooled_up_to, self.tidy_spool = spool_path, 0, tidy_spool
         self._spool: Spool | None = None
         self.answer = answer or _post_to_response_url
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
@@ -304,9 +306,8 @@ class Inbox:
     def recover(self) -> int:
         """Take and dispatch due entries, then forget done ones past `KEEP`."""
         taken = self.take_due()
-        # A key whose row is still in the front's spool (not tidied yet: the front died first,
-        # or this is `--single-process`, where no front tidies) stays: forgotten, the row would
-        # be imported again by the next worker and acted on twice.
+        # A key whose row is still in the front's spool (not tidied yet: the front died
+        # first) stays: forgotten, the row would be imported again and acted on twice.
         spooled = self._spool.all_keys() if self._spool is not None else set()
         self.store.forget_inbox_before(self.clock() - KEEP, keep=spooled)
         return taken
@@ -315,9 +316,9 @@ class Inbox:
         """Dispatch stored requests nobody is handling (stored by the front process, their
         replica died, or a dispatch failed and is due again), oldest first. Returns how many
         were taken."""
-        self._import_spool()
         taken = 0
         while not self._stop.is_set():
+            self._import_spool()  # a slice at a time: dispatch starts before a backlog is in
             with self._held_lock:
                 held = set(self._held)
             entries = self.store.claim_inbox(self.owner, self.clock(), LEASE, held=held)
@@ -340,17 +341,24 @@ class Inbox:
         return taken
 
     def _import_spool(self) -> None:
-        """Copy what the front spooled into the inbox, where it is claimed like the rest."""
-        if self._spool is None and self._spool_path is not None:
-            try:
+        """Copy (a slice of) what the front spooled into the inbox, where it is claimed like
+        the rest. With no front (`tidy_spool`: `--single-process`, `warden dev`, a spool left
+        by an earlier `warden serve`), this process also drops what it imported."""
+        try:
+            if self._spool is None and self._spool_path is not None:
                 self._spool = Spool.existing(self._spool_path)
-            except SpoolError as e:
-                log.error("%s", e)  # the main inbox still works
-                self._spool_path = None
-        if self._spool is not None:
-            self._spooled_up_to = self._spool.import_into(
-                self.store, self._spooled_up_to, self.clock(), LEASE
-            )
+            if self._spool is not None:
+                self._spooled_up_to = self._spool.import_into(
+                    self.store, self._spooled_up_to, self.clock(), LEASE, MAX_BATCH
+                )
+                if self.tidy_spool:
+                    self._spool.tidy(self.store)
+        except SpoolError as e:
+            log.error("%s", e)  # the main inbox still works
+            self._spool_path = None
+        except SQLAlchemyError:
+            # A damaged spool file must not stop the main inbox from being dispatched.
+            log.exception("could not read the front's spool; trying again later")
 
     def _recover_loop(self) -> None:
         next_round = 0.0

@@ -70,10 +70,12 @@ def start(
     host: str = "0.0.0.0",
     port: int | None = None,
     metrics_host: str | None = None,
+    under_front: bool = False,
     **build_kwargs: Any,
 ) -> Running:
     """Build Warden, start its jobs and serve HTTP on a background thread (`host`; the
-    metrics port, if any, on `metrics_host`, by default the same)."""
+    metrics port, if any, on `metrics_host`, by default the same). `under_front`: this is
+    `warden serve`'s worker, whose front tidies the spool."""
     if settings.slack_bot_token is None or settings.slack_signing_secret is None:
         raise ConfigError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must be set")
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
@@ -95,6 +97,7 @@ def start(
         lc.core.clock,
         lc.core.privacy.sealer,
         spool_path=spool_path(warden.store.db),
+        tidy_spool=not under_front,
     ).start()
     server = make_server(
         WardenWSGI(
@@ -140,7 +143,12 @@ def serve(settings: Settings, socket_mode: bool = False, worker: bool = False) -
     if worker and settings.warden_worker_nice:
         os.nice(settings.warden_worker_nice)  # acks, in the front process, go first
     # The worker is reached through the front only; WARDEN_METRICS_PORT is for Prometheus.
-    running = start(settings, host="127.0.0.1" if worker else "0.0.0.0", metrics_host="0.0.0.0")
+    running = start(
+        settings,
+        host="127.0.0.1" if worker else "0.0.0.0",
+        metrics_host="0.0.0.0",
+        under_front=worker,
+    )
     log.info(
         "Warden %s on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
         "worker listening" if worker else "listening",

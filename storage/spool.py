@@ -152,7 +152,12 @@ class Spool:
         if version == LAYOUT:
             return spool
         spool.dispose()
-        return cls.create(path)  # half made (layout 0), or refused with SpoolError
+        if version == 0:
+            return None  # the front is still making it (or made nothing): not ready yet
+        raise SpoolError(
+            f"{path} was written by another version of Warden (layout {version}); "
+            "import it with that version or move it away"
+        )
 
     def append(self, arrivals: Sequence[Arrival], now: datetime) -> None:
         """Store `arrivals` in one transaction (bodies as given: the caller seals them)."""
@@ -215,22 +220,35 @@ class Spool:
         with self.engine.begin() as conn:
             return int(conn.execute(delete(_spool).where(_spool.c.id.in_(list(ids)))).rowcount)
 
-    def import_into(self, store: InboxQueries, after: int, now: datetime, lease: Any) -> int:
-        """Copy the spooled requests with an id above `after` into the main inbox, unowned
-        (due for any worker); return the highest id copied (`after` if none). Copying one
-        twice is a no-op: the main inbox keeps one entry per key."""
-        while rows := self.pending(after, _BATCH):
+    def import_into(
+        self, store: InboxQueries, after: int, now: datetime, lease: Any, limit: int
+    ) -> int:
+        """Copy up to `limit` spooled requests with an id above `after` into the main inbox,
+        unowned (due for any worker); return the highest id copied (`after` if none).
+        Copying one twice is a no-op: the main inbox keeps one entry per key. If the spool
+        holds nothing above `after` but its ids are lower, the file was made again (ids
+        start over): it is read from the start."""
+        rows = self.pending(after, limit)
+        if not rows and after and self.last_id() < after:
+            rows = self.pending(0, limit)
+        if rows:
             store.store_arrivals([r.arrival for r in rows], None, now, lease)
-            after = rows[-1].id
+            return rows[-1].id
         return after
 
-    def tidy(self, store: InboxQueries) -> int:
-        """Delete the spooled requests the main inbox holds (imported); how many went."""
-        dropped, after = 0, 0
-        while spooled := self.keys(after, _BATCH):
+    def last_id(self) -> int:
+        with self.read_engine.connect() as conn:
+            return int(conn.execute(select(func.max(_spool.c.id))).scalar() or 0)
+
+    def tidy(self, store: InboxQueries, limit: int = 2000) -> int:
+        """Delete the spooled requests the main inbox holds (imported), looking at no more
+        than `limit` of them (the oldest) per call: the front does this on the thread its
+        acks are stored by, so a backlog is tidied a slice at a time. How many went."""
+        dropped, after, seen = 0, 0, 0
+        while seen < limit and (spooled := self.keys(after, min(_BATCH, limit - seen))):
             held = store.inbox_has(list(spooled))
             dropped += self.drop([spooled[k] for k in held])
-            after = max(spooled.values())
+            after, seen = max(spooled.values()), seen + len(spooled)
         self.checkpoint()
         return dropped
 

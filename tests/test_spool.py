@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from handlers.front import Front
+from bot.errors import ConfigError
+from handlers.front import Front, open_spool
 from handlers.inbox import LEASE, sealed
 from handlers.runtime import Running
 from storage.inbox import Arrival
@@ -48,10 +49,12 @@ def front_of(slack: Slack, worker_url: str | None = None) -> Iterator[Front]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     before, slack.ws.bot_url = slack.ws.bot_url, f"http://127.0.0.1:{port}/slack/events"
+    bot.inbox.tidy_spool = False  # a worker under a front: the front tidies
     try:
         yield front
     finally:
         slack.ws.bot_url = before
+        bot.inbox.tidy_spool = True
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -119,6 +122,7 @@ def test_a_request_acked_while_no_worker_answers_is_handled_once_one_does(slack:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_import_repeated_after_a_crash_before_tidying_is_a_no_op(slack: Slack) -> None:
+    slack.bot.inbox.stop_recovering()  # this test plays the worker's part itself
     path = spool_path(slack.store.db)
     assert path is not None
     spool = Spool.create(path)
@@ -127,17 +131,17 @@ def test_an_import_repeated_after_a_crash_before_tidying_is_a_no_op(slack: Slack
     two = Arrival(key="e:Ev2", kind="event", content_type="application/json", body="{}")
     spool.append(sealed(sealer, [one, one]), utcnow())  # a key spooled twice is kept once
     assert spool.size() == 1
-    up_to = spool.import_into(slack.store, 0, utcnow(), LEASE)
+    up_to = spool.import_into(slack.store, 0, utcnow(), LEASE, 100)
     spool.append(sealed(sealer, [two]), utcnow())
     # A restarted worker starts from nothing: everything spooled is imported again.
-    assert spool.import_into(slack.store, 0, utcnow(), LEASE) > up_to
+    assert spool.import_into(slack.store, 0, utcnow(), LEASE, 100) > up_to
     assert sorted(e.key for e in entries(slack)) == ["e:Ev1", "e:Ev2"]
     # Tidying drops only what the main inbox holds; a row appended since stays.
     three = Arrival(key="e:Ev3", kind="event", content_type="application/json", body="{}")
     spool.append(sealed(sealer, [three]), utcnow())
     assert spool.tidy(slack.store) == 2 and spool.keys(0, 10).keys() == {"e:Ev3"}
     # Ids never go back once the spool was emptied: a worker's "imported up to" stays true.
-    spool.import_into(slack.store, 0, utcnow(), LEASE)
+    spool.import_into(slack.store, 0, utcnow(), LEASE, 100)
     assert spool.tidy(slack.store) == 1 and spool.size() == 0
     four = Arrival(key="e:Ev4", kind="event", content_type="application/json", body="{}")
     spool.append(sealed(sealer, [four]), utcnow())
@@ -187,6 +191,7 @@ def test_a_spool_of_another_layout_is_refused_and_kept(slack: Slack) -> None:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_tidying_checkpoints_so_the_spools_log_does_not_grow(slack: Slack) -> None:
+    slack.bot.inbox.stop_recovering()  # this test plays the worker's part itself
     path = spool_path(slack.store.db)
     assert path is not None
     spool = Spool.create(path)
@@ -204,9 +209,79 @@ def test_tidying_checkpoints_so_the_spools_log_does_not_grow(slack: Slack) -> No
     sizes = []
     for tag in "abc":
         burst(tag)
-        spool.import_into(slack.store, 0, utcnow(), LEASE)
+        spool.import_into(slack.store, 0, utcnow(), LEASE, 1000)
         assert spool.tidy(slack.store) == 1000
         sizes.append(wal.stat().st_size)
     # Each round is written over the checkpointed log, not after it.
     assert sizes[-1] < sizes[0] * 1.2
     spool.dispose()
+
+
+def event(key: str) -> Arrival:
+    return Arrival(key=key, kind="event", content_type="application/json", body="{}")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_with_no_front_the_worker_tidies_a_spool_left_behind(slack: Slack) -> None:
+    """`warden serve` ran with its front and was stopped with requests still spooled; it is
+    started again as `--single-process` (or `warden dev`): nothing is lost, and what was
+    imported is dropped by the worker itself, so it is never imported again."""
+    slack.bot.inbox.stop_recovering()
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with front_of(slack, worker_url=nobody):
+        assert slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend").status == 200
+    assert spooled(slack) == 1
+    assert slack.bot.inbox.tidy_spool  # no front now
+    slack.bot.inbox.take_due()
+    slack.ws.wait_until(lambda: cards(slack), 30)
+    assert spooled(slack) == 0 and len(entries(slack)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_backlog_is_imported_and_tidied_a_slice_at_a_time(slack: Slack) -> None:
+    slack.bot.inbox.stop_recovering()
+    path = spool_path(slack.store.db)
+    assert path is not None
+    spool = Spool.create(path)
+    spool.append([event(f"e:Ev{i}") for i in range(5)], utcnow())
+    assert spool.import_into(slack.store, 0, utcnow(), LEASE, 3) == 3
+    assert len(entries(slack)) == 3
+    assert spool.tidy(slack.store, limit=2) == 2  # looks at the two oldest only
+    assert spool.tidy(slack.store) == 1 and spool.size() == 2
+    spool.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_spool_made_again_is_read_from_its_start(slack: Slack) -> None:
+    """The worker remembers how far it imported; if the file is replaced (ids start over),
+    it does not skip the new file's rows."""
+    slack.bot.inbox.stop_recovering()
+    path = spool_path(slack.store.db)
+    assert path is not None
+    spool = Spool.create(path)
+    spool.append([event(f"e:Old{i}") for i in range(3)], utcnow())
+    up_to = spool.import_into(slack.store, 0, utcnow(), LEASE, 100)
+    assert up_to == 3
+    spool.dispose()
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink()
+    spool = Spool.create(path)
+    spool.append([event("e:New")], utcnow())
+    assert spool.import_into(slack.store, up_to, utcnow(), LEASE, 100) == 1
+    assert "e:New" in {e.key for e in entries(slack)}
+    spool.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_damaged_spool_stops_serve_with_one_line_and_spares_the_inbox(slack: Slack) -> None:
+    path = spool_path(slack.store.db)
+    assert path is not None
+    path.write_bytes(b"this is not a database, " * 200)
+    with pytest.raises(ConfigError, match="cannot be used as the spool"):
+        open_spool(slack.store.db)
+    # A worker that finds it logs it and still dispatches what the main inbox holds.
+    slack.bot.inbox.take_due()
+    assert slack.ws.mention(REQUESTER, CHANNEL, "restart web-frontend").status == 200
+    slack.idle()
+    slack.bot.inbox.take_due()
+    assert len(cards(slack)) == 1
