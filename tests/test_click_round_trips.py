@@ -28,11 +28,12 @@ from tests.slack_fixtures import Slack
 
 # Statements (SQLite: BEGIN included), transactions and round trips of one Approve click that
 # meets the action's rule, up to the runbook's start. Measured when this test was written:
-# SQLite 27 statements in 6 transactions, PostgreSQL 21 in 6 (and a pre-ping each); before the
-# click claimed its run in the transaction that approves it, 47 in 13 and 34 in 13.
+# SQLite 29 statements in 7 transactions, PostgreSQL 22 in 7 (and a pre-ping each), the
+# seventh being the click's second read of autonomy before it claims; before the click
+# claimed its run in the transaction that approves it, 47 in 13 and 34 in 13.
 CEILINGS = {
-    "sqlite": {"statements": 29, "transactions": 7},
-    "postgresql": {"statements": 23, "transactions": 7},
+    "sqlite": {"statements": 31, "transactions": 8},
+    "postgresql": {"statements": 24, "transactions": 8},
 }
 
 _on_path = threading.local()
