@@ -11,6 +11,13 @@ never makes an ack wait in line behind it. On any database, background threads a
 first for CPU: every thread shares one GIL, so while an ack is in flight deferrable work
 waits (briefly, `AckGate`) before its next session or task.
 PostgreSQL is used as is (READ COMMITTED); conditional updates decide every race.
+
+What Warden forgets leaves the SQLite files too: every connection runs with
+`secure_delete=ON` (deleted rows and freed pages are overwritten with zeros, at the cost of
+writing pages a delete would otherwise leave alone), and after a forget `erase_forgotten()`
+checkpoints the write-ahead log into the main file and truncates it, so no earlier version of
+a page survives in the log. It waits `wipe_wait` at most for readers still reading the log;
+if one outlasts that, the next write (not an ack's) tries again without waiting.
 The schema is managed by Alembic (`storage/migrations`); `Database.upgrade()` runs it.
 """
 
@@ -46,6 +53,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -162,6 +170,9 @@ class Database:
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.wipe_wait = 0.25
+        """Seconds `erase_forgotten` waits at most for readers of the write-ahead log."""
+        self._wipe_pending = False
         if self.is_sqlite:
             if parsed.database in (None, "", ":memory:"):
                 raise ValueError("use a SQLite file, not an in-memory database")
@@ -194,6 +205,40 @@ class Database:
             session.begin(),
         ):
             yield session
+        if self._wipe_pending and not getattr(_URGENT, "on", False):
+            self._truncate_log(0.0)
+
+    def erase_forgotten(self) -> None:
+        """After a forget has committed (SQLite): copy the write-ahead log into the main file
+        and truncate it, so the forgotten text's earlier page versions are gone from disk
+        (`secure_delete` has already zeroed it in the pages themselves). Waits `wipe_wait` at
+        most for readers still using the log, then leaves the rest to the next write. A no-op
+        on PostgreSQL."""
+        if self._writer is not None:
+            self._wipe_pending = True
+            self._truncate_log(self.wipe_wait)
+
+    def _truncate_log(self, wait: float) -> None:
+        """`wal_checkpoint(TRUNCATE)`, waiting `wait` seconds at most for readers and other
+        processes' writers; clears the pending flag once it completes. Never from inside a
+        session: this thread's own snapshot or writer turn would hold it up."""
+        if self._writer is None or int(getattr(_URGENT, "depth", 0)):
+            return
+        with _session_scope(), self._writer.turn(getattr(_URGENT, "on", False)):
+            if not self._wipe_pending:  # another thread's checkpoint did it meanwhile
+                return
+            raw = self.engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                try:
+                    cur.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+                    busy = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                finally:
+                    cur.execute("PRAGMA busy_timeout=30000")
+                    cur.close()
+            finally:
+                raw.close()
+            self._wipe_pending = bool(busy)
 
     @staticmethod
     @contextmanager

@@ -11,7 +11,11 @@ the full-text index, which holds current facts). Expired facts are never deleted
 either — every query filters on `expires_at` — until `purge_expired_facts` removes those past
 a retention. `forget_facts` deletes rows outright, their full-text entries with them (the
 SQLite FTS5 index by triggers; the PostgreSQL `tsvector` lives in the row), and audits only
-ids and digests.
+ids and digests. On SQLite the forgotten text must leave the files as well: an FTS5 delete
+only adds a tombstone that repeats the deleted terms to a new index segment, so a forget (and
+a purge) merges the index into one segment in its own transaction (`'optimize'`, which drops
+deleted entries; a contentless table has no `secure-delete` option before SQLite 3.44), and
+then `Database.erase_forgotten` empties the write-ahead log (`storage/db.py`).
 
 Retrieval filters first — the asker's visible scopes, the kinds, current (`valid_to IS NULL`,
 `expires_at > now`) — then ranks by relevance with a recency and a type prior (see
@@ -39,6 +43,7 @@ from sqlalchemy import (
     delete,
     extract,
     func,
+    insert,
     literal_column,
     or_,
     update,
@@ -152,6 +157,14 @@ def scope_key(scope: str, scope_id: str) -> str:
 def pg_scope_lexeme(scope: str, scope_id: str) -> str:
     """The lexeme `fact.tsv` holds for a scope: `'scope' || md5(scope || ':' || scope_id)`."""
     return "scope" + hashlib.md5(f"{scope}:{scope_id}".encode(), usedforsecurity=False).hexdigest()
+
+
+def _merge_fts(db: Database, s: Any) -> None:
+    """Merge the SQLite full-text index into one segment, dropping deleted entries and the
+    tombstones that name their terms (`secure_delete` zeroes the old segments' pages). Its
+    cost grows with the index, so only after a forget or a purge."""
+    if db.is_sqlite:
+        s.execute(insert(_FTS).values({_FTS.c.fact_fts: "optimize"}))
 
 
 def fts_match(terms: Sequence[str], scopes: Sequence[tuple[str, str]]) -> str:
@@ -406,7 +419,9 @@ class MemoryQueries:
                 after="forgotten",
                 data={"facts": [[i, d] for i, d in gone]},
             )
-            return gone
+            _merge_fts(self.db, s)
+        self.db.erase_forgotten()
+        return gone
 
     def purge_expired_facts(self, before: datetime, actor: str = "warden") -> int:
         """Delete facts that expired, or were superseded, before `before` (the retention
@@ -431,7 +446,9 @@ class MemoryQueries:
                 subject="memory",
                 data={"count": len(ids), "before": before.isoformat()},
             )
-            return len(ids)
+            _merge_fts(self.db, s)
+        self.db.erase_forgotten()
+        return len(ids)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -453,7 +470,8 @@ class MemoryQueries:
                 .where(col(Request.id) == request_id)
                 .values(text="(this message held a fact that was forgotten)")
             )
-            return True
+        self.db.erase_forgotten()
+        return True
 
     def fact_ids_in_scope(self, scope: str, scope_id: str) -> list[int]:
         """Every fact of a scope, current or not (what "forget everything about me" means)."""

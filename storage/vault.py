@@ -2,7 +2,8 @@
 
 A request's text is redacted before it reaches the model, the memory or the audit trail; the
 placeholder → value mapping an action may still need is kept encrypted (`bot/pii.py` seals
-and opens it) in `request.pii_sealed`, and cleared as soon as nothing can need it.
+and opens it) in `request.pii_sealed`, and cleared as soon as nothing can need it (on SQLite
+from the files as well: `Database.erase_forgotten`).
 """
 
 from __future__ import annotations
@@ -101,4 +102,7 @@ class VaultQueries:
                 )
                 .values(pii_sealed=None)
             )
-            return int(r.rowcount or 0)
+            cleared = int(r.rowcount or 0)
+        if cleared:  # the old seals' bytes leave the SQLite files too (`storage/db.py`)
+            self.db.erase_forgotten()
+        return cleared
