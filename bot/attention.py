@@ -12,7 +12,9 @@ without reading. Three things here answer it, each decided by the gate:
   is kept as a row; a new waiting card of the same tool, canonical arguments, tier and policy
   version counts it as that approver's approval when the gate says their click would count
   (`Gate.grant_counts`), recorded as an ordinary approval marked with the grant and audited
-  (`approval.by_grant`); if that meets the card's rule, it starts.
+  (`approval.by_grant`); if that meets the card's rule, it starts. A grant given in the
+  card's channel that does not count is named on the card with the gate's reason, and
+  audited once (`approval.grant_not_counted`).
 - **Break glass** lives with the other clicks in `bot/approvals.py`.
 """
 
@@ -21,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from datetime import datetime
 
+from bot.cards import grant_note
 from bot.core import Core
 from bot.execution import Execution
 from bot.gate import span_text
-from bot.policy import Risk
 from bot.tools import canonical_json
-from storage.models import Action, ActionStatus
+from storage.models import Action, ActionStatus, ApprovalGrant
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +49,26 @@ def args_digest(core: Core, action: Action) -> str:
 def cover_by_grants(core: Core, execution: Execution, action: Action) -> bool:
     """A new card waits: approvers' 30-minute grants for this exact call count as their
     approvals where the gate says so (each recorded and audited as `approval.by_grant`), and
-    if they meet the card's rule it starts. True if it started."""
-    if action.status != ActionStatus.AWAITING_APPROVAL or Risk(action.risk) is Risk.CRITICAL:
+    if they meet the card's rule it starts. True if it started.
+
+    A grant for this call that does not count is named on the card with the gate's reason
+    (`Gate.grant_counts`), so its giver can tell why the card waits — kept on the action
+    (`grant_note`) and audited once (`approval.grant_not_counted`). Only grants given on a
+    card in this same channel are named on it: that an identical call was approved elsewhere
+    is not this channel's to see (the audit row, which only admins read, says so)."""
+    if action.status != ActionStatus.AWAITING_APPROVAL:
         return False
     now = core.now()
     at = now.at or core.clock()
     digest = args_digest(core, action)
     granted_by = ""
+    misses: list[tuple[ApprovalGrant, str]] = []
     for grant in core.store.grants_for_call(action.tool, digest, at):
         approvals = core.store.approvals(action.id, action.revision)
         why_not = core.gate.grant_counts(action, approvals, grant, digest, now)
         if why_not:
             log.info("grant %s does not cover action %s: %s", grant.id, action.id, why_not)
+            misses.append((grant, why_not))
             continue
         recorded = core.store.record_approval(
             action,
@@ -75,6 +86,7 @@ def cover_by_grants(core: Core, execution: Execution, action: Action) -> bool:
         )
         if recorded is not None:
             granted_by = granted_by or grant.approver
+    _note_misses(core, action, misses, at)
     core.kick()
     if not granted_by:
         return False
@@ -84,6 +96,40 @@ def cover_by_grants(core: Core, execution: Execution, action: Action) -> bool:
     ):
         return False  # recorded; a click (or the pause's end) does the rest
     return execution.start_approved(action, granted_by)
+
+
+def _note_misses(
+    core: Core, action: Action, misses: list[tuple[ApprovalGrant, str]], at: datetime
+) -> None:
+    """Audit (once) why grants for this call did not count, and keep on the card those
+    given in its own channel."""
+    if not misses:
+        return
+    where = core.store.channels_of(g.action_id for g, _ in misses)
+    here = [where.get(g.action_id) == action.channel for g, _ in misses]
+    audit_ = core.audit(
+        "warden",
+        "approval.grant_not_counted",
+        action.trace_id,
+        revision=action.revision,
+        grants=[
+            {
+                "grant": g.id,
+                "approver": g.approver,
+                "granted_on": g.action_id,
+                "reason": why,
+                "on_card": on_card,
+            }
+            for (g, why), on_card in zip(misses, here, strict=True)
+        ],
+    )
+    shown = [(g.approver, why) for (g, why), on_card in zip(misses, here, strict=True) if on_card]
+    if not shown:
+        core.store.audit(audit_, action.id)
+        return
+    core.store.note_grants_not_counted(
+        action.id, action.revision, grant_note(action.revision, shown), at, audit_
+    )
 
 
 def remind_waiting(core: Core) -> int:

@@ -11,6 +11,7 @@ user ids it names are not, so its mentions stay real.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -163,6 +164,9 @@ class Card:
     escalated_to: str = ""
     # Approvals given by 30-minute grants: (approver, the grant's end).
     granted: tuple[tuple[str, datetime], ...] = ()
+    # While it waits: approvers whose 30-minute grant for this exact call did not count,
+    # each with the gate's reason (trusted: Warden's words, `Gate.grant_counts`).
+    grant_misses: tuple[tuple[str, str], ...] = ()
     # Break glass: the admin who ran it alone, their reason (untrusted), and its review.
     break_glass_by: str | None = None
     break_glass_reason: str | None = None
@@ -292,11 +296,49 @@ def build_card(action: Action, facts: CardFacts, now: datetime) -> Card:
         escalated_at=action.escalated_at,
         escalated_to=facts.admin_channel,
         granted=facts.granted,
+        grant_misses=grant_misses(action, facts.approved_by),
         break_glass_by=action.break_glass_by,
         break_glass_reason=action.break_glass_reason,
         acknowledged_by=action.acknowledged_by,
         acknowledged_at=action.acknowledged_at,
     )
+
+
+GRANT_MISSES_MAX = 3
+"""At most this many approvers' grants that did not count are named on a card."""
+
+
+def grant_note(revision: int, misses: Sequence[tuple[str, str]]) -> str:
+    """What `Action.grant_note` keeps: approvers whose grant did not cover `revision` of the
+    call, with the gate's reason, one per approver, at most `GRANT_MISSES_MAX`."""
+    grants: list[list[str]] = []
+    for who, why in misses:
+        if who not in {g[0] for g in grants} and len(grants) < GRANT_MISSES_MAX:
+            grants.append([who, why])
+    return json.dumps({"revision": revision, "grants": grants}, separators=(",", ":"))
+
+
+def grant_misses(action: Action, approved_by: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+    """The grants a waiting card names as not covering it (`Action.grant_note`): only while
+    the revision they were judged on waits, less approvers whose own approval now counts."""
+    if action.status != ActionStatus.AWAITING_APPROVAL or not action.grant_note:
+        return ()
+    try:
+        note = json.loads(action.grant_note)
+    except ValueError:
+        return ()
+    if not isinstance(note, dict) or note.get("revision") != action.revision:
+        return ()
+    found: list[tuple[str, str]] = []
+    for item in note.get("grants") or []:
+        if (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(x, str) for x in item)
+            and item[0] not in approved_by
+        ):
+            found.append((item[0], item[1]))
+    return tuple(found[:GRANT_MISSES_MAX])
 
 
 def as_nudge(card: Card, waited: str, where: str) -> Card:

@@ -932,26 +932,37 @@ class Gate:
         of the action's real arguments), at the same tier, under the same policy version,
         until it runs out; never a critical call nor a tainted one (it would run unattended);
         and only where the approver's own click would be recorded now (still an approver, not
-        excluded by four eyes, …)."""
-        if Risk(action.risk) is Risk.CRITICAL:
-            return "a grant never covers a critical call"
+        excluded by four eyes, …).
+
+        The reason is shown on the new card after "<approver>'s 30-minute approval doesn't
+        cover this: " (`handlers.blocks`), in the channel the call was asked in: short words
+        about this call and the grant's approver, nothing about where the grant was given or
+        who else may approve."""
+        risk = Risk(action.risk)
+        if risk is Risk.CRITICAL:
+            return "a critical call always needs people to click Approve"
         if action.taint:
             # Text not written by the requester shaped this plan: it never runs unattended,
             # and a grant would let an injection repeat the call with nobody looking.
-            return "a grant never covers a call planned from text the requester did not write"
+            return "this call was planned from text its requester did not write"
         at = now.at or utcnow()
         if grant.until <= at:
-            return "the grant ran out"
+            return "it ran out"
         if grant.tool != action.tool or grant.args_digest != args_digest:
-            return "the grant is for another call"
+            return "it was given for another call"
         if grant.risk != action.risk:
-            return "the grant is for another tier"
+            return f"it was given at {grant.risk} risk, and this call is {risk.value} risk"
         if not grant.policy_version == action.policy_version == self.policy.version:
-            return "the policy changed since the grant"
+            return "Warden's policy changed since it was given"
         ruling = self.approve(action, approvals, grant.approver, now)
-        if ruling.step is not Step.RECORD:
-            return ruling.reason or "the grant's approver may not approve it now"
-        return None
+        if ruling.step is Step.RECORD:
+            return None
+        if grant.approver in self.excluded(action):
+            role = "asked for" if grant.approver == action.requester else "edited"
+            return f"they {role} this {risk.value}-risk call, and four eyes needs someone else"
+        if grant.approver not in self.approvers(action.tool, action.requester, action.channel):
+            return "they are not an approver of this call here"
+        return "their click would not count on this card now"
 
     def break_glass(self, action: Action, user: str, reason: str, now: Now) -> str | None:
         """Why `user` may not break the glass on `action` now (None: they may): an admin may

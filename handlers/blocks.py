@@ -252,12 +252,23 @@ def cancel_words(card: Card) -> tuple[str, str]:
 
 
 def attention_blocks(card: Card) -> list[dict[str, Any]]:
-    """What kept the card in sight: approvals by 30-minute grants, the reminder and the
-    escalation, and a break glass with its review."""
+    """What kept the card in sight: approvals by 30-minute grants (and grants for the call
+    that did not count, with the gate's reason), the reminder and the escalation, and a break
+    glass with its review."""
     blocks: list[dict[str, Any]] = []
     for who, until in card.granted:
         blocks.append(
             context(f":repeat: Approved by {mention(who)}'s 30-minute grant (until {when(until)})")
+        )
+    if card.grant_misses:
+        blocks.append(
+            context(
+                "\n".join(
+                    f":information_source: {mention(who)}'s 30-minute approval doesn't cover "
+                    f"this: {clip(why, 200)}"
+                    for who, why in card.grant_misses
+                )
+            )
         )
     if card.reminded_at is not None:
         people = ", ".join(mention(u) for u in card.reminded[:20]) or "nobody"

@@ -178,6 +178,39 @@ class AttentionQueries:
                 ).all()
             )
 
+    def channels_of(self, action_ids: Iterable[str]) -> dict[str, str]:
+        """The channel each of `action_ids` was asked in (a grant's card: where it was given)."""
+        wanted = sorted(set(action_ids))
+        if not wanted:
+            return {}
+        with self.db.read() as s:
+            rows = s.exec(select(Action.id, Action.channel).where(col(Action.id).in_(wanted)))
+            return {str(i): str(c) for i, c in rows.all()}
+
+    def note_grants_not_counted(
+        self, action_id: str, revision: int, note: str, now: datetime, audit_: Audit
+    ) -> bool:
+        """Audit why approvers' grants did not cover a card and keep it (`note`, the card's
+        to show) with the card's refresh, in one transaction: True if the conditional update
+        wrote the note — the revision still waits and had no note (a click may have decided
+        it meanwhile; the audit row is written either way)."""
+        with self.db.write() as s:
+            won = s.exec(
+                update(Action)
+                .where(
+                    col(Action.id) == action_id,
+                    col(Action.revision) == revision,
+                    col(Action.grant_note).is_(None),
+                    _waiting(now),
+                )
+                .values(grant_note=note, updated_at=utcnow())
+            ).rowcount
+            _append(s, audit_, action_id, {})
+            if won != 1:
+                return False
+            OutboxQueries._enqueue(s, [Notice(action_id=action_id)])
+            return True
+
     def grants_by_id(self, ids: Iterable[int]) -> dict[int, ApprovalGrant]:
         wanted = sorted(set(ids))
         if not wanted:
@@ -203,9 +236,9 @@ class AttentionQueries:
                 )
                 .values(acknowledged_by=person, acknowledged_at=now)
             ).rowcount
+            _append(s, audit_, action_id, {})
             if won != 1:
                 return False
-            _append(s, audit_, action_id, {})
             OutboxQueries._enqueue(s, [Notice(action_id=action_id)])
             return True
 

@@ -267,6 +267,12 @@ class Action(SQLModel, table=True):
     break_glass_reason: str | None = Field(default=None, sa_column=Column(Text))
     acknowledged_by: str | None = Field(default=None, max_length=32)
     acknowledged_at: datetime | None = None
+    # Approvers' 30-minute grants for this exact call that did not count when it was
+    # proposed, and why, in the gate's words (`Gate.grant_counts`): JSON written once by
+    # `bot.attention.cover_by_grants`, `{"revision": n, "grants": [[approver, reason], …]}`,
+    # shown on the card while that revision waits (None: no grant given in its channel was
+    # left out).
+    grant_note: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -235,16 +235,36 @@ def test_the_gates_grant_rule(tmp_path: Path) -> None:
         return gate.grant_counts(a, [], g, digest, now)
 
     assert counts(action(), grant()) is None
-    assert counts(action(), grant(), digest="other") == "the grant is for another call"
-    assert counts(action(tool="restart_service"), grant()) == "the grant is for another call"
-    assert counts(action(risk="high"), grant()) == "the grant is for another tier"
-    assert counts(action(), grant(policy_version="pv-old")) == "the policy changed since the grant"
-    assert counts(action(), grant(until=at)) == "the grant ran out"
+    assert counts(action(), grant(), digest="other") == "it was given for another call"
+    assert counts(action(tool="restart_service"), grant()) == "it was given for another call"
+    assert (
+        counts(action(risk="high"), grant())
+        == "it was given at medium risk, and this call is high risk"
+    )
+    assert (
+        counts(action(), grant(policy_version="pv-old"))
+        == "Warden's policy changed since it was given"
+    )
+    assert counts(action(), grant(until=at)) == "it ran out"
     critical = action(risk="critical", preview="would scale")
-    assert counts(critical, grant(risk="critical")) == "a grant never covers a critical call"
+    assert (
+        counts(critical, grant(risk="critical"))
+        == "a critical call always needs people to click Approve"
+    )
+    assert (
+        counts(action(taint="a lookup's output"), grant())
+        == "this call was planned from text its requester did not write"
+    )
     # Four eyes: the giver asked for this high-risk call.
     high = action(risk="high", requester=APPROVER)
-    assert "four eyes" in (counts(high, grant(risk="high")) or "")
+    assert (
+        counts(high, grant(risk="high"))
+        == "they asked for this high-risk call, and four eyes needs someone else"
+    )
+    edited = action(risk="high", edited_by=APPROVER)
+    assert counts(edited, grant(risk="high")) == (
+        "they edited this high-risk call, and four eyes needs someone else"
+    )
     # The giver left the approvers' group: their grant no longer counts.
     members["S0SRE"] = frozenset({APPROVER2})
-    assert "not an approver" in (counts(action(), grant()) or "")
+    assert counts(action(), grant()) == "they are not an approver of this call here"

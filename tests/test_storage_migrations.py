@@ -35,7 +35,7 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_database_url:
     try:
         with db.read() as s:
             assert s.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-                "0012"
+                "0013"
             ]
             assert s.execute(text("SELECT count(*) FROM audit_head")).scalar_one() == 1
             assert s.execute(text("SELECT count(*) FROM control")).scalar_one() == 1
