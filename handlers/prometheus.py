@@ -44,6 +44,7 @@ from bot.metrics import (
     Stats,
     breakdown,
 )
+from handlers.background_server import BackgroundServer
 from storage.models import ActionStatus
 from storage.repo import Store
 
@@ -462,26 +463,17 @@ class MetricsServer:
     def __init__(self, probes: Probes, host: str, port: int) -> None:
         from waitress.server import create_server
 
-        self.server: Any = create_server(probes, host=host, port=port, threads=4, ident="warden")
-        self._closing = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="warden-metrics", daemon=True)
+        self.http = BackgroundServer(
+            create_server(probes, host=host, port=port, threads=4, ident="warden"), "warden-metrics"
+        )
 
     @property
     def port(self) -> int:
-        return int(self.server.effective_port)
+        return self.http.port
 
     def start(self) -> MetricsServer:
-        self.thread.start()
+        self.http.start()
         return self
 
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            if not self._closing.is_set():
-                raise
-
     def stop(self) -> None:
-        self._closing.set()
-        self.server.close()
-        self.thread.join(timeout=10)
+        self.http.stop()

@@ -16,6 +16,7 @@ from slack_bolt import App
 from bot.app import Warden, build
 from bot.errors import ConfigError
 from bot.settings import Settings
+from handlers.background_server import BackgroundServer
 from handlers.http import WardenWSGI, make_server
 from handlers.inbox import Inbox
 from handlers.prometheus import MetricsServer, Probes
@@ -32,36 +33,20 @@ class Running:
 
     warden: Warden
     app: App
-    server: Any
-    thread: threading.Thread
-    closing: threading.Event
+    http: BackgroundServer
     inbox: Inbox
     metrics: MetricsServer | None = None  # WARDEN_METRICS_PORT
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.effective_port}"
+        return f"http://127.0.0.1:{self.http.port}"
 
     def stop(self) -> None:
-        self.closing.set()
-        self.server.close()
-        self.thread.join(timeout=10)
-        # Closing waitress's sockets leaves its request threads waiting for work: end them.
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        self.http.stop()
         self.inbox.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.warden.stop()
-
-
-def _serve(server: Any, closing: threading.Event) -> None:
-    # Closing waitress from another thread can make its poll loop trip over a socket that
-    # was just closed; that is the shutdown we asked for, not an error.
-    try:
-        server.run()
-    except (OSError, ValueError):
-        if not closing.is_set():
-            raise
 
 
 def start(
@@ -109,17 +94,10 @@ def start(
         host,
         settings.port if port is None else port,
     )
-    closing = threading.Event()
-    thread = threading.Thread(
-        target=_serve, args=(server, closing), name="warden-http", daemon=True
-    )
-    thread.start()
     return Running(
         warden=warden,
         app=app,
-        server=server,
-        thread=thread,
-        closing=closing,
+        http=BackgroundServer(server, "warden-http").start(),
         inbox=inbox,
         metrics=metrics_server(warden, settings, metrics_host or host),
     )
@@ -152,7 +130,7 @@ def serve(settings: Settings, socket_mode: bool = False, worker: bool = False) -
     log.info(
         "Warden %s on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
         "worker listening" if worker else "listening",
-        running.server.effective_port,
+        running.http.port,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

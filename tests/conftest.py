@@ -267,11 +267,11 @@ def xdist_worker(request: pytest.FixtureRequest) -> str:
     return str(getattr(request.config, "workerinput", {}).get("workerid", "master"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database at the newest schema, on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        path = tmp_path / "warden.db"
+def empty_database(request: pytest.FixtureRequest, kind: str, directory: Path) -> str:
+    """An empty database at the newest schema: a copy of the migrated SQLite file in
+    `directory`, or the session's PostgreSQL database emptied."""
+    if kind == "sqlite":
+        path = directory / "warden.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         with sqlite3.connect(path) as conn:
             conn.execute(
@@ -283,6 +283,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     postgres: PostgresDatabase = request.getfixturevalue("postgres_database")
     postgres.empty()
     return postgres.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database at the newest schema, on SQLite and on PostgreSQL."""
+    return empty_database(request, request.param, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

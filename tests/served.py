@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,8 @@ def serve_env(api_url: str, database_url: str, config: Path, port: int) -> dict[
     }
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (from /proc)."""
-    out = []
+def _stats() -> Iterator[tuple[int, list[str]]]:
+    """Each process's pid and the fields of /proc/<pid>/stat after its name."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -81,11 +81,18 @@ def children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        # "pid (comm) state ppid …": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            out.append(int(entry.name))
-    return out
+        # "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    return [child for child, fields in _stats() if int(fields[1]) == pid]
+
+
+def group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (zombies have exited)."""
+    return [pid for pid, fields in _stats() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def alive(pid: int) -> bool:
@@ -149,19 +156,19 @@ class Served:
         return int(pid)
 
     def kill(self) -> None:
-        """SIGKILL to the whole group, front and worker: a crash of the machine's process."""
+        """SIGKILL to the whole group, front and worker: a crash of the machine's process.
+        Returns once every process of the group is gone (a worker outlives its front by
+        a moment)."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        pgid = self.proc.pid
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(pgid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        until(lambda: not group(pgid), timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        """The end of a test: kill the group. Nothing is left to check in a graceful stop
+        here (tests/test_front.py tests that one), and it is slow: the worker waits 10 s for
+        its HTTP thread while the front still holds keep-alive connections to it."""
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # a worker left behind, if any
+            self.kill()

@@ -393,7 +393,7 @@ def test_oversized_body_is_a_413_before_the_signature_or_bolt(
     assert dispatched == []
     assert not [r for r in caplog.records if "signature" in r.getMessage()]
     # Chunked bodies are counted as they arrive, too.
-    host, port = slack.bot.server.effective_host, slack.bot.server.effective_port
+    host, port = slack.bot.http.server.effective_host, slack.bot.http.port
     assert chunked_post(str(host), int(port), b"x" * 1_200_000) == 413
     # A huge declared length is refused at once, without waiting for (or buffering) a body.
     started = time.monotonic()

@@ -5,8 +5,10 @@ section; and the deploy files reference only metrics the collector exports."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -262,6 +264,30 @@ def test_the_metrics_port_serves_metrics_and_readiness(slack: Slack) -> None:
         assert at(scrape(url), "warden_requests_total") == 0
         assert get(url + "/slack/events")[0] == 404
     finally:
+        server.stop()
+
+
+def test_stopping_a_server_closes_the_connections_it_accepted(slack: Slack) -> None:
+    """A keep-alive client's connection is closed by stop(), not left for the garbage
+    collector, and no request thread is left waiting."""
+    server = MetricsServer(
+        Probes(slack.store, slack.bot.warden.lifecycle.core.clock), "127.0.0.1", 0
+    )
+    server.start()
+    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        client.request("GET", "/readyz")
+        answer = client.getresponse()
+        answer.read()
+        assert answer.status == 200 and not answer.will_close  # the connection stays open
+        server.stop()
+        assert client.sock is not None
+        assert client.sock.recv(1) == b""  # closed by the server (a timeout here if not)
+        assert not server.http.server.task_dispatcher.threads
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    finally:
+        client.close()
         server.stop()
 
 

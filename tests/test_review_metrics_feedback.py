@@ -9,14 +9,16 @@ import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.policy import parse_policy
 from handlers.prometheus import WardenCollector
 from tests.anthropic_stub import AnthropicStub, propose, reply
-from tests.conftest import ADMIN, APPROVER, REQUESTER
+from tests.conftest import ADMIN, APPROVER, REQUESTER, policy_data
 from tests.slack_fixtures import CHANNEL, Slack, SlackFactory
 
 
@@ -51,9 +53,13 @@ def said_to(slack: Slack, user: str, channel: str = CHANNEL) -> str:
 
 
 def test_tools_the_model_invents_do_not_become_metric_labels(
-    slack_factory: SlackFactory, anthropic_stub: AnthropicStub
+    slack_factory: SlackFactory, anthropic_stub: AnthropicStub, tmp_path: Path
 ) -> None:
-    slack = slack_factory(claude=anthropic_stub)
+    # The model's next turn is not scripted: the stub answers it 500 and planning ends
+    # there. No retries of that call (the SDK's backoff cost seconds a request, and what
+    # is checked here is the labels, not the retries).
+    policy = parse_policy(policy_data(tmp_path, agent={"max_retries": 0}))
+    slack = slack_factory(policy_=policy, claude=anthropic_stub)
     known = set(slack.bot.warden.lifecycle.core.registry.names())
     for n in range(3):
         anthropic_stub.enqueue(
