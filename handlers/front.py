@@ -49,7 +49,14 @@ from bot.app import check
 from bot.errors import ConfigError
 from bot.sealing import Sealer
 from bot.settings import Settings
-from handlers.http import MAX_BODY, WAKE_PATH, parsed, peer_address, unverified
+from handlers.http import (
+    MAX_BODY,
+    WAKE_PATH,
+    freeze_startup_heap,
+    parsed,
+    peer_address,
+    unverified,
+)
 from handlers.inbox import MAX_BATCH, STORE_TIMEOUT, arrival, sealed, store_sealed
 from storage.db import Database
 from storage.inbox import Arrival
@@ -374,6 +381,7 @@ def serve(settings: Settings, *, config: str | None = None, verbose: bool = Fals
         "Warden listening on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
         settings.port,
     )
+    freeze_startup_heap()
     try:
         web.run_app(
             app, host="0.0.0.0", port=settings.port, print=None, access_log=None, backlog=1024

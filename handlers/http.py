@@ -15,6 +15,7 @@ crash.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -325,6 +326,15 @@ def _server_options(threads: int) -> dict[str, Any]:
         # reading; between MAX_BODY and that, the app's check answers a clean 413.
         "max_request_body_size": 4 * MAX_BODY,
     }
+
+
+def freeze_startup_heap() -> None:
+    """What start-up built (modules, the Bolt app, the policy) lives as long as the process:
+    put it out of the garbage collector's sight. A full collection otherwise walks its
+    ~130,000 objects (~75 ms on an idle core, more under load), stalling every request in
+    flight; afterwards it looks only at what requests create."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(wsgi: WardenWSGI, host: str, port: int, threads: int = 32) -> None:

@@ -17,7 +17,7 @@ from bot.app import Warden, build
 from bot.errors import ConfigError
 from bot.settings import Settings
 from handlers.background_server import BackgroundServer
-from handlers.http import WardenWSGI, make_server
+from handlers.http import WardenWSGI, freeze_startup_heap, make_server
 from handlers.inbox import Inbox
 from handlers.prometheus import MetricsServer, Probes
 from handlers.slack_app import create_app
@@ -127,6 +127,7 @@ def serve(settings: Settings, socket_mode: bool = False, worker: bool = False) -
         metrics_host="0.0.0.0",
         under_front=worker,
     )
+    freeze_startup_heap()
     log.info(
         "Warden %s on port %s (POST /slack/events, GET /healthz, /readyz, /metrics)",
         "worker listening" if worker else "listening",
