@@ -92,33 +92,44 @@ class Pool:
 class FairPool(Pool):
     """A pool whose queue is one line per key (the requester), served round-robin. With
     `serial`, a line runs one item at a time, in order (a person's thread reply is never
-    handled before the mention that started the thread)."""
+    handled before the mention that started the thread). Work submitted `first` goes ahead
+    of every line, one item per key at a time: a key's further `first` work, while one
+    waits ahead (or, after it, in the key's line), joins the key's line — one person's
+    flood of commands is served in turn with everyone else's work, not all before it, and
+    in the order it came."""
 
     def __init__(self, name: str, size: int, *, serial: bool = False) -> None:
         super().__init__(name, size)
         self.serial = serial
         self._busy: set[str] = set()
         self._owed = 0  # slots that found every waiting line busy
-        self._lines: OrderedDict[str, deque[tuple[Callable[..., Any], tuple[Any, ...]]]] = (
+        # Each item: (fn, args, whether it was submitted `first`).
+        self._lines: OrderedDict[str, deque[tuple[Callable[..., Any], tuple[Any, ...], bool]]] = (
             OrderedDict()
         )
-        self._first: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._first: deque[tuple[str, Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._first_keys: set[str] = set()  # keys with an item waiting in `_first`
+        self._first_in_line: dict[str, int] = {}  # `first` items waiting in a key's line
         self._ready = threading.Condition()
 
     def submit_fair(
         self, key: str, fn: Callable[..., Any], *args: Any, first: bool = False
     ) -> bool:
         """Queue `fn(*args)` in `key`'s line; False if the pool is shut down. `first`: ahead
-        of every line (someone is looking at the screen for the answer)."""
+        of every line (someone is looking at the screen for the answer), unless `key`
+        already has such an item waiting."""
         with self._idle:
             if self._closed:
                 return False
             self._pending += 1
         with self._ready:
-            if first:
-                self._first.append((fn, args))
-            else:
-                self._lines.setdefault(key, deque()).append((fn, args))
+            if first and key not in self._first_keys and not self._first_in_line.get(key):
+                self._first.append((key, fn, args))
+                self._first_keys.add(key)
+            else:  # `first` too if one of the key's waits already: after it, in order
+                self._lines.setdefault(key, deque()).append((fn, args, first))
+                if first:
+                    self._first_in_line[key] = self._first_in_line.get(key, 0) + 1
         try:
             self._executor.submit(self._next)
         except RuntimeError:
@@ -132,7 +143,8 @@ class FairPool(Pool):
         key: str | None = None
         with self._ready:
             if self._first:
-                fn, args = self._first.popleft()
+                ahead, fn, args = self._first.popleft()
+                self._first_keys.discard(ahead)
             else:
                 key = next((k for k in self._lines if k not in self._busy), None)
                 if key is None:
@@ -140,7 +152,11 @@ class FairPool(Pool):
                         self._owed += 1
                     return
                 line = self._lines.pop(key)
-                fn, args = line.popleft()
+                fn, args, was_first = line.popleft()
+                if was_first and self._first_in_line[key] > 1:
+                    self._first_in_line[key] -= 1
+                elif was_first:
+                    del self._first_in_line[key]
                 if line:
                     self._lines[key] = line  # to the back of the round
                 if self.serial:

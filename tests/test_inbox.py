@@ -315,6 +315,42 @@ def test_handing_on_is_round_robin_across_senders_with_commands_first() -> None:
     assert order == ["/pause", "flood0", "other", "flood1", "flood2"]
 
 
+def test_one_persons_commands_go_ahead_one_at_a_time() -> None:
+    """A command goes before waiting events, but a person's further commands, while one of
+    theirs waits ahead, take their turn with everyone else's work."""
+    pool = FairPool("inbox-test", 1)
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    pool.submit_fair("busy", lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)
+    for i in range(4):
+        pool.submit_fair("flooder", order.append, f"/cmd{i}", first=True)
+    pool.submit_fair("other", order.append, "mention")
+    pool.submit_fair("admin", order.append, "/pause", first=True)
+    release.set()
+    assert pool.wait_idle(10)
+    pool.shutdown()
+    assert order == ["/cmd0", "/pause", "/cmd1", "mention", "/cmd2", "/cmd3"]
+    # A person's commands keep their order: one sent once the first left the front, while
+    # the rest wait in the person's line, waits behind them.
+    pool = FairPool("inbox-test", 1)
+    started, release, took = threading.Event(), threading.Event(), threading.Event()
+    order.clear()
+    pool.submit_fair("busy", lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)
+    for i in range(3):
+        pool.submit_fair("flooder", order.append, f"/cmd{i}", first=True)
+    held = threading.Event()
+    pool.submit_fair("busy2", lambda: (took.set(), held.wait(10)))
+    release.set()
+    assert took.wait(10)  # /cmd0 and /cmd1 ran; /cmd2 waits in the line
+    pool.submit_fair("flooder", order.append, "/cmd3", first=True)
+    held.set()
+    assert pool.wait_idle(10)
+    pool.shutdown()
+    assert order == ["/cmd0", "/cmd1", "/cmd2", "/cmd3"]
+
+
 def test_odd_but_signed_ids_and_headers_neither_collide_nor_break_a_batch(slack: Slack) -> None:
     """A long event id is hashed, not cut (two ids sharing a long prefix stay two); a long
     Content-Type is stored as its media type."""
