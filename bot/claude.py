@@ -18,6 +18,7 @@ tools. Every limit (steps, tokens, wall time, cost) ends the loop with a message
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -137,6 +138,7 @@ class CannotHelpInput(BaseModel):
 # -- the stable prefix: system prompt and tool list --------------------------------------------
 
 _CACHE = {"type": "ephemeral"}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, only a lone one: JSON can't say it
 
 
 def system_prompt(policy: Policy) -> list[dict[str, Any]]:
@@ -406,9 +408,9 @@ class AnthropicPlanner:
         _Client.deadlines.at = deadline
         # The last message carries a cache breakpoint too, so each step of the loop reads the
         # previous steps from the cache (system, tools and that one: 3 of the 4 allowed).
-        marked = [*messages[:-1], _with_cache_mark(messages[-1])]
+        marked = _well_formed([*messages[:-1], _with_cache_mark(messages[-1])])
         try:
-            return self.client.messages.create(
+            reply = self.client.messages.create(
                 model=self.model,
                 max_tokens=CALL_MAX_TOKENS,
                 system=cast("list[TextBlockParam]", self.system),
@@ -439,6 +441,10 @@ class AnthropicPlanner:
             raise PlannerUnavailable("Claude's answer could not be read") from None
         finally:
             _Client.deadlines.at = None
+        # What the model wrote goes on to cards, answers and the database: no lone surrogate.
+        dumped = reply.model_dump()
+        clean = _well_formed(dumped)
+        return reply if clean == dumped else Message.model_validate(clean)
 
     # -- one assistant turn ----------------------------------------------------------------
 
@@ -539,6 +545,19 @@ def _echo(reply: Message) -> list[dict[str, Any]]:
         elif block.type == "text" and block.text:
             out.append({"type": "text", "text": block.text})
     return out
+
+
+def _well_formed(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings replaced by U+FFFD. JSON can carry
+    one (an escape such as `\\ud800`), in the model's answer or in text from Slack; UTF-8
+    cannot, so it would fail wherever it goes next (the database, Slack, the next call)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {_well_formed(k): _well_formed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_well_formed(v) for v in value]
+    return value
 
 
 def _with_cache_mark(message: dict[str, Any]) -> dict[str, Any]:
