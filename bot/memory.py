@@ -4,7 +4,9 @@ Facts come from two places only, never from a tool's output, recalled memory or 
 words:
 
 - **Outcomes Warden saw.** An action rejected (with its reason), undone, failed or succeeded
-  becomes a `decision` about its subject (`record_outcome`), written by Warden.
+  becomes a `decision` about its subject (`record_outcome`), written by Warden. It holds the
+  call's arguments, so it is the requester's own only if the call was: a tainted call, one
+  someone else edited or another person's taints the request that recalls it (`_own`).
 - **What people wrote.** The model proposes a `profile`, `preference` or `task` through the
   `remember` tool; the gate refuses one whose words are not in the requester's own message
   (`bot/gate.py`), and a `remember` from a tainted loop waits for its author's click. The
@@ -294,13 +296,26 @@ class Memory:
 
     def _own(self, fact: Fact | FactHit, requester: str) -> bool:
         """Whether a fact holds only the requester's own words: one they said, or Warden's
-        record of how their own call ended (its arguments came from their loop). A record
-        carrying someone else's reason is that person's (`record_outcome`)."""
-        if fact.author == requester:
-            return True
-        if fact.source != "outcome" or fact.author != OUTCOME_AUTHOR or not fact.request_id:
+        record of how their own call ended — and only if everything in that call came from
+        them. A record carrying someone else's reason is that person's (`record_outcome`)."""
+        if fact.source == "outcome":
+            return fact.author in (requester, OUTCOME_AUTHOR) and self._own_call(fact, requester)
+        return fact.author == requester
+
+    def _own_call(self, fact: Fact | FactHit, requester: str) -> bool:
+        """Whether the call an outcome fact records holds only the requester's words: their
+        own request's, with no taint (a lookup's output, another's message or memory entered
+        the loop that proposed it) and not edited by anyone else. Its arguments are in the
+        fact's text, so the fact carries the call's taint. A fact whose call is unknown is
+        not the requester's."""
+        if not fact.action_id:
             return False
-        origin = self.core.store.get_request(fact.request_id)
+        action = self.core.store.get_action(fact.action_id)
+        if action is None or action.taint or action.edited_by not in (None, requester):
+            return False
+        if action.requester != requester or action.request_id != fact.request_id:
+            return False
+        origin = self.core.store.get_request(action.request_id)
         return origin is not None and origin.requester == requester
 
     def record_outcome(
