@@ -21,15 +21,14 @@ from sqlmodel import col
 from bot.attention import args_digest
 from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
+from bot.escalation import raised_to_critical
 from bot.execution import Execution
 from bot.gate import GRANT_SPAN, Decision, Origin, Ruling, Step, Verdict
 from bot.handoffs import Judged
 from bot.logcontext import bind, scoped
-from bot.planning import critical_notice, mask_json
-from bot.policy import Risk
+from bot.planning import mask_json
 from bot.redact import redact
 from storage.models import Action, ActionStatus, Approval, ApprovalGrant
-from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
 
@@ -248,27 +247,13 @@ class Approvals:
                 "status_note": "The policy changed since this was proposed; earlier approvals "
                 "no longer count.",
             },
-            notices=self._raised_to_critical(action, decision, "raised by a policy change"),
+            notices=raised_to_critical(core, action, decision, "raised by a policy change"),
         )
         if won is None:
             return  # another click re-checked (or changed) it first; it owed what it did
         core.kick()
         if decision.needs_preview and not action.preview:
             core.workers.planners.submit(self.fill_preview, action.id, action.revision + 1)
-
-    def _raised_to_critical(self, action: Action, decision: Decision, how: str) -> list[Notice]:
-        """The admin-channel notice a new revision of `action` owes, stored by the caller in
-        the same transaction as that revision: a call that becomes critical — by an edit, a
-        re-check, or any other path that gives it a new revision under `decision` — is
-        escalated once, when it becomes critical. A revision that was critical already
-        (a later edit or re-check of a critical call) was escalated then, and owes none."""
-        if (
-            decision.escalate
-            and decision.verdict is Verdict.AWAIT
-            and Risk(action.risk) is not Risk.CRITICAL
-        ):
-            return [critical_notice(self.core, action, how)]
-        return []
 
     def expire(self, action_id: str) -> bool:
         core = self.core
@@ -496,7 +481,7 @@ class Approvals:
             if decision.verdict is Verdict.SUGGEST
             else ActionStatus.AWAITING_APPROVAL
         )
-        notices = self._raised_to_critical(action, decision, f"raised by an edit by <@{user}>")
+        notices = raised_to_critical(core, action, decision, f"raised by an edit by <@{user}>")
         won = core.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],

@@ -350,10 +350,12 @@ class Executor:
 class Execution:
     """Claiming and running approved actions, and undoing them, exactly once."""
 
-    def __init__(self, core: Core, executor: Executor) -> None:
+    def __init__(
+        self, core: Core, executor: Executor, fill_preview: Callable[[str, int], None]
+    ) -> None:
         self.core = core
         self.executor = executor
-        self.outcomes = Outcomes(core, executor.verify, self._lease)
+        self.outcomes = Outcomes(core, executor.verify, self._lease, fill_preview)
         self.handoffs = Handoffs()  # runs that clicks are handing to an executor thread
 
     def check(self, action_id: str) -> None:

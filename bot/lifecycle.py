@@ -73,7 +73,11 @@ class Lifecycle:
         self.alerts = Alerts(core)
         self.delivery = Delivery(core, self.memory)
         self.executor = Executor(core, evaluation)
-        self.execution = Execution(core, self.executor)
+        # A run sent back to its approvers may need a dry run, which planning makes (it is
+        # built next, so the call is looked up when it happens).
+        self.execution = Execution(
+            core, self.executor, lambda action_id, rev: self.planning.fill_preview(action_id, rev)
+        )
         self.planning = Planning(core, planner, self.executor, self.execution, self.memory)
         self.intake = Intake(core, self.planning.plan)
         self.approvals = Approvals(core, self.execution, self.planning.fill_preview)

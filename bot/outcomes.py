@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from bot.core import Core
 from bot.errors import WardenError
+from bot.escalation import raised_to_critical
 from bot.gate import EXPIRED, Verdict
 from bot.logcontext import bind, scoped
 from bot.runbooks import truncate_middle
@@ -38,17 +39,20 @@ class Outcomes:
     """Recording how runs and undos ended, and the outcome checks that follow a run.
 
     `verify`: the executor's outcome check of an action (`Executor.verify`); `lease`: how
-    long a claim of the action's tool code may hold it (`Execution`'s lease)."""
+    long a claim of the action's tool code may hold it (`Execution`'s lease);
+    `fill_preview`: make a waiting revision's dry run (`Planning.fill_preview`)."""
 
     def __init__(
         self,
         core: Core,
         verify: Callable[[Action], ToolResult],
         lease: Callable[[Action], datetime],
+        fill_preview: Callable[[str, int], None],
     ) -> None:
         self.core = core
         self.verify = verify
         self.lease = lease
+        self.fill_preview = fill_preview
 
     def due(self, action: Action, result: ToolResult) -> dict[str, Any]:
         """A succeeded runbook call with a `verify` owes an outcome check `verify_after` from
@@ -64,7 +68,8 @@ class Outcomes:
 
     def not_runnable(self, action: Action, why_not: str) -> None:
         """The rules changed between approval and start (`why_not`, the gate's words): the
-        approved action expires, is refused or only suggested, or goes back to its approvers."""
+        approved action expires, is refused or only suggested, or goes back to its approvers
+        — escalated if that makes it critical, and given the dry run it then needs."""
         core = self.core
         if why_not == EXPIRED:
             core.store.transition(
@@ -103,20 +108,26 @@ class Outcomes:
                 values["status_note"] = (
                     f"The break glass did not run: {why_not}. It needs an approval again."
                 )
+            notices: list[Notice] = []
             if decision is not None:
                 values.update(
                     policy_version=decision.policy_version,
                     risk=decision.risk.value,
                     required_approvals=decision.required_approvals,
                 )
-            core.store.transition(
+                notices = raised_to_critical(core, action, decision, "raised by a policy change")
+            won = core.store.transition(
                 action.id,
                 [ActionStatus.APPROVED],
                 ActionStatus.AWAITING_APPROVAL,
                 core.audit("warden", "action.held", action.trace_id, reason=why_not),
                 revision=action.revision,
                 values=values,
+                notices=notices,
             )
+            needs_preview = decision is not None and decision.needs_preview
+            if won is not None and needs_preview and not action.preview:
+                core.workers.planners.submit(self.fill_preview, action.id, won.revision)
         core.kick()
 
     def record(

@@ -19,6 +19,7 @@ from typing import Any
 from bot.attention import cover_by_grants
 from bot.core import Core, new_id
 from bot.errors import PlannerUnavailable
+from bot.escalation import critical_notice
 from bot.execution import LEASE_GRACE, Execution, Executor
 from bot.gate import Decision, Origin, Verdict
 from bot.logcontext import bind, bound, scoped
@@ -44,14 +45,6 @@ from storage.repo import Audit
 log = logging.getLogger(__name__)
 
 MAX_CALLS = 10
-
-
-def critical_notice(core: Core, action: Action, what: str) -> Notice:
-    return core.to_admins(
-        f":rotating_light: Critical action {what}: *{action.tool}* requested by "
-        f"<@{action.requester}> in <#{action.channel}> (trace `{action.trace_id}`). "
-        "It needs two approvals."
-    )
 
 
 class Planning:

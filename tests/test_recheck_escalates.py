@@ -215,3 +215,41 @@ def edit(slack: Slack, user: str, action_id: str, values: dict[str, Any]) -> Non
     done = slack.ws.submit_view(user, view["id"], values)
     assert done.status == 200 and "errors" not in (done.body or ""), done.body
     slack.idle()
+
+
+def test_an_approved_call_held_back_as_critical_is_escalated_and_gets_its_dry_run(
+    slack: Slack, slack_factory: SlackFactory, tmp_path: Path
+) -> None:
+    """Approved, with its run waiting behind a pause, then the policy makes the tool
+    critical: at /resume the run's own check sends it back to its approvers
+    (`Outcomes.not_runnable`) as a critical call, so it is escalated once and its dry run is
+    made, as a re-check at a click would."""
+    action, card = slack.mention_and_card("restart web")
+    assert "Paused" in slash(slack, ADMIN, "/pause", "change freeze")
+    click(slack, APPROVER, card, action.revision, action.id)  # recorded, held by the pause
+    # The state a click leaves when the pause lands between its approval and the run's
+    # claim: approved, not started.
+    approved = slack.store.transition(
+        action.id,
+        [ActionStatus.AWAITING_APPROVAL],
+        ActionStatus.APPROVED,
+        slack.bot.warden.lifecycle.core.audit(APPROVER, "action.approved", action.trace_id),
+        revision=action.revision,
+        values={"decided_by": APPROVER},
+    )
+    assert approved is not None
+    slack.bot.stop()
+    again = slack_factory(policy_=critical_policy(tmp_path))
+
+    assert "Resumed" in slash(again, ADMIN, "/resume")
+    row = again.store.get_action(action.id)
+    assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL, row.status
+    assert row.risk == "critical" and row.required_approvals == 2
+    assert row.preview, "the critical call's dry run was not made"
+    (raised,) = critical_posts(again)
+    assert "raised by a policy change" in raised, raised
+    for approver in (APPROVER, APPROVER2):
+        click(again, approver, card, row.revision, action.id)
+    again.ws.wait_until(lambda: again.runs() or None, 10)
+    assert again.runs() == [f"restart web {action.id}"]
+    assert len(critical_rows(again)) == 1
