@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.cards import Card, build_card
 from bot.control import scope_label
 from bot.gate import until_text
 from bot.lifecycle import Lifecycle
@@ -371,10 +372,17 @@ def home_stats(lc: Lifecycle, window: str = HOME_WINDOW) -> HomeStats:
 
 @dataclass(kw_only=True, frozen=True)
 class HomeItem:
-    """One action waiting for the viewer, with what its buttons need."""
+    """One action waiting for the viewer, with what its buttons need.
+
+    `card` is the action's card as a reminder DM shows it (`bot.cards.build_card`, personal
+    data kept as placeholders: the App Home is not the channel it was asked in), so the Home
+    says what the card says — what will run, the planner's rationale and confidence, the
+    dry-run preview, who edited the arguments — from the same data; its untrusted fields are
+    neutralised when rendered, as on the card.
+    """
 
     action: Action
-    why: str  # neutralised rationale
+    card: Card
     where: str
 
 
@@ -391,6 +399,7 @@ class HomeTask:
 
 
 HOME_TASKS = 15  # one section block; the Home holds 100 blocks in all
+HOME_WAITING = 20  # three blocks each (the call, its buttons, its ids)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -439,13 +448,14 @@ def home_tasks(lc: Lifecycle, user: str) -> tuple[HomeTask, ...]:
 def home(lc: Lifecycle, user: str) -> Home:
     core = lc.core
     pause = core.store.pause_state()
+    now = core.clock()
     items = tuple(
         HomeItem(
             action=a,
-            why=core.safe(a.rationale, 300),
+            card=build_card(a, lc.delivery.facts(a), now),
             where="a DM" if a.channel.startswith("D") else f"<#{a.channel}>",
         )
-        for a in awaiting_for(lc, user, limit=20)
+        for a in awaiting_for(lc, user, limit=HOME_WAITING)
     )
     remembered = tuple(
         (f.id, core.safe(memory_line(f), 300)) for f in lc.memory.about(user) if f.id is not None

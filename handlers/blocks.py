@@ -16,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.approvals import EditForm
-from bot.cards import GRANT_LABEL, Button, Card, Intent
+from bot.cards import Button, Card, Intent
 from bot.feedback import MAX_COMMENT
-from bot.memory import REMEMBER
 from bot.policy import Risk
-from bot.reports import Home, HomeBreakGlass, HomeStats, HomeTask
+from bot.reports import Home, HomeBreakGlass, HomeItem, HomeStats, HomeTask
 from bot.sanitize import neutralise
 
 SECTION_MAX = 3000
@@ -389,11 +388,69 @@ def check_line(card: Card) -> str:
     return f"*Outcome check:* {line}"
 
 
+# One waiting action on the App Home is three blocks (the call, its buttons, its ids), its
+# call one section: these bounds on the neutralised fields keep that section, with its other
+# words (tool, risk, confidence, people), under SECTION_MAX, so no code block loses its end.
+HOME_WHAT, HOME_WHY, HOME_PREVIEW = 1100, 300, 700
+HOME_INTENTS = (Intent.APPROVE, Intent.GRANT, Intent.EDIT, Intent.REJECT)
+
+
+def waiting_blocks(item: HomeItem) -> list[dict[str, Any]]:
+    """One action waiting on the App Home, from its card's data and neutralised as on the
+    card: what will run, why, the confidence and risk, who edited it, the dry-run preview;
+    then the card's own Approve / Grant / Edit / Reject (same action ids and values, so the
+    same listeners and gate, which decides when a click arrives)."""
+    card, d = item.card, item.card.allowed_domains
+    confidence = f"{round(card.confidence * 100)}%"
+    if card.edited_by:
+        confidence += f" (before the edit by {mention(card.edited_by)})"
+    lines = [
+        f"*{clip(card.tool, 64)}* · {RISK_BADGE[card.risk]} risk · confidence {confidence} · "
+        f"requested by {mention(card.requester)} in {item.where}",
+        f"*What will run*\n{code(safe(card.what, d, HOME_WHAT), HOME_WHAT + 100)}",
+        f"*Why*\n{safe(card.why, d, HOME_WHY)}",
+    ]
+    if card.edited_by:
+        lines.append(
+            f":pencil2: Edited by {mention(card.edited_by)}: the arguments changed, so the "
+            "confidence above was the planner's, for the original arguments."
+        )
+    if card.preview:
+        lines.append(
+            f"*Preview (dry run)*\n{code(safe(card.preview, d, HOME_PREVIEW), HOME_PREVIEW + 100)}"
+        )
+    notes = [f"action `{card.action_id[:8]}` · rev {card.revision}"]
+    if card.expires_at is not None:
+        notes[0] += f" · expires {when(card.expires_at)}"
+    if card.waiting_for_preview:
+        notes.append(":hourglass: Dry run in progress; Approve appears with it.")
+    if card.taint:
+        notes.append(
+            ":shield: Needs a person's click: the plan read text not written by the "
+            f"requester ({safe(card.taint, d, 300)})."
+        )
+    if card.previously:
+        notes.append(
+            ":bookmark: *Previously*: " + " · ".join(safe(p, d, 200) for p in card.previously)
+        )
+    blocks = [section("\n".join(lines))]
+    buttons = [b for b in card.buttons if b.intent in HOME_INTENTS]
+    if buttons:
+        value = card_value(card.action_id, card.revision)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"home:{card.action_id}",
+                "elements": [button(b, value) for b in buttons],
+            }
+        )
+    blocks.append(context("\n".join(notes)))
+    return blocks
+
+
 def home_view(home: Home) -> dict[str, Any]:
     """The App Home: what waits for this person, with Approve / Reject that behave exactly
     like the card's (same action ids and values, so the same listeners and gate)."""
-    # Edit / Approve / Reject as the card offers them; whether a click is allowed is the
-    # gate's to say when it arrives, exactly as for the card.
     blocks: list[dict[str, Any]] = [header("Warden")]
     if home.paused_by:
         ends = f" until {home.paused_until}" if home.paused_until else ""
@@ -421,25 +478,7 @@ def home_view(home: Home) -> dict[str, Any]:
         )
     )
     for item in home.waiting:
-        a = item.action
-        blocks.append(
-            section(
-                f"*{clip(a.tool, 64)}* · {a.risk} risk · requested by {mention(a.requester)} in "
-                f"{item.where}\n{item.why}"
-            )
-        )
-        value = card_value(a.id, a.revision)
-        elements = []
-        if not (Risk(a.risk) is Risk.CRITICAL and not a.preview):
-            elements.append(
-                button(Button(intent=Intent.APPROVE, label="Approve", style="primary"), value)
-            )
-        if Risk(a.risk) is not Risk.CRITICAL and a.tool != REMEMBER:
-            elements.append(button(Button(intent=Intent.GRANT, label=GRANT_LABEL), value))
-        elements.append(button(Button(intent=Intent.EDIT, label="Edit"), value))
-        elements.append(button(Button(intent=Intent.REJECT, label="Reject", style="danger"), value))
-        blocks.append({"type": "actions", "block_id": f"home:{a.id}", "elements": elements})
-        blocks.append(context(f"action `{a.id[:8]}` · rev {a.revision}"))
+        blocks += waiting_blocks(item)
     blocks += break_glass_blocks(home.break_glass)
     blocks += task_blocks(home.tasks)
     if home.stats is not None:
