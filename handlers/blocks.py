@@ -131,13 +131,27 @@ def button(b: Button, value: str) -> dict[str, Any]:
     return out
 
 
+def what_will_run(card: Card, limit: int = 1500) -> str:
+    """The call, neutralised and in a code block: the card, its reminder DM and the App Home
+    show it the same way (`limit`: characters of the call kept)."""
+    return f"*What will run*\n{code(safe(card.what, card.allowed_domains, limit), limit + 100)}"
+
+
+def confidence_text(card: Card) -> str:
+    """The planner's confidence, saying whose arguments it was for once they were edited."""
+    confidence = f"{round(card.confidence * 100)}%"
+    if card.edited_by:
+        confidence += f" (before the edit by {mention(card.edited_by)})"
+    return confidence
+
+
 def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
     """A card's fallback text and blocks (a reminder DM's copy: `render_nudge`)."""
     if card.nudge is not None:
         return render_nudge(card)
     d = card.allowed_domains
     blocks: list[dict[str, Any]] = [header(f"{card.tool} — {card.status.value.replace('_', ' ')}")]
-    blocks.append(section(f"*What will run*\n{code(safe(card.what, d, 1500), 1600)}"))
+    blocks.append(section(what_will_run(card)))
     why = safe(card.why, d, 1500)
     if card.edited_by:
         why += (
@@ -146,11 +160,8 @@ def render_card(card: Card) -> tuple[str, list[dict[str, Any]]]:
         )
     blocks.append(section(f"*Why*\n{why}"))
     who = ", ".join(mention(u) for u in card.approvers[:20]) or "nobody"
-    confidence = f"{round(card.confidence * 100)}%"
-    if card.edited_by:
-        confidence += f" (before the edit by {mention(card.edited_by)})"
     fields = [
-        f"*Confidence*\n{confidence}",
+        f"*Confidence*\n{confidence_text(card)}",
         f"*Risk*\n{RISK_BADGE[card.risk]}",
         f"*Requested by*\n{mention(card.requester)}",
         f"*Who may approve*\n{clip(card.rule, 200)}: {who}",
@@ -296,7 +307,7 @@ def render_nudge(card: Card) -> tuple[str, list[dict[str, Any]]]:
     d = card.allowed_domains
     blocks: list[dict[str, Any]] = [
         section(card.nudge or ""),
-        section(f"*What will run*\n{code(safe(card.what, d, 1500), 1600)}"),
+        section(what_will_run(card)),
         context(f"*Why*: {safe(card.why, d, 500)} · who may approve: {clip(card.rule, 200)}"),
     ]
     if card.buttons:
@@ -401,13 +412,10 @@ def waiting_blocks(item: HomeItem) -> list[dict[str, Any]]:
     then the card's own Approve / Grant / Edit / Reject (same action ids and values, so the
     same listeners and gate, which decides when a click arrives)."""
     card, d = item.card, item.card.allowed_domains
-    confidence = f"{round(card.confidence * 100)}%"
-    if card.edited_by:
-        confidence += f" (before the edit by {mention(card.edited_by)})"
     lines = [
-        f"*{clip(card.tool, 64)}* · {RISK_BADGE[card.risk]} risk · confidence {confidence} · "
-        f"requested by {mention(card.requester)} in {item.where}",
-        f"*What will run*\n{code(safe(card.what, d, HOME_WHAT), HOME_WHAT + 100)}",
+        f"*{clip(card.tool, 64)}* · {RISK_BADGE[card.risk]} risk · confidence "
+        f"{confidence_text(card)} · requested by {mention(card.requester)} in {item.where}",
+        what_will_run(card, HOME_WHAT),
         f"*Why*\n{safe(card.why, d, HOME_WHY)}",
     ]
     if card.edited_by:
