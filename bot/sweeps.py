@@ -23,7 +23,7 @@ from bot.gate import Pause, span_text, until_text
 from bot.intake import Intake
 from bot.planning import Planning
 from bot.policy import Risk
-from storage.models import ActionStatus, PauseKind
+from storage.models import Action, ActionStatus, PauseKind
 from storage.outbox import Notice
 
 STALE = timedelta(seconds=30)
@@ -223,16 +223,31 @@ class Sweeps:
             if action.expires_at is not None and action.expires_at <= now:
                 self.approvals.expire(action.id)
                 continue
-            if Risk(action.risk) is Risk.CRITICAL and not action.preview:
-                core.workers.planners.submit_fair(
-                    action.requester, self.planning.fill_preview, action.id, action.revision
-                )
+            if self._owes_preview(action):
                 continue
             if core.gate.met(action, approvals[action.id], now):
                 self.approvals.start(action, "warden")
                 started += 1
         self.checks()  # outcome checks that fell due while paused
         return started
+
+    def previews(self) -> int:
+        """Critical calls waiting without their dry run get it: at start-up, for a process
+        that stopped between a revision (an Edit, a re-check, a run sent back) and its dry
+        run. Paused, they wait for `/resume` (`after_resume`)."""
+        if self.core.paused:
+            return 0
+        waiting = self.core.store.actions_with_status([ActionStatus.AWAITING_APPROVAL], 500)
+        return sum(self._owes_preview(a) for a in waiting)
+
+    def _owes_preview(self, action: Action) -> bool:
+        """Queue `action`'s dry run if it is critical and has none; whether it was queued."""
+        if Risk(action.risk) is not Risk.CRITICAL or action.preview:
+            return False
+        self.core.workers.planners.submit_fair(
+            action.requester, self.planning.fill_preview, action.id, action.revision
+        )
+        return True
 
     def personal_data(self) -> int:
         """See `bot.jobs.forget_personal_data`."""
@@ -267,4 +282,5 @@ class Sweeps:
         self.interrupted()
         self.requests()
         self.cards()
+        self.previews()
         core.kick()

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text as sql
+
 from bot.policy import Policy, parse_policy
 from storage.models import ActionStatus
 from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, policy_data
@@ -253,3 +255,24 @@ def test_an_approved_call_held_back_as_critical_is_escalated_and_gets_its_dry_ru
     again.ws.wait_until(lambda: again.runs() or None, 10)
     assert again.runs() == [f"restart web {action.id}"]
     assert len(critical_rows(again)) == 1
+
+
+def test_a_critical_call_left_without_its_dry_run_by_a_stop_gets_it_at_start_up(
+    slack: Slack, slack_factory: SlackFactory, tmp_path: Path
+) -> None:
+    """A process that stops between a critical revision and its dry run (here: the re-check
+    at a click made the revision; the dry run's result is gone) leaves a call no one can
+    approve; the next start makes its dry run."""
+    action, card, again = restarted_critical(slack, slack_factory, tmp_path)
+    click(again, APPROVER, card, action.revision, action.id)
+    row = again.store.get_action(action.id)
+    assert row is not None and row.risk == "critical" and row.preview
+    with again.store.db.write() as session:  # the dry run never finished
+        session.execute(sql("UPDATE action SET preview = NULL WHERE id = :id"), {"id": action.id})
+    again.bot.stop()
+    third = slack_factory(policy_=critical_policy(tmp_path))
+    third.idle()
+    row = third.store.get_action(action.id)
+    assert row is not None and row.status == ActionStatus.AWAITING_APPROVAL
+    assert row.preview, "the dry run was not made at start-up"
+    assert len(critical_rows(third)) == 1  # and it is not escalated again
