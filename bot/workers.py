@@ -142,13 +142,20 @@ class FairPool(Pool):
         # submitted with it: that is what makes the order fair.
         key: str | None = None
         with self._ready:
-            if self._first:
-                ahead, fn, args = self._first.popleft()
-                self._first_keys.discard(ahead)
+            # In a serial pool a key's `first` item, too, waits while that key runs one.
+            ahead = next(
+                (i for i, (k, _, _) in enumerate(self._first) if k not in self._busy), None
+            )
+            if ahead is not None:
+                key, fn, args = self._first[ahead]
+                del self._first[ahead]
+                self._first_keys.discard(key)
+                if self.serial:
+                    self._busy.add(key)
             else:
                 key = next((k for k in self._lines if k not in self._busy), None)
                 if key is None:
-                    if self._lines:  # every waiting line is running an item: run later
+                    if self._lines or self._first:  # all of it waits on running keys
                         self._owed += 1
                     return
                 line = self._lines.pop(key)
