@@ -21,7 +21,7 @@ from sqlmodel import col
 from bot.attention import args_digest
 from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
-from bot.escalation import raised_to_critical
+from bot.escalation import needs_new_preview, raised_to_critical
 from bot.execution import Execution
 from bot.gate import GRANT_SPAN, Decision, Origin, Ruling, Step, Verdict
 from bot.handoffs import Judged
@@ -233,26 +233,30 @@ class Approvals:
             )
             core.kick()
             return
+        values: dict[str, Any] = {
+            "revision": action.revision + 1,
+            "policy_version": decision.policy_version,
+            "risk": decision.risk.value,
+            "required_approvals": decision.required_approvals,
+            "status_note": "The policy changed since this was proposed; earlier approvals "
+            "no longer count.",
+        }
+        dry_run = needs_new_preview(action, decision)
+        if dry_run:
+            values["preview"] = None
         won = core.store.transition(
             action.id,
             [ActionStatus.AWAITING_APPROVAL],
             ActionStatus.AWAITING_APPROVAL,
             core.audit(actor, "action.rechecked", action.trace_id),
             revision=action.revision,
-            values={
-                "revision": action.revision + 1,
-                "policy_version": decision.policy_version,
-                "risk": decision.risk.value,
-                "required_approvals": decision.required_approvals,
-                "status_note": "The policy changed since this was proposed; earlier approvals "
-                "no longer count.",
-            },
+            values=values,
             notices=raised_to_critical(core, action, decision, "raised by a policy change"),
         )
         if won is None:
             return  # another click re-checked (or changed) it first; it owed what it did
         core.kick()
-        if decision.needs_preview and not action.preview:
+        if dry_run:
             core.workers.planners.submit(self.fill_preview, action.id, action.revision + 1)
 
     def expire(self, action_id: str) -> bool:

@@ -1,4 +1,5 @@
-"""Escalation: the admin-channel notice a critical call owes, once.
+"""Escalation: what a call owes when it becomes critical — the admin-channel notice, once,
+and a dry run of its own.
 
 A call is escalated when it becomes critical, whichever path gave it the revision that is
 critical: planning (proposed critical), an Edit, the re-check a click makes after the
@@ -35,3 +36,15 @@ def raised_to_critical(core: Core, action: Action, decision: Decision, how: str)
     ):
         return [critical_notice(core, action, how)]
     return []
+
+
+def needs_new_preview(action: Action, decision: Decision) -> bool:
+    """Whether the revision `decision` makes of `action` must have a dry run made for it
+    (its `preview` cleared until then). A critical revision always has a dry run that
+    succeeded (planning and `Planning.fill_preview` refuse a critical call whose dry run
+    failed), so only one that becomes critical owes one: whatever `action` showed before —
+    a lower tier's preview, or a failed dry run's message — is not a critical call's
+    preview."""
+    if not decision.needs_preview:
+        return False
+    return not action.preview or Risk(action.risk) is not Risk.CRITICAL

@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from bot.core import Core
 from bot.errors import WardenError
-from bot.escalation import raised_to_critical
+from bot.escalation import needs_new_preview, raised_to_critical
 from bot.gate import EXPIRED, Verdict
 from bot.logcontext import bind, scoped
 from bot.runbooks import truncate_middle
@@ -109,6 +109,7 @@ class Outcomes:
                     f"The break glass did not run: {why_not}. It needs an approval again."
                 )
             notices: list[Notice] = []
+            dry_run = False
             if decision is not None:
                 values.update(
                     policy_version=decision.policy_version,
@@ -116,6 +117,9 @@ class Outcomes:
                     required_approvals=decision.required_approvals,
                 )
                 notices = raised_to_critical(core, action, decision, "raised by a policy change")
+                dry_run = needs_new_preview(action, decision)
+                if dry_run:
+                    values["preview"] = None
             won = core.store.transition(
                 action.id,
                 [ActionStatus.APPROVED],
@@ -125,8 +129,7 @@ class Outcomes:
                 values=values,
                 notices=notices,
             )
-            needs_preview = decision is not None and decision.needs_preview
-            if won is not None and needs_preview and not action.preview:
+            if won is not None and dry_run:
                 core.workers.planners.submit(self.fill_preview, action.id, won.revision)
         core.kick()
 
