@@ -11,7 +11,7 @@ end (each once, announced once); after a resume, what waited on the pause contin
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.approvals import Approvals
 from bot.attention import escalate_waiting, remind_waiting
@@ -113,13 +113,15 @@ class Sweeps:
 
     def cards(self) -> int:
         """Card reservations of dead processes are released (the outbox then posts them);
-        approved actions nobody started (their executor's queue was lost) are started."""
+        approved actions nobody started (their executor's queue was lost) are started, and
+        critical ones whose dry run was lost get it (`previews`)."""
         core = self.core
         released = core.store.release_dead_card_reservations(core.clock(), core.owner)
         if not core.paused:
             for action in core.store.actions_with_status([ActionStatus.APPROVED]):
                 if action.updated_at < core.clock() - STALE:
                     self.execution.submit(action.id)
+            self.previews(before=core.clock() - STALE)
         return released
 
     def checks(self) -> int:
@@ -231,14 +233,18 @@ class Sweeps:
         self.checks()  # outcome checks that fell due while paused
         return started
 
-    def previews(self) -> int:
-        """Critical calls waiting without their dry run get it: at start-up, for a process
-        that stopped between a revision (an Edit, a re-check, a run sent back) and its dry
-        run. Paused, they wait for `/resume` (`after_resume`)."""
+    def previews(self, before: datetime | None = None) -> int:
+        """Critical calls waiting without their dry run get it: the revision (an Edit, a
+        re-check, a run sent back) was committed and its dry run, queued in memory, was lost
+        with its process or failed to be stored. At start-up all of them; in the periodic
+        sweep (`cards`) those unchanged since `before`, so a dry run under way is left to
+        finish. Paused, they wait for `/resume` (`after_resume`)."""
         if self.core.paused:
             return 0
         waiting = self.core.store.actions_with_status([ActionStatus.AWAITING_APPROVAL], 500)
-        return sum(self._owes_preview(a) for a in waiting)
+        return sum(
+            self._owes_preview(a) for a in waiting if before is None or a.updated_at < before
+        )
 
     def _owes_preview(self, action: Action) -> bool:
         """Queue `action`'s dry run if it is critical and has none; whether it was queued."""
