@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.plugins import PluginContext
-from bot.policy import Policy, Risk
+from bot.policy import Policy
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolContext, ToolResult
 from storage.memory import FactHit, query_terms
 from storage.models import Action, Fact, utcnow
@@ -313,10 +314,8 @@ class Memory:
         action = self.core.store.get_action(fact.action_id)
         if action is None or action.taint or action.edited_by not in (None, requester):
             return False
-        if action.requester != requester or action.request_id != fact.request_id:
-            return False
-        origin = self.core.store.get_request(action.request_id)
-        return origin is not None and origin.requester == requester
+        # The action's requester is its request's (planning copies it): no second read.
+        return action.requester == requester and action.request_id == fact.request_id
 
     def record_outcome(
         self, action: Action, outcome: str, by: str | None = None, reason: str | None = None
