@@ -42,7 +42,7 @@ from stdnum.de import idnr
 from stdnum.nl import bsn
 
 from bot.pii import Detector, Kind, Masker
-from bot.policy import RedactionPolicy
+from bot.policy_sections import RedactionPolicy
 from bot.redact import redact
 
 SEED = 20240601

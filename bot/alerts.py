@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core import Core
-from bot.gate import span_text
+from bot.gate_text import span_text
 from bot.metrics import Report, report
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from bot.lifecycle import Lifecycle
 from bot.pii import Detector
 from bot.planner import AliasPlanner, ChainPlanner, Planner, close_planner
 from bot.plugins import PluginContext, load_tools
-from bot.policy import Policy, Risk, ToolShape, load_policy
+from bot.policy import Policy, ToolShape, load_policy
+from bot.policy_types import Risk
 from bot.privacy import Privacy
 from bot.runbooks import runbook_tool
 from bot.sealing import Sealer

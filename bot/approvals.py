@@ -23,7 +23,8 @@ from bot.core import Core, Reply
 from bot.errors import ToolArgumentsError
 from bot.escalation import needs_new_preview, raised_to_critical
 from bot.execution import Execution
-from bot.gate import GRANT_SPAN, Decision, Origin, Ruling, Step, Verdict
+from bot.gate_grants import GRANT_SPAN
+from bot.gate_types import Decision, Origin, Ruling, Step, Verdict
 from bot.handoffs import Judged
 from bot.logcontext import bind, scoped
 from bot.planning import mask_json

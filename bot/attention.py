@@ -28,7 +28,7 @@ from datetime import datetime
 from bot.cards import grant_note
 from bot.core import Core
 from bot.execution import Execution
-from bot.gate import span_text
+from bot.gate_text import span_text
 from bot.tools import canonical_json
 from storage.models import Action, ActionStatus, ApprovalGrant
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.policy import SLACK_CHANNEL_ID, Risk
+from bot.policy_types import SLACK_CHANNEL_ID, Risk
 from bot.sanitize import neutralise
 from bot.tools import ToolContext, ToolRegistry, ToolResult
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from bot.gate import FEEDBACK_ON
+from bot.gate_types import FEEDBACK_ON
 from bot.memory import REMEMBER
-from bot.policy import Risk
+from bot.policy_types import Risk
 from storage.models import UNDOABLE, Action, ActionStatus
 
 

@@ -3,7 +3,7 @@ them in a message (`<#C…|name>`, `<@U…>`), and their limits (a channel name'
 length, how many people at once). See `bot/channel_tools.py`.
 
 `no_controls` is the field validator every tool uses for people's words (titles, topics,
-summaries): `bot/tasks.py` and `bot/incidents.py` use it too.
+summaries): `bot/tasks.py` and `bot/incident_args.py` use it too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from bot.policy import SLACK_CHANNEL_ID, SLACK_USER_ID
+from bot.policy_types import SLACK_CHANNEL_ID, SLACK_USER_ID
 
 NAME_RULE = "^[a-z0-9_-]{1,80}$"
 MAX_TEXT = 250  # Slack's limit for a topic and for a purpose

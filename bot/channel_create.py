@@ -2,7 +2,7 @@
 the same action find the channel it made instead of failing on `name_taken`. Undo archives
 it. See `bot/channel_tools.py`.
 
-`own_channel` is shared: `bot/incidents.py` opens its incident channels through it.
+`own_channel` is shared: `bot/incident_declare.py` opens its incident channels through it.
 """
 
 from __future__ import annotations

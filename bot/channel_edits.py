@@ -3,7 +3,7 @@ set_channel_purpose, pin_message and archive_channel, each with its dry run and 
 Each declares `target_channel`, so the gate keeps it to the request's channel and the ones
 the policy lists. See `bot/channel_tools.py`.
 
-`invite_what_we_can` is shared: `create_channel` and `bot/incidents.py` invite through it.
+`invite_what_we_can` is shared: `create_channel` and `bot/incident_declare.py` invite through it.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from bot.channel_edits import (
 from bot.channel_words import no_chat, refusal
 from bot.errors import ChatRefused
 from bot.plugins import PluginContext
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolContext, ToolResult
 
 # -- channel_info (read-only) -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The channel tools' results in plain words: Slack's refusals (`ChatRefused`) as a sentence
 that says what was wrong and what to do, a failed result when nothing was done, an unknown
 one when Slack never answered, and a channel described in a few lines. See
-`bot/channel_tools.py`; `bot/incidents.py` words its own channel calls with these too.
+`bot/channel_tools.py`; the incident modules (`bot/incident_*.py`) word their own channel
+calls with these too.
 """
 
 from __future__ import annotations

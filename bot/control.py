@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core import Core, Reply
-from bot.gate import Pause, held_tiers, span_text, until_text
+from bot.gate_pauses import held_tiers
+from bot.gate_text import span_text, until_text
+from bot.gate_types import Pause
 from bot.governor import demotion_note
-from bot.policy import Autonomy, Risk
+from bot.policy_types import Autonomy, Risk
 from bot.redact import redact
 from storage.models import ActionStatus, PauseKind, PauseScope
 from storage.outbox import Notice

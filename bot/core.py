@@ -19,7 +19,8 @@ from typing import Any
 
 from bot.chat import Chat
 from bot.directory import Directory
-from bot.gate import Gate, Now, Pause
+from bot.gate import Gate
+from bot.gate_types import Now, Pause
 from bot.pii import Detector
 from bot.policy import Policy
 from bot.privacy import Privacy

@@ -31,7 +31,8 @@ from typing import Any
 from bot.cards import Card, CardFacts, as_nudge, build_card
 from bot.core import Core
 from bot.errors import ChatRefused
-from bot.gate import FEEDBACK_ON, span_text
+from bot.gate_text import span_text
+from bot.gate_types import FEEDBACK_ON
 from bot.logcontext import bind, scoped
 from bot.memory import Memory
 from bot.runbooks import command_preview

@@ -36,7 +36,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from bot.errors import ConfigError, ToolFailed
-from bot.policy import ENV_REF, PLACEHOLDER, RESPONSE_REF, Endpoint, Param, Risk
+from bot.policy_endpoints import ENV_REF, RESPONSE_REF, Endpoint
+from bot.policy_runbooks import Param
+from bot.policy_types import PLACEHOLDER, Risk
 from bot.tools import Tool, ToolContext, ToolResult
 
 ARG_MAX = 1000  # characters in one parameter value

@@ -11,8 +11,8 @@ transaction as that revision, so it is posted once, after the commit, by the out
 from __future__ import annotations
 
 from bot.core import Core
-from bot.gate import Decision, Verdict
-from bot.policy import Risk
+from bot.gate_types import Decision, Verdict
+from bot.policy_types import Risk
 from storage.models import Action
 from storage.outbox import Notice
 

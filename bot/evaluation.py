@@ -63,7 +63,7 @@ from bot.eval_cases import (
     printable,
 )
 from bot.eval_checks import dataset
-from bot.gate import GATE
+from bot.gate_types import GATE
 from bot.intake import Incoming
 from bot.policy import Policy, load_policy
 from bot.redact import redact

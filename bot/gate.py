@@ -42,218 +42,57 @@ the glass on a high-risk call alone, with a reason, to be acknowledged by anothe
 from __future__ import annotations
 
 import json
-import logging
-import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from bot.errors import PreconditionFailed, ToolArgumentsError, UnknownTool
-from bot.memory import REMEMBER, grounded
+from bot.errors import ToolArgumentsError, UnknownTool
+from bot.gate_approvers import (
+    bound,
+    every_approver_source,
+    excluded,
+    excluded_for,
+    freeze_text,
+    frozen,
+    people,
+    rank_reminded,
+    rule_text,
+)
+from bot.gate_autonomy import demotion, may_set_autonomy, suggest_instead
+from bot.gate_clicks import expired, not_stoppable, not_waiting, undo_closed
+from bot.gate_grants import break_glass_refusal, grant_mismatch, grant_refusal
+from bot.gate_memory import may_forget, may_remember
+from bot.gate_pauses import may_pause_tool, paused_for, reaches_out
+from bot.gate_proposals import (
+    UsageCounts,
+    confidence_floors,
+    hold_reason,
+    precondition,
+    scope,
+    unusual,
+    valid_confidence,
+)
+from bot.gate_text import words
+from bot.gate_types import (
+    EXPIRED,
+    FEEDBACK_ON,
+    GATE,
+    Decision,
+    Demotion,
+    Now,
+    Origin,
+    Ruling,
+    Step,
+    Verdict,
+    origin_of,
+)
+from bot.memory import REMEMBER
 from bot.metrics import Stats
-from bot.policy import ONCALL_SOURCE, SLACK_GROUP_ID, Autonomy, FreezeWindow, Policy, Risk
+from bot.policy import Policy
+from bot.policy_types import ONCALL_SOURCE, Autonomy, Risk
 from bot.tools import Tool, ToolRegistry
-from storage.metrics import CallCounts
-from storage.models import (
-    UNDOABLE,
-    Action,
-    ActionStatus,
-    Approval,
-    ApprovalGrant,
-    Fact,
-    PauseKind,
-    utcnow,
-)
-
-log = logging.getLogger(__name__)
-
-EXPIRED = "its approval request expired"
-MAX_REMINDED = 10
-"""The most people one waiting card's reminder DMs (on call first, then named, then groups)."""
-
-GRANT_SPAN = timedelta(minutes=30)
-"""How long an approver's "approve identical calls" grant lasts."""
-
-UsageCounts = Callable[[str, str, datetime, datetime], CallCounts]
-"""(tool, requester, recent since, baseline since) → how often the tool was proposed."""
-
-GATE = "gate"
-"""`Action.decided_by` for a call the gate let run at once (low risk, autonomy auto)."""
-
-FEEDBACK_ON = frozenset(
-    {
-        ActionStatus.SUCCEEDED,
-        ActionStatus.FAILED,
-        ActionStatus.UNDONE,
-        ActionStatus.UNDO_FAILED,
-        ActionStatus.NEEDS_REVIEW,
-        ActionStatus.CANCELLED,
-    }
-)
-"""The ends of an action that ask for feedback (👍 / 👎): it ran (or was stopped), or its run
-was undone."""
-
-
-class Verdict(StrEnum):
-    REFUSE = "refuse"
-    RUN_NOW = "run_now"
-    AWAIT = "await"
-    SUGGEST = "suggest"
-    CLARIFY = "clarify"
-
-
-VERDICT_STATUS = {
-    Verdict.REFUSE: ActionStatus.REFUSED,
-    Verdict.RUN_NOW: ActionStatus.APPROVED,
-    Verdict.AWAIT: ActionStatus.AWAITING_APPROVAL,
-    Verdict.SUGGEST: ActionStatus.SUGGESTED,
-}
-
-
-@dataclass(kw_only=True, frozen=True)
-class Origin:
-    """Where a call comes from: who asked, where, and what entered the loop that made it."""
-
-    requester: str
-    channel: str
-    thread_ts: str | None = None
-    taint: str | None = None
-    edited_by: str | None = None
-    on_card: bool = False  # already shown to people (a re-check): confidence no longer asks
-    same_tool_earlier: int = 0
-    said: str = ""  # what the requester wrote (a `remember` must come from it)
-
-
-@dataclass(kw_only=True, frozen=True)
-class Pause:
-    """A scoped pause in force (`/pause tool:NAME`, `channel:C…`, `tier:high`): what it
-    holds, who paused it, why (already safe to post) and when it ends by itself, if timed."""
-
-    kind: PauseKind
-    value: str  # a tool's name, a channel id, or the lowest tier held
-    by: str
-    reason: str = ""
-    until: datetime | None = None
-
-    def holds(self, tool: str, channel: str, risk: Risk | str) -> bool:
-        """Whether this pause holds a call of `tool` asked in `channel` at tier `risk`. The
-        same rule in SQL is `storage.pauses.held_by_a_pause` (a tier scope stores the tiers
-        it holds, `held_tiers`); tests/test_scoped_pause.py checks the two agree."""
-        if self.kind is PauseKind.TOOL:
-            return self.value == tool
-        if self.kind is PauseKind.CHANNEL:
-            return self.value == channel
-        return Risk(risk).rank >= Risk(self.value).rank
-
-    def text(self, at: datetime | None) -> str:
-        """What a held card says: "Paused for this tool by @x until 14:30 UTC: reason"."""
-        if self.kind is PauseKind.TIER:
-            what = (
-                "critical actions"
-                if self.value == Risk.CRITICAL
-                else f"{self.value}-risk actions and above"
-            )
-        else:
-            what = f"this {self.kind.value}"
-        said = f"Paused for {what} by <@{self.by}>"
-        if self.until is not None:
-            said += f" until {until_text(self.until, at)}"
-        return f"{said}: {self.reason}" if self.reason else said
-
-
-def held_tiers(lowest: Risk) -> str:
-    """The tiers a `tier:` scope holds, as its row stores them for the SQL guard
-    (",high,critical,"): `lowest` and every tier above it."""
-    return "," + ",".join(r.value for r in Risk if r.rank >= lowest.rank) + ","
-
-
-def until_text(until: datetime, at: datetime | None) -> str:
-    """When a pause ends, in UTC: "14:30 UTC" today, "Tue 15 Dec 14:30 UTC" another day."""
-    until = until if until.tzinfo is not None else until.replace(tzinfo=UTC)
-    until = until.astimezone(UTC)
-    today = (at if at is not None else utcnow()).astimezone(UTC).date()
-    return until.strftime("%H:%M UTC" if until.date() == today else "%a %d %b %H:%M UTC")
-
-
-@dataclass(kw_only=True, frozen=True)
-class Now:
-    """The state every rule is checked against: read fresh for each decision and click.
-    `paused` is the global pause (`paused_until`: when it ends by itself, if timed);
-    `pauses` the scoped pauses in force."""
-
-    paused: bool
-    autonomy: Mapping[str, str] = field(default_factory=dict)
-    at: datetime | None = None
-    paused_until: datetime | None = None
-    pauses: tuple[Pause, ...] = ()
-
-
-@dataclass(kw_only=True, frozen=True)
-class Decision:
-    """The gate's answer for one proposed call."""
-
-    verdict: Verdict
-    tool: str
-    args_json: str = ""
-    args: dict[str, Any] = field(default_factory=dict)
-    risk: Risk = Risk.LOW
-    autonomy: Autonomy = Autonomy.APPROVE
-    required_approvals: int = 1
-    needs_preview: bool = False
-    escalate: bool = False
-    reason: str = ""
-    policy_version: str = ""
-    # A human checkpoint that holds a call which would otherwise run at once (unusual
-    # usage): what its card says about why it waits.
-    checkpoint: str = ""
-
-    @property
-    def status(self) -> ActionStatus:
-        return VERDICT_STATUS[self.verdict]
-
-
-@dataclass(kw_only=True, frozen=True)
-class Demotion:
-    """Why a tool's record calls for taking it off `auto` (the governor's rule)."""
-
-    rule: str  # "failure rate", "override rate", "👎 rate"
-    rate: float
-    limit: float
-    count: int  # failures, overrides or 👎 …
-    volume: int  # … out of outcomes, decided cards or votes
-    window: str  # "24h", or "since its autonomy last changed"
-    reason: str  # "failure rate 60% (3/5) over 24h"
-
-
-def span_text(span: timedelta) -> str:
-    """A window in words: "10m", "1h", "24h", "7d"."""
-    seconds = int(span.total_seconds())
-    if seconds % 86400 == 0 and seconds > 86400:
-        return f"{seconds // 86400}d"
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
-
-
-class Step(StrEnum):
-    """What an Approve click does, as the gate rules it."""
-
-    DENY = "deny"  # nothing changes; `reason` says why
-    EXPIRE = "expire"  # the card outlived approval_ttl
-    RECHECK = "recheck"  # the rules changed since the card was posted: apply `decision`
-    RECORD = "record"  # record the approval; then start if `Gate.met` and not paused
-    START = "start"  # the approvals on record already meet the rule: start it
-
-
-@dataclass(kw_only=True, frozen=True)
-class Ruling:
-    step: Step
-    reason: str = ""
-    decision: Decision | None = None
+from storage.models import Action, ActionStatus, Approval, ApprovalGrant, Fact, utcnow
 
 
 class Gate:
@@ -297,56 +136,12 @@ class Gate:
         return self.autonomy(tool, overrides).value
 
     def demotion(self, stats: Stats, now: datetime) -> Demotion | None:
-        """Whether an `auto` tool's record over the governor's window (`stats`, counted from
-        its last autonomy change at most) calls for demoting it to `approve`: its failure,
-        override or 👎 rate above `[governor]`'s limit, with at least `min_volume` behind it.
-        None: it keeps its stage."""
-        governor = self.policy.governor
-        if not governor.enabled:
-            return None
-        clipped = stats.since > now - governor.window
-        window = "since its autonomy last changed" if clipped else span_text(governor.window)
-        checks = (
-            ("failure rate", stats.failure_rate, stats.outcomes, governor.max_failure_rate),
-            (
-                "override rate",
-                stats.override_rate,
-                stats.decided_cards,
-                governor.max_override_rate,
-            ),
-            (
-                "👎 rate",
-                stats.downvote_rate,
-                stats.thumbs_up + stats.thumbs_down,
-                governor.max_downvote_rate,
-            ),
-        )
-        for rule, rate, volume, limit in checks:
-            if rate is None or volume < governor.min_volume or rate <= limit:
-                continue
-            count = round(rate * volume)
-            over = window if clipped else f"over {window}"
-            return Demotion(
-                rule=rule,
-                rate=rate,
-                limit=limit,
-                count=count,
-                volume=volume,
-                window=window,
-                reason=f"{rule} {rate:.0%} ({count}/{volume}) {over}",
-            )
-        return None
+        """Whether an `auto` tool's record calls for demoting it (`gate_autonomy.demotion`)."""
+        return demotion(self.policy, stats, now)
 
     def may_set_autonomy(self, tool: str, stage: Autonomy) -> str | None:
         """Why an admin may not set `tool` to `stage` (None: they may)."""
-        if tool not in self.registry:
-            return f"there is no tool called `{tool[:64]}`"
-        t = self.registry.get(tool)
-        if t.read_only:
-            return f"`{tool}` is a read-only lookup; it has no autonomy stage"
-        if stage is Autonomy.AUTO and not (t.risk is Risk.LOW and t.risk_from_args is None):
-            return f"`{tool}` is not low risk, so it can't be `auto`"
-        return None
+        return may_set_autonomy(self.registry, tool, stage)
 
     def approvers(self, tool: str, requester: str = "", channel: str = "") -> list[str]:
         """Who may approve a call of `tool` asked in `channel`, as people: its policy
@@ -359,32 +154,11 @@ class Gate:
 
     def people(self, sources: Iterable[str]) -> set[str]:
         """Approver sources as the people they name at this moment."""
-        found: set[str] = set()
-        for source in sources:
-            if SLACK_GROUP_ID.match(source):
-                found |= self.groups(source)
-            elif (rotation := ONCALL_SOURCE.match(source)) is not None:
-                found.add(self.policy.oncall[rotation.group(1)].on_call(self.clock()))
-            else:
-                found.add(source)
-        return found
+        return people(self.policy, self.groups, self.clock(), sources)
 
     def excluded(self, action: Action) -> set[str]:
-        """Who may not approve an action of its tier: for high and critical, the requester
-        and whoever wrote its current arguments (four eyes)."""
-        if Risk(action.risk) in (Risk.HIGH, Risk.CRITICAL):
-            return {u for u in (action.requester, action.edited_by) if u}
-        return set()
-
-    def _bound(self, action: Action, approvals: Iterable[Approval], allowed: set[str]) -> set[str]:
-        return {
-            a.approver
-            for a in approvals
-            if a.revision == action.revision
-            and a.args_json == action.args_json
-            and a.policy_version == action.policy_version
-            and a.approver in allowed
-        }
+        """Who may not approve an action of its tier (four eyes, `gate_approvers.excluded`)."""
+        return excluded(action)
 
     def counted(self, action: Action, approvals: Iterable[Approval]) -> set[str]:
         """Approvers whose approval counts: bound to this exact call (revision, arguments,
@@ -392,25 +166,7 @@ class Gate:
         allowed = set(
             self.approvers(action.tool, action.requester, action.channel)
         ) - self.excluded(action)
-        return self._bound(action, approvals, allowed)
-
-    def frozen(self, risk: Risk | str, at: datetime | None) -> FreezeWindow | None:
-        """The change freeze in force at `at` for calls of `risk`, if any."""
-        if at is None:
-            return None
-        aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-        return next(
-            (
-                f
-                for f in self.policy.freeze
-                if Risk(risk).at_least(f.tiers) is Risk(risk) and f.covers(aware)
-            ),
-            None,
-        )
-
-    def freeze_text(self, freeze: FreezeWindow) -> str:
-        why = f" ({freeze.reason})" if freeze.reason else ""
-        return f"change freeze “{freeze.name}”{why} until {freeze.until_text()}"
+        return bound(action, approvals, allowed)
 
     def missing(self, action: Action, approvals: Iterable[Approval], at: datetime | None) -> str:
         """What the approvals on record still lack, in words ("" when the rule is met)."""
@@ -419,11 +175,11 @@ class Gate:
         need = max(1, action.required_approvals)
         if have < need:
             return f"another approver ({have} of {need} so far)"
-        freeze = self.frozen(action.risk, at)
+        freeze = frozen(self.policy, action.risk, at)
         if freeze is not None:
             admins = set(self.policy.access.admins) - self.excluded(action)
-            if not self._bound(action, approvals, admins):
-                return f"an admin's approval: a {self.freeze_text(freeze)} is in force"
+            if not bound(action, approvals, admins):
+                return f"an admin's approval: a {freeze_text(freeze)} is in force"
         return ""
 
     def met(
@@ -435,24 +191,12 @@ class Gate:
 
     def rule_text(self, action: Action, at: datetime | None = None) -> str:
         """The approval rule in plain words, for the card."""
-        if action.status == ActionStatus.SUGGESTED:
-            return "suggestion only: nobody can approve it from here"
-        if action.decided_by == GATE:
-            return "ran at once (low risk, autonomy auto)"
-        risk = Risk(action.risk)
-        editor = " or the arguments' editor" if action.edited_by else ""
-        if risk is Risk.CRITICAL:
-            rule = f"two approvers, neither the requester{editor}"
-        elif risk is Risk.HIGH:
-            rule = f"one approver who is not the requester{editor}"
-        else:
-            rule = "one approver"
-        freeze = self.frozen(risk, at) if action.status == ActionStatus.AWAITING_APPROVAL else None
-        if freeze is not None:
-            rule += f", and an admin — {self.freeze_text(freeze)}"
-        return rule
+        return rule_text(action, frozen(self.policy, action.risk, at))
 
     # -- proposals --------------------------------------------------------------------------
+
+    # Why a call needs a click (`gate_proposals.hold_reason`); tests mutate it here.
+    _hold = staticmethod(hold_reason)
 
     def decide(
         self,
@@ -478,11 +222,7 @@ class Gate:
                 policy_version=version,
                 reason=f"{tool} is a read-only lookup, not an action",
             )
-        if (
-            not isinstance(confidence, int | float)
-            or isinstance(confidence, bool)
-            or (math.isnan(confidence) or not 0.0 <= confidence <= 1.0)
-        ):
+        if not valid_confidence(confidence):
             return Decision(
                 verdict=Verdict.REFUSE,
                 tool=tool,
@@ -509,51 +249,43 @@ class Gate:
             "policy_version": version,
         }
         problem = (
-            self._precondition(t, parsed)
-            or self._scope(t, parsed, origin)
-            or self._memory(t, parsed, origin)
+            precondition(t, parsed)
+            or scope(self.policy, t, parsed, origin)
+            or may_remember(
+                self.policy,
+                t,
+                parsed,
+                origin,
+                lambda u: u in self.people(self.policy.access.approvers),
+            )
         )
         if problem:
             return Decision(verdict=Verdict.REFUSE, reason=problem, **base)
-        override = self.policy.override(tool)
+        clarify_below, min_confidence = confidence_floors(self.policy, tool)
         human = origin.edited_by is not None or origin.on_card
-        clarify_below = (
-            override.clarify_below
-            if override.clarify_below is not None
-            else self.policy.gate.clarify_below
-        )
         if not human and confidence < clarify_below:
             return Decision(verdict=Verdict.CLARIFY, reason="confidence too low to propose", **base)
         if autonomy is Autonomy.SUGGEST:
             return Decision(
                 verdict=Verdict.SUGGEST, reason="this tool's autonomy is 'suggest'", **base
             )
-        min_confidence = (
-            override.min_confidence
-            if override.min_confidence is not None
-            else self.policy.gate.min_confidence
-        )
         paused = self.paused_for(tool, origin.channel, risk, now)
         hold = self._hold(risk, autonomy, confidence, min_confidence, origin, paused, human)
         checkpoint = ""
         if hold is None:
-            hold = self._unusual(tool, origin, now)
+            hold = unusual(self.policy, self.usage, tool, origin, now)
             checkpoint = hold or ""
-        freeze = self.frozen(risk, now.at)
+        freeze = frozen(self.policy, risk, now.at)
         if freeze is not None:
-            note = f"a {self.freeze_text(freeze)} is in force, so an admin must approve too"
+            note = f"a {freeze_text(freeze)} is in force, so an admin must approve too"
             checkpoint = hold = f"{hold}; {note}" if hold else note
         if hold is None:
             return Decision(verdict=Verdict.RUN_NOW, required_approvals=0, **base)
         required = 2 if risk is Risk.CRITICAL else 1
-        excluded = (
-            {u for u in (origin.requester, origin.edited_by) if u}
-            if risk in (Risk.HIGH, Risk.CRITICAL)
-            else set()
-        )
-        eligible = set(self.approvers(tool, origin.requester, origin.channel)) - excluded
+        four_eyes = excluded_for(risk, origin.requester, origin.edited_by)
+        eligible = set(self.approvers(tool, origin.requester, origin.channel)) - four_eyes
         if len(eligible) < required:
-            who = "approvers other than the requester" if excluded else "approvers"
+            who = "approvers other than the requester" if four_eyes else "approvers"
             return Decision(
                 verdict=Verdict.REFUSE,
                 reason=(
@@ -572,122 +304,9 @@ class Gate:
             **base,
         )
 
-    @staticmethod
-    def _hold(
-        risk: Risk,
-        autonomy: Autonomy,
-        confidence: float,
-        min_confidence: float,
-        origin: Origin,
-        paused: str | None,
-        human: bool,
-    ) -> str | None:
-        """Why a call needs a click (None: it may run at once)."""
-        if risk is not Risk.LOW or autonomy is not Autonomy.AUTO:
-            return ""
-        if human:
-            return "a person has already seen or edited it, so it runs on a click"
-        if origin.taint:
-            return (
-                f"the plan read text not written by the requester ({origin.taint}), "
-                "so it never runs unattended"
-            )
-        if confidence < min_confidence:
-            return f"confidence is below {min_confidence:.0%}"
-        if paused:
-            return paused
-        return None
-
-    def _unusual(self, tool: str, origin: Origin, now: Now) -> str | None:
-        """The unusual-usage checkpoint (`[usage]`), for a new call that would otherwise run
-        at once: more calls of `tool` in the last `window` (counting this one and the plan's
-        earlier ones) than `min_calls` and than `factor` times the tool's average per window
-        over the `baseline` before — by this requester, or by everyone — need a click. A
-        failure to count fails closed."""
-        rule = self.policy.usage
-        if not rule.enabled:
-            return None
-        at = now.at or utcnow()
-        recent_since = at - rule.window
-        if self.usage is None:
-            counts = CallCounts(0, 0, 0, 0)
-        else:
-            try:
-                baseline_since = recent_since - rule.baseline
-                counts = self.usage(tool, origin.requester, recent_since, baseline_since)
-            except Exception:
-                log.exception("could not count recent calls of %s", tool)
-                return "its recent usage could not be counted, so it waits for a click"
-        this = origin.same_tool_earlier + 1  # not stored yet
-        windows = rule.baseline / rule.window
-        for who, recent, baseline in (
-            ("by the requester", counts.recent_by_requester, counts.baseline_by_requester),
-            ("by everyone", counts.recent_overall, counts.baseline_overall),
-        ):
-            usual = baseline / windows
-            if recent + this > max(rule.min_calls, rule.factor * usual):
-                shown = round(usual, 1) if usual >= 1 else round(usual, 2)
-                return (
-                    f"unusual usage: {recent + this} calls of {tool} {who} in the last "
-                    f"{span_text(rule.window)}; usual ≈ {shown:g}"
-                )
-        return None
-
-    @staticmethod
-    def _precondition(tool: Tool[Any], parsed: Any) -> str | None:
-        try:
-            failed = tool.failed_precondition(parsed)
-        except PreconditionFailed as exc:
-            failed = str(exc)
-        return f"precondition failed — {failed}" if failed else None
-
-    def _scope(self, tool: Tool[Any], parsed: Any, origin: Origin) -> str | None:
-        """Where a call may reach: a tool that posts may post only in the request's own
-        channel or the channels its policy lists, never in the admin channel; and a request
-        may call one tool only `max_per_request` times."""
-        override = self.policy.override(tool.name)
-        if origin.same_tool_earlier >= override.max_per_request:
-            return f"{tool.name} may be called at most {override.max_per_request} times per request"
-        if tool.target_channel is None:
-            return None
-        target = tool.target_channel(parsed)
-        if target == self.policy.access.admin_channel:
-            return "Warden's admin channel is not a place a tool may post or act in"
-        if target != origin.channel and target not in (override.channels or []):
-            return (
-                f"{tool.name} may reach only the channel it was asked in"
-                + (f" or in {', '.join(override.channels)}" if override.channels else "")
-                + f" (tools.{tool.name}.channels lists others)"
-            )
-        return None
-
-    def _memory(self, tool: Tool[Any], parsed: Any, origin: Origin) -> str | None:
-        """What may be remembered: only what a person wrote (a proposed fact's words must be
-        in the requester's message, so nothing is lifted from a tool's output or from
-        recalled memory), never a decision (those come from outcomes), and workspace-wide
-        facts only from approvers and admins."""
-        if tool.name != REMEMBER:
-            return None
-        if parsed.about == "workspace" and not (
-            origin.requester in self.policy.access.admins
-            or origin.requester in self.people(self.policy.access.approvers)
-        ):
-            return "only approvers and admins may set facts for the whole workspace"
-        human = origin.edited_by is not None or origin.on_card
-        if not human and not grounded(f"{parsed.subject} {parsed.text}", origin.said):
-            return (
-                "a fact must come from what the requester wrote, and this one is not in "
-                "their message"
-            )
-        return None
-
     def may_forget(self, fact: Fact, user: str) -> str | None:
-        """Who may forget a fact: whoever it is about (a user fact), its author, an admin."""
-        if user in self.policy.access.admins:
-            return None
-        if (fact.scope == "user" and fact.scope_id == user) or fact.author == user:
-            return None
-        return "only the person it is about, its author or an admin may forget it"
+        """Who may forget a fact (`gate_memory.may_forget`)."""
+        return may_forget(self.policy, fact, user)
 
     def may_give_feedback(
         self, action: Action, user: str, approved_by: Iterable[str] = ()
@@ -695,7 +314,7 @@ class Gate:
         """Who may give 👍 / 👎 on an action, once it has ended: its requester, the tool's
         approvers, anyone who approved it (`approved_by`, any revision) and admins."""
         if action.status not in FEEDBACK_ON:
-            return f"this action is {_words(action.status)}; feedback opens once it has ended"
+            return f"this action is {words(action.status)}; feedback opens once it has ended"
         if (
             user == action.requester
             or user in self.approvers(action.tool, action.requester, action.channel)
@@ -708,10 +327,8 @@ class Gate:
     def may_see_stats(self, user: str) -> str | None:
         """Who may read Warden's stats in Slack (`/warden stats`): admins and approvers. They
         hold no personal data, but they are the operators' view of how Warden is doing."""
-        access = self.policy.access
-        sources = [*access.approvers, *(s for c in access.channels.values() for s in c.approvers)]
-        sources += [s for o in self.policy.tools.values() for s in o.approvers or ()]
-        if user in access.admins or user in self.people(sources):
+        sources = every_approver_source(self.policy)
+        if user in self.policy.access.admins or user in self.people(sources):
             return None
         return "only Warden's approvers and admins can see its stats"
 
@@ -719,20 +336,9 @@ class Gate:
         """The decision a waiting or approved action would get now, if the rules changed
         under it (a new policy version, its tool set to `suggest`); None if it stands."""
         if action.policy_version == self.policy.version:
-            if (
-                self.autonomy(action.tool, now.autonomy) is Autonomy.SUGGEST
-                and action.status != ActionStatus.SUGGESTED
-            ):
-                return Decision(
-                    verdict=Verdict.SUGGEST,
-                    tool=action.tool,
-                    args_json=action.args_json,
-                    risk=Risk(action.risk),
-                    autonomy=Autonomy.SUGGEST,
-                    reason="this tool's autonomy was changed to 'suggest'",
-                    policy_version=action.policy_version,
-                )
-            return None
+            if self.autonomy(action.tool, now.autonomy) is not Autonomy.SUGGEST:
+                return None
+            return suggest_instead(action)
         try:
             args = self.real_args(action)
         except ValueError:
@@ -741,7 +347,7 @@ class Gate:
             tool=action.tool,
             args=args,
             confidence=action.confidence,
-            origin=self.origin_of(action),
+            origin=origin_of(action),
             now=now,
         )
         if decision.verdict in (Verdict.RUN_NOW, Verdict.CLARIFY):
@@ -749,39 +355,20 @@ class Gate:
             decision = replace(decision, verdict=Verdict.AWAIT, required_approvals=1)
         return decision
 
-    @staticmethod
-    def origin_of(action: Action) -> Origin:
-        return Origin(
-            requester=action.requester,
-            channel=action.channel,
-            thread_ts=action.thread_ts,
-            taint=action.taint,
-            edited_by=action.edited_by,
-            on_card=True,
-        )
-
     # -- clicks -----------------------------------------------------------------------------
 
     def approve(self, action: Action, approvals: list[Approval], user: str, now: Now) -> Ruling:
         """What an Approve click by `user` does to `action` now."""
         mine = any(a.approver == user and a.revision == action.revision for a in approvals)
-        if action.status != ActionStatus.AWAITING_APPROVAL:
-            if mine:
-                return Ruling(
-                    step=Step.DENY,
-                    reason=f"you already approved this; it is now {_words(action.status)}",
-                )
-            return Ruling(
-                step=Step.DENY,
-                reason=f"this action is {_words(action.status)}; there is nothing to approve",
-            )
-        if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
-            return Ruling(step=Step.EXPIRE, reason="this approval request has expired")
+        stale = not_waiting(action, mine, now)
+        if stale is not None:
+            return stale
         changed = self.recheck(action, now)
         if changed is not None:
             return Ruling(step=Step.RECHECK, decision=changed, reason=changed.reason)
         freeze_admin = (
-            self.frozen(action.risk, now.at) is not None and user in self.policy.access.admins
+            frozen(self.policy, action.risk, now.at) is not None
+            and user in self.policy.access.admins
         )
         if (
             user not in self.approvers(action.tool, action.requester, action.channel)
@@ -818,7 +405,7 @@ class Gate:
         paused = self.paused_for(action.tool, action.channel, action.risk, now)
         if paused:
             return paused
-        if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
+        if expired(action, now):
             return EXPIRED
         if action.policy_version != self.policy.version:
             return "the policy changed after approval"
@@ -838,7 +425,7 @@ class Gate:
                 Risk(action.risk) is Risk.LOW
                 and self.autonomy(action.tool, now.autonomy) is Autonomy.AUTO
                 and not action.taint
-                and self.frozen(action.risk, now.at) is None
+                and frozen(self.policy, action.risk, now.at) is None
             ):
                 return None
             return "it no longer qualifies to run without an approval"
@@ -850,39 +437,17 @@ class Gate:
         return None
 
     def paused_for(self, tool: str, channel: str, risk: Risk | str, now: Now) -> str | None:
-        """Why a call of `tool` asked in `channel` at tier `risk` is held by a pause now, in
-        the words its card shows (None: no pause holds it). The global pause holds every
-        call; a scoped pause only its own (`Pause.holds`). The executor's claim carries the
-        same rule in its SQL (`storage.pauses.held_by_a_pause`), so a pause that committed
-        first wins over a claim even when this answer was read just before it."""
-        if now.paused:
-            if now.paused_until is None:
-                return "Warden is paused: nothing runs until /resume"
-            ends = until_text(now.paused_until, now.at)
-            return f"Warden is paused until {ends}: nothing runs until then or /resume"
-        for pause in now.pauses:
-            if pause.holds(tool, channel, risk):
-                return pause.text(now.at)
-        return None
+        """Why a pause holds a call now (`gate_pauses.paused_for`; None: none holds it)."""
+        return paused_for(tool, channel, risk, now)
 
     def may_pause_tool(self, tool: str) -> str | None:
-        """Why `/pause tool:NAME` can't pause `tool` (None: it can): an unknown tool, or a
-        read-only lookup that no pause stops (`reaches_out`)."""
-        if tool not in self.registry:
-            return f"there is no tool called `{tool[:64]}` (`/warden autonomy` lists them)"
-        if not self.reaches_out(self.registry.get(tool)):
-            return (
-                f"`{tool}` is a read-only lookup that runs no command and calls no endpoint, "
-                "so a pause would hold nothing"
-            )
-        return None
+        """Why `/pause tool:NAME` can't pause `tool` (`gate_pauses.may_pause_tool`)."""
+        return may_pause_tool(self.registry, tool)
 
     @staticmethod
     def reaches_out(tool: Tool[Any]) -> bool:
-        """Whether running `tool` can touch anything outside Warden: every tool with side
-        effects, and read-only lookups that run a command or call an endpoint. Pauses stop
-        these; other lookups (memory, tasks, Slack's directory) are never paused."""
-        return not tool.read_only or tool.source in ("runbook", "endpoint")
+        """Whether a pause stops running `tool` (`gate_pauses.reaches_out`)."""
+        return reaches_out(tool)
 
     # -- attention: reminders, grants, break glass -----------------------------------------
 
@@ -893,31 +458,20 @@ class Gate:
         if action.status != ActionStatus.AWAITING_APPROVAL:
             return []
         candidates = set(self.approvers(action.tool, action.requester, action.channel))
-        if self.frozen(action.risk, now.at) is not None:
+        if frozen(self.policy, action.risk, now.at) is not None:
             candidates |= set(self.policy.access.admins)
         eligible = [
             u for u in candidates if self.approve(action, approvals, u, now).step is Step.RECORD
         ]
-        # A card whose approvers are a big group does not DM all of them: whoever is on call
-        # first, then people named by id, then group members, at most MAX_REMINDED.
         sources = self.policy.approvers_for(action.tool, action.channel)
         on_call = self.people(s for s in sources if ONCALL_SOURCE.match(s))
-        named = {s for s in sources if not SLACK_GROUP_ID.match(s) and not ONCALL_SOURCE.match(s)}
-        ranked = sorted(eligible, key=lambda u: (u not in on_call, u not in named, u))
-        return ranked[:MAX_REMINDED]
+        return rank_reminded(eligible, sources, on_call)
 
     def grant(self, action: Action, approvals: list[Approval], user: str, now: Now) -> Ruling:
         """What "Approve identical calls for 30 min" by `user` does: exactly what their
         Approve click does (the grant is recorded with an approval they may give now, or
         already gave), and never for a critical call."""
-        if Risk(action.risk) is Risk.CRITICAL:
-            return Ruling(
-                step=Step.DENY,
-                reason="a 30-minute grant is never given for critical actions",
-            )
-        if action.tool == REMEMBER:
-            return Ruling(step=Step.DENY, reason="facts are confirmed one at a time")
-        return self.approve(action, approvals, user, now)
+        return grant_refusal(action) or self.approve(action, approvals, user, now)
 
     def grant_counts(
         self,
@@ -938,22 +492,10 @@ class Gate:
         cover this: " (`handlers.blocks`), in the channel the call was asked in: short words
         about this call and the grant's approver, nothing about where the grant was given or
         who else may approve."""
+        mismatch = grant_mismatch(action, grant, args_digest, self.policy.version, now)
+        if mismatch is not None:
+            return mismatch
         risk = Risk(action.risk)
-        if risk is Risk.CRITICAL:
-            return "a critical call always needs people to click Approve"
-        if action.taint:
-            # Text not written by the requester shaped this plan: it never runs unattended,
-            # and a grant would let an injection repeat the call with nobody looking.
-            return "this call was planned from text its requester did not write"
-        at = now.at or utcnow()
-        if grant.until <= at:
-            return "it ran out"
-        if grant.tool != action.tool or grant.args_digest != args_digest:
-            return "it was given for another call"
-        if grant.risk != action.risk:
-            return f"it was given at {grant.risk} risk, and this call is {risk.value} risk"
-        if not grant.policy_version == action.policy_version == self.policy.version:
-            return "Warden's policy changed since it was given"
         ruling = self.approve(action, approvals, grant.approver, now)
         if ruling.step is Step.RECORD:
             return None
@@ -969,23 +511,13 @@ class Gate:
         run a high-risk call alone — four eyes' one exception — with a reason, while it
         waits, is not expired and is the call the card shows (the rules unchanged); never a
         critical call, never while a pause holds it."""
-        if user not in self.policy.access.admins:
-            return "only Warden admins may break the glass"
-        risk = Risk(action.risk)
-        if risk is Risk.CRITICAL:
-            return "break glass is never allowed for critical actions: they need two approvers"
-        if risk is not Risk.HIGH:
-            return (
-                f"break glass is for high-risk actions; a {risk.value}-risk one needs an approval"
-            )
-        if not reason.strip():
-            return "breaking the glass needs a reason"
-        if action.status != ActionStatus.AWAITING_APPROVAL:
-            return f"this action is {_words(action.status)}; there is nothing to run"
+        refused = break_glass_refusal(action, user in self.policy.access.admins, reason)
+        if refused is not None:
+            return refused
         paused = self.paused_for(action.tool, action.channel, action.risk, now)
         if paused:
             return f"{paused} — not even by breaking the glass"
-        if action.expires_at is not None and now.at is not None and action.expires_at <= now.at:
+        if expired(action, now):
             return "this approval request has expired"
         if self.recheck(action, now) is not None:
             return "the rules changed since this card was posted; look at the card again"
@@ -1015,7 +547,7 @@ class Gate:
         ):
             return "only the requester or an approver may edit this action"
         if action.status != ActionStatus.AWAITING_APPROVAL:
-            return f"this action is {_words(action.status)}; it can't be edited now"
+            return f"this action is {words(action.status)}; it can't be edited now"
         return None
 
     def may_reject(self, action: Action, user: str) -> str | None:
@@ -1024,7 +556,7 @@ class Gate:
         ):
             return "only approvers or the requester may reject this"
         if action.status not in (ActionStatus.AWAITING_APPROVAL, ActionStatus.SUGGESTED):
-            return f"this action is {_words(action.status)}; it can't be rejected now"
+            return f"this action is {words(action.status)}; it can't be rejected now"
         return None
 
     def may_undo(self, action: Action, user: str, now: Now) -> str | None:
@@ -1045,13 +577,7 @@ class Gate:
         paused = self.paused_for(action.tool, action.channel, action.risk, now)
         if paused:
             return f"{paused}. Nothing it holds runs — not even an undo. Try after /resume"
-        if (
-            action.status not in UNDOABLE
-            or action.undo_until is None
-            or (now.at is not None and action.undo_until <= now.at)
-        ):
-            return "this can't be undone any more (the undo window closed, or it was undone)"
-        return None
+        return undo_closed(action, now)
 
     def may_cancel(self, action: Action, user: str, now: Now) -> str | None:
         """Cancel stops a running command: the tool's approvers (as people now) and
@@ -1068,18 +594,4 @@ class Gate:
             if user == action.requester:
                 return f"a {risk.value}-risk action is cancelled by its approvers or an admin"
             return "only its approvers, an admin or the requester may cancel it"
-        if action.status != ActionStatus.EXECUTING:
-            if action.status in (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED):
-                return f"it is {_words(action.status)}, not running yet"
-            return (
-                f"it had already ended ({_words(action.status)}) when your click arrived, "
-                "so nothing was stopped"
-            )
-        tool = self.registry.get(action.tool) if action.tool in self.registry else None
-        if tool is None or tool.source != "runbook":
-            return "only commands (runbooks) can be stopped; this call can't be cut off safely"
-        return None
-
-
-def _words(status: str) -> str:
-    return status.replace("_", " ")
+        return not_stoppable(action, self.registry)

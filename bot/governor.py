@@ -22,9 +22,9 @@ import json
 import logging
 
 from bot.core import Core
-from bot.gate import Demotion
+from bot.gate_types import Demotion
 from bot.metrics import window_stats
-from bot.policy import Autonomy
+from bot.policy_types import Autonomy
 from storage.models import Action, ActionStatus, AutonomySetting
 
 log = logging.getLogger(__name__)

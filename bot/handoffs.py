@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from bot.gate import Gate, Now
+from bot.gate import Gate
+from bot.gate_types import Now
 from storage.models import Action, ActionStatus, Approval
 
 ARRIVAL_S = 0.05  # how long a click waits for a free executor thread to take its run

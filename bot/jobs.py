@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.incidents import remind_due_incidents
+from bot.incident_reminders import remind_due_incidents
 from bot.tasks import fire_due_reminders
 from storage.outbox import HEARTBEAT_EVERY
 
@@ -138,7 +138,8 @@ def fire_reminders(instance: str) -> int:
 def remind_incident_leads(instance: str) -> int:
     """The lead of an open incident with no status update for `[incidents]
     status_update_every` is reminded in its channel, once however many replicas run this (a
-    conditional update of the incident's `next_reminder_at` decides, `bot/incidents.py`)."""
+    conditional update of the incident's `next_reminder_at` decides,
+    `bot/incident_reminders.py`)."""
     lifecycle = _INSTANCES.get(instance)  # None: stopping
     return remind_due_incidents(lifecycle.core) if lifecycle is not None else 0
 

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.chat import Chat
 from bot.plugins import PluginContext
-from bot.policy import SLACK_USER_ID, Policy, Risk
+from bot.policy import Policy
+from bot.policy_types import SLACK_USER_ID, Risk
 from bot.tools import Tool, ToolContext, ToolResult
 from storage.models import ActionStatus, utcnow
 from storage.repo import Store

@@ -21,7 +21,7 @@ from sqlmodel import col
 from bot.core import Core
 from bot.errors import WardenError
 from bot.escalation import needs_new_preview, raised_to_critical
-from bot.gate import EXPIRED, Verdict
+from bot.gate_types import EXPIRED, Verdict
 from bot.logcontext import bind, scoped
 from bot.runbooks import truncate_middle
 from bot.tools import ToolResult

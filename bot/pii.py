@@ -53,7 +53,7 @@ from bot.pii_finders import (
 )
 from bot.pii_kinds import PLACEHOLDER, Found, Kind, Spans, compact, overlaps
 from bot.pii_phones import find_phones, phone_normal
-from bot.policy import RedactionPolicy
+from bot.policy_sections import RedactionPolicy
 
 __all__ = ["PLACEHOLDER", "Detector", "Found", "Kind", "Masker"]
 

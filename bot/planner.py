@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.errors import ToolArgumentsError, UnknownTool
-from bot.policy import PLACEHOLDER, Policy
+from bot.policy import Policy
+from bot.policy_types import PLACEHOLDER
 from bot.tools import ToolRegistry
 
 MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")

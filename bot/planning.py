@@ -21,7 +21,7 @@ from bot.core import Core, new_id
 from bot.errors import PlannerUnavailable
 from bot.escalation import critical_notice
 from bot.execution import LEASE_GRACE, Execution, Executor
-from bot.gate import Decision, Origin, Verdict
+from bot.gate_types import Decision, Origin, Verdict
 from bot.logcontext import bind, bound, scoped
 from bot.memory import REMEMBER, Memory
 from bot.pii import Masker
@@ -35,7 +35,7 @@ from bot.planner import (
     Usage,
     clean_text,
 )
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.redact import redact
 from bot.tools import canonical_json
 from storage.models import Action, ActionStatus, Request, RequestStatus

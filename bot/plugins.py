@@ -40,7 +40,8 @@ from pydantic import BaseModel
 
 from bot.chat import Chat
 from bot.errors import ConfigError, PreconditionFailed
-from bot.policy import Policy, Risk
+from bot.policy import Policy
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolRegistry
 from storage.models import utcnow
 from storage.repo import Store

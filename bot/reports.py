@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from bot.cards import Card, build_card
 from bot.control import scope_label
-from bot.gate import until_text
+from bot.gate_text import until_text
 from bot.lifecycle import Lifecycle
 from bot.memory import line as memory_line
 from bot.metrics import (

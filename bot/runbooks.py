@@ -33,7 +33,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from bot.errors import ToolFailed
-from bot.policy import PLACEHOLDER, Param, Risk, Runbook
+from bot.policy_runbooks import Param, Runbook
+from bot.policy_types import PLACEHOLDER, Risk
 from bot.tools import Tool, ToolContext, ToolResult
 
 OUTPUT_KEEP = 16_000  # characters kept from each end of a command's output

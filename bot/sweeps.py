@@ -19,10 +19,11 @@ from bot.control import scope_label
 from bot.core import Core
 from bot.delivery import Delivery
 from bot.execution import Execution
-from bot.gate import Pause, span_text, until_text
+from bot.gate_text import span_text, until_text
+from bot.gate_types import Pause
 from bot.intake import Intake
 from bot.planning import Planning
-from bot.policy import Risk
+from bot.policy_types import Risk
 from storage.models import Action, ActionStatus, PauseKind
 from storage.outbox import Notice
 

@@ -46,7 +46,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from bot.channel_args import no_controls
 from bot.lookup_tools import visible
 from bot.plugins import PluginContext
-from bot.policy import SLACK_CHANNEL_ID, SLACK_USER_ID, Risk
+from bot.policy_types import SLACK_CHANNEL_ID, SLACK_USER_ID, Risk
 from bot.tools import Tool, ToolContext, ToolResult
 from storage.models import Reminder, Task, utcnow
 from storage.outbox import Notice

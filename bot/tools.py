@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.chat import Chat
 from bot.errors import ToolArgumentsError, UnknownTool
-from bot.policy import Risk
+from bot.policy_types import Risk
 
 A = TypeVar("A", bound=BaseModel)
 

@@ -18,7 +18,7 @@ from typing import Any
 from bot.approvals import EditForm
 from bot.cards import Button, Card, Intent
 from bot.feedback import MAX_COMMENT
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.reports import Home, HomeBreakGlass, HomeItem, HomeStats, HomeTask
 from bot.sanitize import neutralise
 

@@ -57,10 +57,13 @@ from bot.control import scope_label
 from bot.core import Core, new_id, new_trace
 from bot.errors import ToolArgumentsError, UnknownTool
 from bot.execution import Preview
-from bot.gate import GATE, Decision, Gate, Now, Origin, Verdict, span_text, until_text
+from bot.gate import Gate
+from bot.gate_text import span_text, until_text
+from bot.gate_types import GATE, Decision, Now, Origin, Verdict
 from bot.governor import GOVERNOR
 from bot.planner import AliasPlanner, PlanRequest, Proposals
-from bot.policy import Policy, Risk
+from bot.policy import Policy
+from bot.policy_types import Risk
 from bot.settings import Settings
 from bot.tools import Tool, ToolRegistry, canonical_json
 from handlers.blocks import render_card

@@ -6,8 +6,8 @@ is at least (`tiers LIKE '%,' || action.risk || ',%'`). `held_by_a_pause()` is t
 WHERE clause over the `action` row a statement updates; `Store.transition(…,
 unless_paused=True)` puts `NOT (…)` in the claim's own UPDATE, so a pause that committed first
 always wins over a claim, on SQLite and PostgreSQL alike. Its other face is the gate's
-`Gate.paused_for` / `Pause.holds` (bot/gate.py), which the executor asks just before
-claiming; tests/test_scoped_pause.py checks the two agree over a table of cases.
+`Gate.paused_for` / `Pause.holds` (bot/gate.py, bot/gate_types.py), which the executor asks
+just before claiming; tests/test_scoped_pause.py checks the two agree over a table of cases.
 
 A pause lasts until it is ended: by `/resume`, or — once its `until` has passed — by the
 auto-resume job. Each end is one conditional update (`… WHERE id = :id AND ended_at IS

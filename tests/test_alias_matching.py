@@ -30,7 +30,8 @@ from bot.planner import (
     Unknown,
     clean_text,
 )
-from bot.policy import PLACEHOLDER, parse_policy
+from bot.policy import parse_policy
+from bot.policy_types import PLACEHOLDER
 from tests.conftest import REQUESTER, examples, policy_data
 
 

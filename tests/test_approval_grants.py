@@ -15,7 +15,9 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.app import build_registry
-from bot.gate import GRANT_SPAN, Gate, Now
+from bot.gate import Gate
+from bot.gate_grants import GRANT_SPAN
+from bot.gate_types import Now
 from bot.policy import parse_policy
 from bot.settings import Settings
 from handlers.runtime import start

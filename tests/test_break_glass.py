@@ -13,7 +13,8 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.app import build_registry
-from bot.gate import Gate, Now
+from bot.gate import Gate
+from bot.gate_types import Now
 from bot.policy import parse_policy
 from storage.models import Action, ActionStatus, AuditEvent, utcnow
 from tests.conftest import ADMIN, APPROVER, APPROVER2, REQUESTER, policy_data

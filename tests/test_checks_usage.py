@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import build_registry
-from bot.gate import Gate, Now, Origin, Verdict
+from bot.gate import Gate
+from bot.gate_types import Now, Origin, Verdict
 from bot.jobs import run_checks
 from bot.metrics import window_stats
 from bot.policy import Policy, parse_policy

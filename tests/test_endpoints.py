@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from bot.app import build_registry, check
 from bot.endpoints import build_url, endpoint_tool
 from bot.errors import ConfigError, ToolArgumentsError, ToolFailed
-from bot.policy import Endpoint, parse_policy
+from bot.policy import parse_policy
+from bot.policy_endpoints import Endpoint
 from bot.settings import Settings
 from bot.tools import Tool, ToolContext
 from storage.models import ActionStatus

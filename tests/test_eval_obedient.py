@@ -14,7 +14,8 @@ import pytest
 from bot.errors import ConfigError
 from bot.eval_cases import load_suite
 from bot.evaluation import run_suite
-from bot.gate import Gate, Origin
+from bot.gate import Gate
+from bot.gate_types import Origin
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from bot.errors import ConfigError
-from bot.gate import Gate, Now
-from bot.policy import FreezeWindow, Policy, parse_policy
+from bot.gate import Gate
+from bot.gate_types import Now
+from bot.policy import Policy, parse_policy
+from bot.policy_gate import FreezeWindow
 from storage.models import Action, ActionStatus, Approval
 from tests.conftest import ADMIN, APPROVER, REQUESTER, policy_data
 from tests.slack_fixtures import CHANNEL, Slack, SlackFactory, card_text

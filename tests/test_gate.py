@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from bot.app import build_registry
-from bot.gate import GATE, Decision, Gate, Now, Origin, Step, Verdict
-from bot.policy import Autonomy, Policy, Risk, parse_policy
+from bot.gate import Gate
+from bot.gate_types import GATE, Decision, Now, Origin, Step, Verdict
+from bot.policy import Policy, parse_policy
+from bot.policy_types import Autonomy, Risk
 from storage.models import Action, ActionStatus, Approval
 from tests.conftest import (
     APPROVER,

@@ -28,10 +28,13 @@ from sqlmodel import col, select
 from bot.chat import Chat
 from bot.claude import CANNOT_HELP
 from bot.errors import ToolArgumentsError
-from bot.incidents import channel_name, incident_tools, remind_due_incidents
+from bot.incident_reminders import remind_due_incidents
+from bot.incident_words import channel_name
+from bot.incidents import incident_tools
 from bot.jobs import JOBS
 from bot.lifecycle import Lifecycle
-from bot.policy import Policy, Risk, parse_policy
+from bot.policy import Policy, parse_policy
+from bot.policy_types import Risk
 from bot.settings import Settings
 from bot.tools import Tool, ToolContext, ToolResult
 from devslack import Persona, Workspace

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core import Reply
-from bot.gate import Now
+from bot.gate_types import Now
 from bot.policy import Policy
 from storage.models import Action, ActionStatus, AuditEvent, utcnow
 from storage.repo import UNSURE

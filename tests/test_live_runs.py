@@ -23,7 +23,8 @@ import bot.execution
 import bot.live_card
 from bot.app import build_registry
 from bot.cards import CardFacts, build_card, duration_text
-from bot.gate import Gate, Now
+from bot.gate import Gate
+from bot.gate_types import Now
 from bot.metrics import compute
 from bot.policy import Policy, parse_policy
 from bot.runbooks import LIVE_RUN, LiveRun, run_argv

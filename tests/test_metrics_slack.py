@@ -21,7 +21,8 @@ from sqlalchemy import text
 
 from bot.claude import price_for
 from bot.metrics import WINDOWS
-from bot.policy import AlertsPolicy, parse_policy
+from bot.policy import parse_policy
+from bot.policy_sections import AlertsPolicy
 from bot.settings import DEFAULT_MODEL, Settings
 from handlers.prometheus import MetricsServer, Probes
 from handlers.runtime import metrics_server

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from bot.errors import ConfigError
 from bot.pii import PLACEHOLDER, Detector, Kind, Masker
-from bot.policy import MemoryPolicy, RedactionPolicy, parse_policy
+from bot.policy import parse_policy
+from bot.policy_sections import MemoryPolicy, RedactionPolicy
 from bot.sealing import Sealer, SealError
 from bot.settings import Settings, insecure_dev_data_key, load_settings
 from tests.conftest import examples, policy_data

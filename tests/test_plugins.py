@@ -51,7 +51,7 @@ OWN = {
 TOOL_MODULE = """
 from pydantic import BaseModel, ConfigDict
 
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolRegistry, ToolResult
 
 MARKS = []

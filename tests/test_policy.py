@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from bot.errors import ConfigError
-from bot.policy import load_policy, parse_duration, parse_policy
+from bot.policy import load_policy, parse_policy
+from bot.policy_types import parse_duration
 from tests.conftest import APPROVER, APPROVER2, policy_data
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import build_registry
-from bot.gate import Gate, Now
+from bot.gate import Gate
+from bot.gate_types import Now
 from bot.policy import parse_policy
 from storage.models import Action, ActionStatus, utcnow
 from tests.anthropic_stub import AnthropicStub, propose, reply, text, tool_use

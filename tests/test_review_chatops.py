@@ -51,10 +51,12 @@ import pytest
 import bot.plugins as plugins
 from bot.claude import CANNOT_HELP
 from bot.endpoints import HttpCall, endpoint_tool, send
-from bot.incidents import channel_name, remind_due_incidents
+from bot.incident_reminders import remind_due_incidents
+from bot.incident_words import channel_name
 from bot.lookup_tools import tools as lookup_entry_point
 from bot.plugins import Plugin, PluginContext, discover
-from bot.policy import Endpoint, parse_policy
+from bot.policy import parse_policy
+from bot.policy_endpoints import Endpoint
 from bot.sanitize import as_data
 from bot.settings import Settings
 from bot.tasks import check_frequency, fire_due_reminders
@@ -495,7 +497,7 @@ def test_a_lookup_answer_cannot_close_its_data_fence(
 SLOPPY_PLUGIN = """
 from pydantic import BaseModel, ConfigDict
 
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolResult
 
 TIERS = {"staging": Risk.LOW, "prod": Risk.HIGH}
@@ -542,7 +544,7 @@ def tools(ctx):
 BROKEN_RESULT_PLUGIN = """
 from pydantic import BaseModel, ConfigDict
 
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import Tool
 
 
@@ -625,7 +627,7 @@ import threading
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolResult
 
 RELEASE = threading.Event()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ToolArgumentsError
-from bot.policy import Runbook
+from bot.policy_runbooks import Runbook
 from bot.runbooks import OUTPUT_KEEP, runbook_tool
 from bot.tools import ToolContext
 

@@ -19,8 +19,11 @@ import pytest
 
 from bot.app import build_registry
 from bot.control import PauseOrder, Scope, parse_pause, parse_resume
-from bot.gate import Gate, Now, Pause, held_tiers
-from bot.policy import Policy, Risk
+from bot.gate import Gate
+from bot.gate_pauses import held_tiers
+from bot.gate_types import Now, Pause
+from bot.policy import Policy
+from bot.policy_types import Risk
 from bot.settings import Settings
 from handlers.runtime import Running, start
 from storage.db import Database

@@ -12,7 +12,7 @@ from warden_example import REGISTRY
 from warden_example.tools import PAGER_FILE, TEAMS
 
 from bot.plugins import check_tool, discover
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import Tool, ToolContext
 
 

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.policy import Risk
+from bot.policy_types import Risk
 from bot.tools import ToolContext, ToolRegistry, ToolResult
 
 REGISTRY = ToolRegistry()
